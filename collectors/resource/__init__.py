@@ -1,0 +1,5 @@
+"""Resource-layer collectors (CPU, memory, disk, network of UnderCloud hosts)."""
+
+from collectors.resource.host import HostCollector
+
+__all__ = ["HostCollector"]

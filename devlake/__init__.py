@@ -1,0 +1,1 @@
+"""DevLake: Kafka consumers that store samples in InfluxDB, one database per OverCloud."""

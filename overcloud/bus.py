@@ -1,0 +1,145 @@
+"""The Kafka bus: topic names, topic creation, and configured kafka-python clients.
+
+Only this module and the processes that move data (agents, DevLake, orchestrator) talk to
+Kafka; collectors never do. The broker may be tansu (memory only: it forgets topics when
+restarted), so `ensure_topics` is cheap and called whenever a client (re)connects.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from typing import Any, Protocol
+
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
+from kafka.admin import NewTopic
+from kafka.errors import KafkaError, TopicAlreadyExistsError
+
+from overcloud.errors import TemporaryError
+from overcloud.events import Event
+from overcloud.samples import Layer
+from overcloud.settings import Settings
+from overcloud.wire import encode_event
+
+log = logging.getLogger(__name__)
+
+
+def metrics_topic(settings: Settings, layer: Layer | str) -> str:
+    return settings.topic(f"metrics.{Layer(layer).value}")
+
+
+def events_topic(settings: Settings) -> str:
+    return settings.topic("events")
+
+
+def deadletter_topic(settings: Settings) -> str:
+    return settings.topic("deadletter")
+
+
+def all_topics(settings: Settings) -> dict[str, int]:
+    """Every topic the system uses, with its partition count.
+
+    Metric topics are keyed by node and partitioned so DevLake consumers can share them;
+    the events topic has one partition so that events about one OverCloud stay in order.
+    """
+    topics = {metrics_topic(settings, layer): settings.kafka.partitions for layer in Layer}
+    topics[events_topic(settings)] = 1
+    topics[deadletter_topic(settings)] = 1
+    return topics
+
+
+def ensure_topics(settings: Settings, topics: dict[str, int] | None = None) -> None:
+    """Create missing topics; raises `TemporaryError` while the broker is unreachable."""
+    wanted = all_topics(settings) if topics is None else topics
+    try:
+        admin = KafkaAdminClient(
+            bootstrap_servers=settings.kafka.bootstrap,
+            client_id="overcloud-admin",
+            request_timeout_ms=5000,
+            bootstrap_timeout_ms=5000,
+            reconnect_backoff_max_ms=1000,
+        )
+    except KafkaError as exc:
+        raise TemporaryError(f"Kafka broker at {settings.kafka.bootstrap} unreachable: {exc}") from None
+    try:
+        existing = set(admin.list_topics())
+        missing = [NewTopic(t, n, 1) for t, n in wanted.items() if t not in existing]
+        if missing:
+            try:
+                admin.create_topics(missing)
+            except TopicAlreadyExistsError:
+                pass
+            log.info("created topics %s", ", ".join(t.name for t in missing))
+    except KafkaError as exc:
+        raise TemporaryError(f"could not create topics: {exc}") from None
+    finally:
+        admin.close()
+
+
+def make_producer(settings: Settings, **overrides: Any) -> KafkaProducer:
+    options: dict[str, Any] = {
+        "bootstrap_servers": settings.kafka.bootstrap,
+        "acks": 1,
+        "linger_ms": 5,
+        "max_block_ms": 5000,
+        "retries": 3,
+        "compression_type": None,
+        "max_request_size": 8 * 1024 * 1024,
+        "bootstrap_timeout_ms": 5000,
+        "reconnect_backoff_max_ms": 1000,
+    }
+    options.update(overrides)
+    try:
+        return KafkaProducer(**options)
+    except KafkaError as exc:
+        raise TemporaryError(f"Kafka broker at {settings.kafka.bootstrap} unreachable: {exc}") from None
+
+
+def make_consumer(
+    settings: Settings, topics: Iterable[str], group: str, **overrides: Any
+) -> KafkaConsumer:
+    options: dict[str, Any] = {
+        "bootstrap_servers": settings.kafka.bootstrap,
+        "group_id": group,
+        "enable_auto_commit": False,
+        "auto_offset_reset": "earliest",
+        # tansu takes half the session timeout to admit a member: keep it short
+        "session_timeout_ms": 6000,
+        "heartbeat_interval_ms": 1000,
+        "max_poll_interval_ms": 600_000,
+        "fetch_max_bytes": 32 * 1024 * 1024,
+        "max_partition_fetch_bytes": 8 * 1024 * 1024,
+        "bootstrap_timeout_ms": 10000,
+        "reconnect_backoff_max_ms": 1000,
+    }
+    options.update(overrides)
+    try:
+        return KafkaConsumer(*topics, **options)
+    except KafkaError as exc:
+        raise TemporaryError(f"Kafka broker at {settings.kafka.bootstrap} unreachable: {exc}") from None
+
+
+class EventBus(Protocol):
+    """What publishes domain events; the Kafka one below, or a list in unit tests."""
+
+    def publish(self, event: Event, key: str | None = None) -> None: ...
+
+
+class KafkaEventBus:
+    """Publishes events to the events topic and waits for the broker's acknowledgement."""
+
+    def __init__(self, settings: Settings, producer: KafkaProducer | None = None) -> None:
+        self._settings = settings
+        self._producer = producer or make_producer(settings)
+        self._topic = events_topic(settings)
+
+    def publish(self, event: Event, key: str | None = None) -> None:
+        try:
+            self._producer.send(
+                self._topic, key=key.encode() if key else None, value=encode_event(event)
+            ).get(timeout=10)
+        except KafkaError as exc:
+            raise TemporaryError(f"could not publish {event.TYPE}: {exc}") from None
+
+    def close(self) -> None:
+        self._producer.close(timeout=5)

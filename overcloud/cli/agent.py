@@ -1,0 +1,69 @@
+"""`overcloud agent run`: collect on an interval and publish to Kafka."""
+
+from __future__ import annotations
+
+import threading
+from typing import Annotated
+
+import typer
+
+from overcloud.cli.common import console, install_signal_handlers, settings, setup_logging
+from overcloud.errors import UserError
+
+app = typer.Typer(help="Metric agents.", no_args_is_help=True)
+
+LAYER_COLLECTORS = {"resource": ["host"]}
+
+
+@app.command()
+def run(
+    layer: Annotated[str, typer.Option(help="Which layer to collect: resource.")] = "resource",
+    interval: Annotated[float | None, typer.Option(help="Seconds between collections (>= 1).")] = None,
+    once: Annotated[bool, typer.Option("--once", help="Collect once, deliver, exit.")] = False,
+    overcloud: Annotated[str, typer.Option(help="OverCloud the samples belong to.")] = "",
+    node: Annotated[str, typer.Option(help="Node name (default: this host's name).")] = "",
+    cluster: Annotated[str, typer.Option(help="Logical cluster name.")] = "",
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Run an agent for one layer until SIGTERM/SIGINT (or once with --once)."""
+    from agents.publisher import Publisher
+    from agents.runtime import Agent, default_identity, prime, spool_path
+    from agents.spool import Spool
+    from collectors.base import build
+    from overcloud.samples import Layer
+
+    if layer not in LAYER_COLLECTORS:
+        raise UserError(f"unknown layer {layer!r}; available: {', '.join(LAYER_COLLECTORS)}")
+    s = settings()
+    every = s.agent.interval if interval is None else interval
+    if every < 1:
+        raise UserError(f"--interval must be at least 1 second, got {every:g}")
+    if any(name and not _valid_name(name) for name in (overcloud, node, cluster)):
+        raise UserError("--overcloud and --node take names of letters, digits, '-' and '_'")
+    setup_logging(verbose)
+    identity = default_identity(overcloud, node, cluster)
+    collectors = [build(name) for name in LAYER_COLLECTORS[layer]]
+    spool = Spool(spool_path(s, identity, Layer(layer)), s.agent.spool_max_bytes)
+    publisher = Publisher(s, spool)
+    agent = Agent(s, identity, collectors, publisher)
+    if once:
+        prime(collectors, min(every, 1.0))
+        n = agent.cycle()
+        delivered = publisher.close(timeout=s.agent.send_timeout)
+        state = "delivered" if delivered else f"spooled in {spool.path} (broker unreachable)"
+        console.print(f"collected {n} samples from node {identity.node}: {state}")
+        return
+    stop = threading.Event()
+    install_signal_handlers(stop)
+    console.print(
+        f"agent: layer={layer} node={identity.node} overcloud={overcloud or '-'} "
+        f"every {every:g}s → {s.kafka.bootstrap}"
+    )
+    agent.run(every, stop)
+    publisher.close(timeout=s.agent.send_timeout)
+
+
+def _valid_name(name: str) -> bool:
+    import re
+
+    return re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_\-]{0,62}", name) is not None

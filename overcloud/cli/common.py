@@ -1,0 +1,47 @@
+"""Shared CLI state: the settings tree (loaded once), consoles, and output helpers."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from pathlib import Path
+
+from rich.console import Console
+
+from overcloud.settings import Settings, load_settings
+
+console = Console()
+err = Console(stderr=True)
+
+_config: dict[str, Path | None] = {"path": None}
+_settings: dict[str, Settings] = {}
+
+
+def set_config(path: Path | None) -> None:
+    _config["path"] = path
+    _settings.clear()
+
+
+def settings() -> Settings:
+    if "s" not in _settings:
+        _settings["s"] = load_settings(_config["path"])
+    return _settings["s"]
+
+
+def setup_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    for noisy in ("kafka", "apscheduler", "httpx", "httpcore", "urllib3"):
+        logging.getLogger(noisy).setLevel(logging.WARNING if not verbose else logging.INFO)
+    # kafka-python logs every failed reconnect at ERROR; our own code reports outages once
+    logging.getLogger("kafka").setLevel(logging.CRITICAL if not verbose else logging.INFO)
+
+
+def install_signal_handlers(stop: threading.Event) -> None:
+    """SIGTERM and SIGINT set `stop` so long-running commands finish their batch and exit."""
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())

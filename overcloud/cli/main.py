@@ -1,0 +1,52 @@
+"""Entry point: `overcloud …`. User mistakes print one line and exit non-zero, no traceback."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from overcloud.cli import common
+from overcloud.cli.agent import app as agent_app
+from overcloud.cli.devlake import app as devlake_app
+from overcloud.cli.metrics import app as metrics_app
+from overcloud.cli.services import app as services_app
+from overcloud.errors import OverCloudError
+
+app = typer.Typer(
+    name="overcloud",
+    help="OverClouds for SaaS developers: provisioning, telemetry and alerting.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.add_typer(services_app, name="services")
+app.add_typer(agent_app, name="agent")
+app.add_typer(devlake_app, name="devlake")
+app.add_typer(metrics_app, name="metrics")
+
+
+@app.callback()
+def _root(
+    config: Annotated[
+        Path | None,
+        typer.Option("--config", "-c", help="TOML settings file (else $OVERCLOUD_CONFIG, ./overcloud.toml)."),
+    ] = None,
+) -> None:
+    common.set_config(config)
+
+
+def main() -> None:
+    try:
+        app()
+    except OverCloudError as exc:
+        common.err.print(f"[red]error:[/red] {exc}", markup=True, highlight=False, soft_wrap=True)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

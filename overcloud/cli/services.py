@@ -1,0 +1,44 @@
+"""`overcloud services up|down|status`: the local broker and InfluxDB (and more later)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from overcloud.cli.common import console, settings
+from overcloud.services import manager
+
+app = typer.Typer(help="Install, start, stop and inspect the local services.", no_args_is_help=True)
+
+Names = Annotated[list[str] | None, typer.Argument(help="Services (default: all default ones).")]
+
+
+def _table(rows: list[manager.ServiceStatus]) -> Table:
+    t = Table(title="OverCloud services")
+    for col in ("service", "state", "pid", "address", "health", "log"):
+        t.add_column(col)
+    for r in rows:
+        health = "[green]ok[/]" if r.healthy else ("[red]down[/]" if r.pid else "-")
+        t.add_row(r.name, r.state, str(r.pid or "-"), r.address, health, r.log)
+    return t
+
+
+@app.command()
+def up(names: Names = None) -> None:
+    """Install what is missing, start, and wait until each service answers."""
+    console.print(_table(manager.up(settings(), names)))
+
+
+@app.command()
+def down(names: Names = None) -> None:
+    """Stop the services this state directory started (only by their recorded pids)."""
+    stopped = manager.down(settings(), names)
+    console.print(f"stopped: {', '.join(stopped) if stopped else 'nothing was running'}")
+
+
+@app.command()
+def status(names: Names = None) -> None:
+    """Show each service, its pid, address and health."""
+    console.print(_table(manager.status(settings(), names)))

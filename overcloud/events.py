@@ -1,0 +1,144 @@
+"""Domain events: one frozen, versioned class per event, registered by its type name.
+
+Events are the contract between the parts (CLI, orchestrator, DevLake, alerting). Each class
+names its wire `TYPE` and schema `VERSION`; `overcloud.wire` turns them into the JSON envelope
+`{"type", "version", "id", "time", "payload"}` and back. `id` makes handling idempotent: a
+consumer that sees the same id twice may skip it.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+
+def new_id() -> str:
+    """A fresh event id (UUID4 hex); stable across redeliveries because it travels with the event."""
+    return uuid.uuid4().hex
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+EVENT_TYPES: dict[str, type[Event]] = {}
+
+
+@dataclass(frozen=True, kw_only=True)
+class Event:
+    """Base of all events. Subclasses set `TYPE` and `VERSION` and add payload fields."""
+
+    TYPE: ClassVar[str] = ""
+    VERSION: ClassVar[int] = 1
+
+    id: str = field(default_factory=new_id)
+    time: datetime = field(default_factory=utcnow)
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        type_name = cls.__dict__.get("TYPE") or cls.__name__
+        cls.TYPE = type_name
+        if type_name in EVENT_TYPES and EVENT_TYPES[type_name] is not cls:
+            raise TypeError(f"event type {type_name!r} is registered twice")
+        EVENT_TYPES[type_name] = cls
+
+
+# --- OverCloud lifecycle -------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class OverCloudRequested(Event):
+    """A developer asked for an OverCloud; `spec` is the validated request document."""
+
+    name: str
+    owner: str
+    spec: dict[str, Any]
+
+
+@dataclass(frozen=True, kw_only=True)
+class OverCloudReady(Event):
+    name: str
+    url: str
+    nodes: dict[str, str] = field(default_factory=dict)
+    """node name -> UnderCloud host it runs on"""
+
+
+@dataclass(frozen=True, kw_only=True)
+class OverCloudFailed(Event):
+    name: str
+    task: str
+    reason: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class OverCloudDeleteRequested(Event):
+    name: str
+    keep_data: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
+class OverCloudDeleted(Event):
+    name: str
+
+
+# --- UnderCloud health and migration -------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class NodeOverloaded(Event):
+    host: str
+    rule: str
+    value: float
+    threshold: float
+    node: str = ""
+    overcloud: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class NodeRecovered(Event):
+    host: str
+    rule: str
+    value: float
+    node: str = ""
+    overcloud: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class MigrationStarted(Event):
+    overcloud: str
+    node: str
+    source: str
+    target: str
+    reason: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class MigrationFinished(Event):
+    overcloud: str
+    node: str
+    source: str
+    target: str
+    downtime_s: float
+    ok: bool = True
+    reason: str = ""
+
+
+# --- Alerting ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class AlertFiring(Event):
+    rule: str
+    severity: str
+    labels: dict[str, str]
+    value: float
+    summary: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class AlertResolved(Event):
+    rule: str
+    labels: dict[str, str]
+    value: float

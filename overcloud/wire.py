@@ -1,0 +1,182 @@
+"""The one place that encodes and decodes what travels on Kafka.
+
+Every message is a JSON envelope::
+
+    {"type": "NodeOverloaded", "version": 1, "id": "…", "time": "2026-…Z", "payload": {…}}
+
+Domain events (`overcloud.events`) are validated with pydantic against their dataclass.
+Metric batches use the type `SampleBatch`; their payload is compact because it is the hot
+path (hundreds of thousands of points per second)::
+
+    {"samples": [[measurement, {tag: value}, {field: value}, time_ns], …]}
+
+Anything malformed or of an unknown type raises `DecodeError` with a reason that a consumer
+puts into its dead-letter record; nothing here ever raises anything else for bad bytes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import cache
+from typing import Any
+
+import orjson
+import pydantic
+
+from overcloud.errors import DecodeError
+from overcloud.events import EVENT_TYPES, Event, new_id
+from overcloud.samples import Sample
+
+SAMPLE_BATCH = "SampleBatch"
+SAMPLE_BATCH_VERSION = 1
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]{0,127}$")
+
+
+@dataclass(frozen=True, slots=True)
+class SampleBatch:
+    """A batch of samples as decoded from one message (`id` identifies the batch)."""
+
+    id: str
+    time: datetime
+    samples: tuple[Sample, ...]
+
+
+# --- events --------------------------------------------------------------------------------
+
+
+def encode_event(event: Event) -> bytes:
+    payload = {
+        f.name: getattr(event, f.name)
+        for f in dataclasses.fields(event)
+        if f.name not in ("id", "time")
+    }
+    return orjson.dumps(
+        {
+            "type": event.TYPE,
+            "version": event.VERSION,
+            "id": event.id,
+            "time": event.time,
+            "payload": payload,
+        },
+        option=orjson.OPT_UTC_Z,
+    )
+
+
+@cache
+def _adapter(cls: type[Event]) -> pydantic.TypeAdapter[Any]:
+    return pydantic.TypeAdapter(cls)
+
+
+def decode_event(raw: bytes) -> Event:
+    """Decode an event envelope; raises `DecodeError` for anything that is not a known event."""
+    env = _envelope(raw)
+    type_name = env["type"]
+    cls = EVENT_TYPES.get(type_name)
+    if cls is None:
+        raise DecodeError(f"unknown event type {type_name!r}")
+    if env["version"] != cls.VERSION:
+        raise DecodeError(
+            f"{type_name} version {env['version']} is not supported (expected {cls.VERSION})"
+        )
+    payload = env["payload"]
+    if not isinstance(payload, dict):
+        raise DecodeError(f"{type_name}: payload must be an object")
+    if "id" in payload or "time" in payload:
+        raise DecodeError(f"{type_name}: 'id' and 'time' belong to the envelope, not the payload")
+    try:
+        event: Event = _adapter(cls).validate_python(
+            {**payload, "id": env["id"], "time": env["time"]}
+        )
+    except pydantic.ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or 'payload'}: {err['msg']}"
+            for err in exc.errors()
+        )
+        raise DecodeError(f"{type_name}: {problems}") from None
+    return event
+
+
+def _envelope(raw: bytes) -> dict[str, Any]:
+    try:
+        env = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise DecodeError(f"not JSON: {exc}") from None
+    if not isinstance(env, dict):
+        raise DecodeError("envelope must be a JSON object")
+    missing = [k for k in ("type", "version", "id", "time", "payload") if k not in env]
+    if missing:
+        raise DecodeError(f"envelope lacks {', '.join(missing)}")
+    if not isinstance(env["type"], str) or not isinstance(env["version"], int):
+        raise DecodeError("envelope 'type' must be a string and 'version' an integer")
+    if not isinstance(env["id"], str) or not env["id"]:
+        raise DecodeError("envelope 'id' must be a non-empty string")
+    return env
+
+
+# --- sample batches ------------------------------------------------------------------------
+
+
+def encode_samples(samples: Iterable[Sample], batch_id: str | None = None) -> bytes:
+    rows = [[s.measurement, s.tags, s.fields, s.time_ns] for s in samples]
+    return orjson.dumps(
+        {
+            "type": SAMPLE_BATCH,
+            "version": SAMPLE_BATCH_VERSION,
+            "id": batch_id or new_id(),
+            "time": datetime.now(UTC),
+            "payload": {"samples": rows},
+        },
+        option=orjson.OPT_UTC_Z | orjson.OPT_NON_STR_KEYS,
+    )
+
+
+def decode_samples(raw: bytes) -> SampleBatch:
+    """Decode and validate a `SampleBatch`; one bad sample rejects the whole message."""
+    env = _envelope(raw)
+    if env["type"] != SAMPLE_BATCH:
+        raise DecodeError(f"expected {SAMPLE_BATCH}, got {env['type']!r}")
+    if env["version"] != SAMPLE_BATCH_VERSION:
+        raise DecodeError(f"{SAMPLE_BATCH} version {env['version']} is not supported")
+    payload = env["payload"]
+    rows = payload.get("samples") if isinstance(payload, dict) else None
+    if not isinstance(rows, list):
+        raise DecodeError("payload.samples must be a list")
+    try:
+        when = datetime.fromisoformat(env["time"])
+    except (TypeError, ValueError):
+        raise DecodeError("envelope 'time' must be an ISO 8601 timestamp") from None
+    return SampleBatch(env["id"], when, tuple(_sample(i, row) for i, row in enumerate(rows)))
+
+
+def _sample(index: int, row: Any) -> Sample:
+    if not isinstance(row, list) or len(row) != 4:
+        raise DecodeError(f"samples[{index}] must be [measurement, tags, fields, time_ns]")
+    measurement, tags, fields, ts = row
+    if not isinstance(measurement, str) or not _NAME.match(measurement):
+        raise DecodeError(f"samples[{index}]: bad measurement name {measurement!r}")
+    if not isinstance(tags, dict) or not all(
+        isinstance(k, str) and k and isinstance(v, str) for k, v in tags.items()
+    ):
+        raise DecodeError(f"samples[{index}]: tags must map names to strings")
+    if not isinstance(fields, dict) or not fields:
+        raise DecodeError(f"samples[{index}]: fields must be a non-empty object")
+    for k, v in fields.items():
+        if not k or not isinstance(v, int | float | str):
+            raise DecodeError(f"samples[{index}]: field {k!r} has unsupported value {v!r}")
+        if isinstance(v, float) and not math.isfinite(v):
+            raise DecodeError(f"samples[{index}]: field {k!r} is not finite")
+    if type(ts) is not int or ts <= 0:
+        raise DecodeError(f"samples[{index}]: time_ns must be a positive integer")
+    return Sample(measurement, tags, fields, ts)
+
+
+def describe(raw: bytes, limit: int = 200) -> str:
+    """A short printable prefix of a message, for dead-letter records and logs."""
+    text = raw[:limit].decode("utf-8", errors="replace")
+    return text + ("…" if len(raw) > limit else "")
+
