@@ -12,6 +12,9 @@ from rich.console import Console
 from overcloud.settings import Settings, load_settings
 
 console = Console()
+if not console.is_terminal:
+    # piped or captured: do not squeeze tables into 80 columns
+    console = Console(width=200)
 err = Console(stderr=True)
 
 _config: dict[str, Path | None] = {"path": None}

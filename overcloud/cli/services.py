@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -17,11 +18,13 @@ Names = Annotated[list[str] | None, typer.Argument(help="Services (default: all 
 
 def _table(rows: list[manager.ServiceStatus]) -> Table:
     t = Table(title="OverCloud services")
-    for col in ("service", "state", "pid", "address", "health", "log"):
-        t.add_column(col)
+    for col in ("service", "state", "pid", "address", "health"):
+        t.add_column(col, no_wrap=True)
     for r in rows:
         health = "[green]ok[/]" if r.healthy else ("[red]down[/]" if r.pid else "-")
-        t.add_row(r.name, r.state, str(r.pid or "-"), r.address, health, r.log)
+        t.add_row(r.name, r.state, str(r.pid or "-"), r.address, health)
+    if rows:
+        t.caption = f"logs: {Path(rows[0].log).parent}"
     return t
 
 
