@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -90,6 +91,58 @@ class DevLakeSettings:
 
 
 @dataclass(frozen=True)
+class UnderCloudSettings:
+    """The local UnderCloud: LXD daemons on this machine, each one an UnderCloud host."""
+
+    hosts: str = "lxd1,lxd2"
+    """Comma-separated names of the local LXD daemons (host i counts from 1 in this order)."""
+    bridge_prefix: str = "ocbr"
+    """Host i gets the bridge `<prefix><i>` (interface names have 15 characters at most)."""
+    subnet_prefix: str = "10.231"
+    """Host i gets the bridge subnet `<prefix>.<i>.1/24`: always explicit, never auto-detected."""
+    https_port: int = 18443
+    """Host i serves its API (remote access, migration) on 127.0.0.1:<port + i - 1>."""
+    image_cache: str = ""
+    """Built images, kept across state directories; empty: $XDG_CACHE_HOME/overcloud."""
+    mirror: str = "http://deb.debian.org/debian"
+    """Debian mirror for debootstrap."""
+    suite: str = "bookworm"
+    """Debian release of every image we build."""
+
+    @property
+    def host_names(self) -> list[str]:
+        return [h.strip() for h in self.hosts.split(",") if h.strip()]
+
+    @property
+    def cache_dir(self) -> Path:
+        if self.image_cache:
+            return Path(self.image_cache).expanduser()
+        base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+        return Path(base) / "overcloud"
+
+
+@dataclass(frozen=True)
+class LxdHost:
+    """One local LXD daemon as the rest of the code sees it (derived from the settings)."""
+
+    name: str
+    index: int
+    lxd_dir: Path
+    bridge: str
+    address: str
+    """Bridge address with prefix length, e.g. 10.231.1.1/24."""
+    https_port: int
+
+    @property
+    def socket(self) -> Path:
+        return self.lxd_dir / "unix.socket"
+
+    @property
+    def https_url(self) -> str:
+        return f"https://127.0.0.1:{self.https_port}"
+
+
+@dataclass(frozen=True)
 class Settings:
     state_dir: Path = field(default_factory=_default_state_dir)
     """Pid files, logs, data and spools of everything `overcloud` starts."""
@@ -97,13 +150,30 @@ class Settings:
     influx: InfluxSettings = field(default_factory=InfluxSettings)
     agent: AgentSettings = field(default_factory=AgentSettings)
     devlake: DevLakeSettings = field(default_factory=DevLakeSettings)
+    undercloud: UnderCloudSettings = field(default_factory=UnderCloudSettings)
+
+    @property
+    def lxd_hosts(self) -> list[LxdHost]:
+        """The local LXD daemons, each with its LXD_DIR under `<state_dir>/lxd/<name>`."""
+        u = self.undercloud
+        return [
+            LxdHost(
+                name=name,
+                index=i,
+                lxd_dir=self.state_dir / "lxd" / name,
+                bridge=f"{u.bridge_prefix}{i}",
+                address=f"{u.subnet_prefix}.{i}.1/24",
+                https_port=u.https_port + i - 1,
+            )
+            for i, name in enumerate(u.host_names, start=1)
+        ]
 
     def topic(self, name: str) -> str:
         return f"{self.kafka.topic_prefix}.{name}"
 
 
 _SECTIONS = {"kafka": KafkaSettings, "influx": InfluxSettings, "agent": AgentSettings,
-             "devlake": DevLakeSettings}
+             "devlake": DevLakeSettings, "undercloud": UnderCloudSettings}
 
 
 def load_settings(config: Path | None = None, env: dict[str, str] | None = None) -> Settings:
@@ -193,3 +263,30 @@ def _validate(s: Settings) -> None:
         raise ConfigError("devlake.batch_points must be >= 1 and devlake.linger > 0")
     if s.influx.url and not s.influx.url.startswith(("http://", "https://")):
         raise ConfigError(f"influx.url must start with http:// or https://, got {s.influx.url!r}")
+    _validate_undercloud(s.undercloud)
+
+
+def _validate_undercloud(u: UnderCloudSettings) -> None:
+    names = u.host_names
+    if not names:
+        raise ConfigError("undercloud.hosts must name at least one LXD host")
+    if len(set(names)) != len(names):
+        raise ConfigError(f"undercloud.hosts has duplicate names: {u.hosts!r}")
+    bad = [n for n in names if not re.fullmatch(r"[a-z][a-z0-9-]{0,30}", n)]
+    if bad:
+        raise ConfigError(
+            f"undercloud.hosts: {', '.join(bad)} must be lowercase letters, digits and '-'"
+        )
+    if not 1 <= len(names) <= 254:
+        raise ConfigError("undercloud.hosts: at most 254 hosts")
+    if len(u.bridge_prefix) + len(str(len(names))) > 13 or not re.fullmatch(
+        r"[a-z][a-z0-9]*", u.bridge_prefix
+    ):
+        raise ConfigError(f"undercloud.bridge_prefix {u.bridge_prefix!r}: lowercase, short")
+    parts = u.subnet_prefix.split(".")
+    if len(parts) != 2 or not all(p.isdigit() and 0 <= int(p) <= 255 for p in parts):
+        raise ConfigError(
+            f"undercloud.subnet_prefix must look like '10.231', got {u.subnet_prefix!r}"
+        )
+    if not 1 <= u.https_port <= 65535 - len(names):
+        raise ConfigError(f"undercloud.https_port must be a TCP port, got {u.https_port}")

@@ -5,6 +5,8 @@
 - `influxdb`: Debian's InfluxDB 1.x, v1 HTTP API, data under the state directory.
 - `victoriametrics`: Debian's VictoriaMetrics, only to exercise the v2 write path
   (`/api/v2/write`) on a real server; not started by default.
+- `dockerd`: a Docker engine of our own that builds the stack images (services/dockerd.py).
+- `lxd`: the local LXD daemons, one per UnderCloud host (services/lxd.py).
 """
 
 from __future__ import annotations
@@ -20,7 +22,9 @@ import httpx
 
 from overcloud.bus import ensure_topics
 from overcloud.errors import ServiceError, TemporaryError
-from overcloud.services.process import Daemon, port_open
+from overcloud.services.dockerd import dockerd_daemon
+from overcloud.services.lxd import lxd_service
+from overcloud.services.process import Daemon, Supervised, port_open
 from overcloud.settings import Settings
 from overcloud.waiting import WaitTimeout, wait_until
 
@@ -29,7 +33,7 @@ from overcloud.waiting import WaitTimeout, wait_until
 class ServiceSpec:
     name: str
     packages: list[str]
-    daemon: Callable[[Settings], Daemon]
+    daemon: Callable[[Settings], Supervised]
     after_start: Callable[[Settings], None] = lambda s: None
     default: bool = True
     requires: list[str] = field(default_factory=list)
@@ -162,5 +166,7 @@ CATALOG: dict[str, ServiceSpec] = {
         ServiceSpec("kafka", [], kafka_daemon, after_start=_kafka_topics),
         ServiceSpec("influxdb", ["influxdb"], influx_daemon),
         ServiceSpec("victoriametrics", ["victoria-metrics"], victoriametrics_daemon, default=False),
+        ServiceSpec("dockerd", ["docker.io"], dockerd_daemon, default=False),
+        ServiceSpec("lxd", ["lxd"], lxd_service, default=False),
     )
 }

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from overcloud.errors import ServiceError
 
@@ -45,6 +46,24 @@ def _cmdline(pid: int) -> list[str]:
     except OSError:
         return []
     return [p.decode(errors="replace") for p in raw.split(b"\0") if p]
+
+
+class Supervised(Protocol):
+    """What the services manager needs from a service: a `Daemon`, or a group of them."""
+
+    @property
+    def address(self) -> str: ...
+
+    @property
+    def log_file(self) -> Path: ...
+
+    def pid(self) -> int | None: ...
+
+    def ready(self) -> bool: ...
+
+    def start(self) -> int: ...
+
+    def stop(self) -> bool: ...
 
 
 @dataclass

@@ -1,0 +1,300 @@
+"""Local LXD daemons, each one an UnderCloud host (`lxd1`, `lxd2`, … from the settings).
+
+Every daemon has its own LXD_DIR (`<state>/lxd/<name>`), unix socket, bridge with an
+explicit subnet, `dir` storage pool and HTTPS listener on a loopback port. We never run
+`lxd init --auto`: its subnet detection pings addresses outside this machine; the preseed
+below names every address. All `lxc` calls share one client directory (LXD_CONF,
+`<state>/lxd/client`) so nothing is written into $HOME; its client certificate is trusted
+by every daemon, and its remotes `<name>` point at the HTTPS listeners: that is what lets
+`lxc move lxd1:c lxd2:c` (or a pylxd migration, which refuses unix-socket sources) work
+between the hosts, exactly as it would between two machines.
+
+Stopping a host stops its instances first (`lxc stop --all --force`), then `lxd shutdown`:
+SIGTERM alone leaves containers running. Only the pid we recorded is ever signalled.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+
+from overcloud.errors import ServiceError
+from overcloud.services.process import Daemon
+from overcloud.settings import LxdHost, Settings
+
+
+def client_dir(s: Settings) -> Path:
+    """LXD_CONF shared by every `lxc` call we make: client certificate and remotes."""
+    return s.state_dir / "lxd" / "client"
+
+
+def lxc_env(s: Settings, host: LxdHost) -> dict[str, str]:
+    """Environment for `lxc`/`lxd` commands aimed at `host` (its socket is the `local:` remote)."""
+    return {**os.environ, "LXD_DIR": str(host.lxd_dir), "LXD_CONF": str(client_dir(s))}
+
+
+def lxc(
+    s: Settings,
+    host: LxdHost,
+    *args: str,
+    timeout: float = 600,
+    check: bool = True,
+    stdin: Any = None,
+) -> subprocess.CompletedProcess[str]:
+    """Run `lxc ARGS` against `host`; raises `ServiceError` with lxc's own message on failure."""
+    proc = subprocess.run(
+        ["lxc", *args],
+        env=lxc_env(s, host),
+        capture_output=True,
+        text=stdin is None,
+        stdin=stdin,
+        timeout=timeout,
+        check=False,
+    )
+    out = proc.stdout if isinstance(proc.stdout, str) else proc.stdout.decode(errors="replace")
+    err = proc.stderr if isinstance(proc.stderr, str) else proc.stderr.decode(errors="replace")
+    result = subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+    if check and proc.returncode != 0:
+        raise ServiceError(f"{host.name}: lxc {' '.join(args[:3])} failed: {err.strip()[-400:]}")
+    return result
+
+
+class LocalApi:
+    """The LXD REST API of one host over its unix socket (no client certificate needed)."""
+
+    def __init__(self, host: LxdHost, timeout: float = 30.0) -> None:
+        self.host = host
+        self._client = httpx.Client(
+            transport=httpx.HTTPTransport(uds=str(host.socket)),
+            base_url="http://lxd",
+            timeout=timeout,
+        )
+
+    def __enter__(self) -> LocalApi:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._client.close()
+
+    def get(self, path: str) -> Any:
+        r = self._client.get(path)
+        if r.status_code >= 400:
+            raise ServiceError(f"{self.host.name}: GET {path}: {r.text[:300]}")
+        return r.json()["metadata"]
+
+    def post(self, path: str, body: dict[str, Any]) -> Any:
+        r = self._client.post(path, json=body)
+        if r.status_code >= 400:
+            raise ServiceError(f"{self.host.name}: POST {path}: {r.text[:300]}")
+        return r.json().get("metadata")
+
+
+def api_answers(host: LxdHost) -> bool:
+    if not host.socket.exists():
+        return False
+    try:
+        with LocalApi(host, timeout=1.0) as api:
+            return bool(api.get("/1.0").get("api_version"))
+    except (httpx.HTTPError, ServiceError, OSError, ValueError):
+        return False
+
+
+def preseed(host: LxdHost) -> str:
+    """The `lxd init --preseed` document: explicit subnet, no IPv6, `dir` pool, loopback HTTPS.
+
+    Applying it again to an initialised daemon updates in place, so start-up is idempotent.
+    """
+    doc = {
+        "config": {"core.https_address": f"127.0.0.1:{host.https_port}"},
+        "networks": [
+            {
+                "name": host.bridge,
+                "type": "bridge",
+                "config": {
+                    "ipv4.address": host.address,
+                    "ipv4.nat": "true",
+                    "ipv6.address": "none",
+                },
+            }
+        ],
+        "storage_pools": [{"name": "default", "driver": "dir"}],
+        "profiles": [
+            {
+                "name": "default",
+                "devices": {
+                    "eth0": {"name": "eth0", "network": host.bridge, "type": "nic"},
+                    "root": {"path": "/", "pool": "default", "type": "disk"},
+                },
+            }
+        ],
+    }
+    return yaml.safe_dump(doc, sort_keys=False)
+
+
+@dataclass
+class LxdHostService:
+    """One LXD daemon: start it, apply the preseed, stop it with its instances."""
+
+    settings: Settings
+    host: LxdHost
+
+    @property
+    def daemon(self) -> Daemon:
+        h = self.host
+        return Daemon(
+            name=f"lxd-{h.name}",
+            argv=[
+                shutil.which("lxd") or "/usr/bin/lxd",
+                "--group", "root",
+                "--logfile", str(h.lxd_dir / "lxd.log"),
+            ],
+            state_dir=self.settings.state_dir,
+            ready=lambda: api_answers(h),
+            address=h.https_url,
+            port=("127.0.0.1", h.https_port),
+            env={"LXD_DIR": str(h.lxd_dir), "LXD_CONF": str(client_dir(self.settings))},
+            start_timeout=60,
+            prepare=self._prepare,
+        )
+
+    def _prepare(self) -> None:
+        h = self.host
+        h.lxd_dir.mkdir(parents=True, exist_ok=True)
+        os.chmod(h.lxd_dir, 0o711)
+        if api_answers(h):
+            raise ServiceError(
+                f"{h.name}: an LXD daemon we have no pid for already serves {h.socket}; "
+                "stop it (lxd shutdown with that LXD_DIR) and retry"
+            )
+
+    def start(self) -> int:
+        pid = self.daemon.start()
+        proc = subprocess.run(
+            ["lxd", "init", "--preseed"],
+            input=preseed(self.host),
+            env=lxc_env(self.settings, self.host),
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        if proc.returncode != 0:
+            raise ServiceError(
+                f"{self.host.name}: lxd init --preseed failed: {proc.stderr.strip()}"
+            )
+        return pid
+
+    def stop(self) -> bool:
+        d = self.daemon
+        if d.pid() is None:
+            return False
+        env = lxc_env(self.settings, self.host)
+        if api_answers(self.host):
+            subprocess.run(
+                ["lxc", "stop", "--all", "--force"],
+                env=env, capture_output=True, timeout=120, check=False,
+            )
+            subprocess.run(
+                ["lxd", "shutdown", "--timeout", "60"],
+                env=env, capture_output=True, timeout=90, check=False,
+            )
+        return d.stop(timeout=30)
+
+
+def _fingerprint(cert_pem: bytes) -> str:
+    body = b"".join(
+        ln for ln in cert_pem.splitlines() if ln and not ln.startswith(b"-----")
+    )
+    return hashlib.sha256(base64.b64decode(body)).hexdigest()
+
+
+def ensure_client(s: Settings) -> Path:
+    """Client certificate, trusted by every running host, and remotes `<name>` over HTTPS.
+
+    Safe to repeat: the certificate is made once, trust is added only when missing, and the
+    remotes file is rewritten from the settings every time.
+    """
+    conf = client_dir(s)
+    conf.mkdir(parents=True, exist_ok=True)
+    os.chmod(conf, 0o700)
+    crt, key = conf / "client.crt", conf / "client.key"
+    if not (crt.exists() and key.exists()):
+        proc = subprocess.run(
+            ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:secp384r1",
+             "-nodes", "-keyout", str(key), "-out", str(crt), "-days", "3650",
+             "-subj", "/CN=overcloud"],
+            capture_output=True, text=True, check=False,
+        )
+        if proc.returncode != 0:
+            raise ServiceError(f"cannot make the LXD client certificate: {proc.stderr.strip()}")
+        os.chmod(key, 0o600)
+    pem = crt.read_bytes()
+    fp = _fingerprint(pem)
+    (conf / "servercerts").mkdir(exist_ok=True)
+    remotes: dict[str, dict[str, Any]] = {
+        "local": {"addr": "unix://", "public": False},
+    }
+    for host in s.lxd_hosts:
+        with LocalApi(host) as api:
+            trusted = {c["fingerprint"] for c in api.get("/1.0/certificates?recursion=1")}
+            if fp not in trusted:
+                body = "".join(
+                    ln for ln in pem.decode().splitlines() if ln and not ln.startswith("-----")
+                )
+                api.post("/1.0/certificates", {"type": "client", "name": "overcloud",
+                                               "certificate": body})
+        shutil.copyfile(host.lxd_dir / "server.crt", conf / "servercerts" / f"{host.name}.crt")
+        remotes[host.name] = {"addr": host.https_url, "protocol": "lxd", "auth_type": "tls",
+                              "public": False}
+    config = {"default-remote": "local", "remotes": remotes, "aliases": {}}
+    (conf / "config.yml").write_text(yaml.safe_dump(config, sort_keys=False))
+    return conf
+
+
+@dataclass
+class LxdHosts:
+    """All local LXD hosts as one supervised service (`overcloud services up lxd`)."""
+
+    settings: Settings
+
+    @property
+    def members(self) -> list[LxdHostService]:
+        return [LxdHostService(self.settings, h) for h in self.settings.lxd_hosts]
+
+    @property
+    def address(self) -> str:
+        return ", ".join(f"{h.name} {h.https_url} ({h.address})" for h in self.settings.lxd_hosts)
+
+    @property
+    def log_file(self) -> Path:
+        return self.members[0].daemon.log_file
+
+    def pid(self) -> int | None:
+        pids = [m.daemon.pid() for m in self.members]
+        return pids[0] if all(pids) else None
+
+    def ready(self) -> bool:
+        return all(api_answers(h) for h in self.settings.lxd_hosts)
+
+    def start(self) -> int:
+        pids = [m.start() for m in self.members]
+        ensure_client(self.settings)
+        return pids[0]
+
+    def stop(self) -> bool:
+        stopped = [m.stop() for m in reversed(self.members)]
+        return any(stopped)
+
+
+def lxd_service(s: Settings) -> LxdHosts:
+    return LxdHosts(s)
+
