@@ -137,6 +137,16 @@ def encode_samples(samples: Iterable[Sample], batch_id: str | None = None) -> by
 
 def decode_samples(raw: bytes) -> SampleBatch:
     """Decode and validate a `SampleBatch`; one bad sample rejects the whole message."""
+    env, when, rows = sample_rows(raw)
+    return SampleBatch(env["id"], when, tuple(_sample(i, row) for i, row in enumerate(rows)))
+
+
+def sample_rows(raw: bytes) -> tuple[dict[str, Any], datetime, list[Any]]:
+    """The envelope checks of `decode_samples`: (envelope, its time, the raw sample rows).
+
+    The rows are NOT validated yet: a caller validates each with `validate_sample` (or
+    renders them through a cache of shapes it validated that way before, as DevLake does).
+    """
     env = _envelope(raw)
     if env["type"] != SAMPLE_BATCH:
         raise DecodeError(f"expected {SAMPLE_BATCH}, got {env['type']!r}")
@@ -150,26 +160,45 @@ def decode_samples(raw: bytes) -> SampleBatch:
         when = datetime.fromisoformat(env["time"])
     except (TypeError, ValueError):
         raise DecodeError("envelope 'time' must be an ISO 8601 timestamp") from None
-    return SampleBatch(env["id"], when, tuple(_sample(i, row) for i, row in enumerate(rows)))
+    return env, when, rows
+
+
+def validate_sample(index: int, row: Any) -> Sample:
+    """Validate one `[measurement, tags, fields, time_ns]` row; raises `DecodeError`."""
+    return _sample(index, row)
+
+
+#: measurement names already validated (a bounded set: names are few and bounded by design)
+_valid_names: set[str] = set()
+_FIELD_TYPES = frozenset({int, float, str, bool})
 
 
 def _sample(index: int, row: Any) -> Sample:
-    if not isinstance(row, list) or len(row) != 4:
+    # hot path: exact type checks (JSON only yields these types) and a cache of valid names;
+    # orjson.loads never yields NaN/Infinity, but the finiteness check stays for direct callers
+    if type(row) is not list or len(row) != 4:
         raise DecodeError(f"samples[{index}] must be [measurement, tags, fields, time_ns]")
     measurement, tags, fields, ts = row
-    if not isinstance(measurement, str) or not _NAME.match(measurement):
-        raise DecodeError(f"samples[{index}]: bad measurement name {measurement!r}")
-    if not isinstance(tags, dict) or not all(
-        isinstance(k, str) and k and isinstance(v, str) for k, v in tags.items()
-    ):
+    if type(measurement) is not str or measurement not in _valid_names:
+        if not isinstance(measurement, str) or not _NAME.match(measurement):
+            raise DecodeError(f"samples[{index}]: bad measurement name {measurement!r}")
+        if len(_valid_names) < 10_000:
+            _valid_names.add(measurement)
+    if type(tags) is not dict or "" in tags or not all(
+        type(v) is str for v in tags.values()
+    ) or not all(isinstance(k, str) for k in tags):
         raise DecodeError(f"samples[{index}]: tags must map names to strings")
-    if not isinstance(fields, dict) or not fields:
+    if type(fields) is not dict or not fields or "" in fields:
+        if type(fields) is dict and fields:
+            raise DecodeError(f"samples[{index}]: field '' has unsupported value {fields['']!r}")
         raise DecodeError(f"samples[{index}]: fields must be a non-empty object")
     for k, v in fields.items():
-        if not k or not isinstance(v, int | float | str):
+        t = type(v)
+        if t is float:
+            if not math.isfinite(v):
+                raise DecodeError(f"samples[{index}]: field {k!r} is not finite")
+        elif t not in _FIELD_TYPES and not isinstance(v, int | float | str):
             raise DecodeError(f"samples[{index}]: field {k!r} has unsupported value {v!r}")
-        if isinstance(v, float) and not math.isfinite(v):
-            raise DecodeError(f"samples[{index}]: field {k!r} is not finite")
     if type(ts) is not int or ts <= 0:
         raise DecodeError(f"samples[{index}]: time_ns must be a positive integer")
     return Sample(measurement, tags, fields, ts)

@@ -73,10 +73,26 @@ def query(
     _print_series(series, db)
 
 
+#: the fields `latest` shows per measurement (others: the first few); --all shows every field
+SUMMARY_FIELDS = {
+    "resource_host": ["cpu_percent", "load1", "mem_used_percent", "swap_used_percent", "ncpu"],
+    "resource_host_cpu": ["cpu_percent", "user", "system", "iowait"],
+    "resource_host_disk": ["used_percent", "free", "total"],
+    "resource_host_diskio": ["read_bytes_per_s", "write_bytes_per_s", "read_count_per_s",
+                             "write_count_per_s"],
+    "resource_host_net": ["bytes_recv_per_s", "bytes_sent_per_s", "errin", "errout", "dropin",
+                          "dropout"],
+    "agent_spool": ["queued_messages", "dropped_samples_total", "sent_messages_total", "connected"],
+}
+#: tags that only repeat the scope the user asked for; shown once in the title instead
+SCOPE_TAGS = ("overcloud", "layer")
+
+
 @app.command()
 def latest(
     overcloud: Overcloud = "",
     measurement: Annotated[str, typer.Option(help="Only this measurement.")] = "",
+    all_fields: Annotated[bool, typer.Option("--all", help="Show every field.")] = False,
 ) -> None:
     """The newest sample of every series, one table per measurement."""
     db = _database(overcloud)
@@ -88,26 +104,28 @@ def latest(
         raise UserError(
             f"no samples in {db} yet (is `overcloud devlake run` running and an agent sending?)"
         )
-    # one table per measurement: tags as columns next to the fields
-    merged: dict[str, dict[str, Any]] = {}
+    by_measurement: dict[str, list[dict[str, Any]]] = {}
     for s in series:
-        tags = s.get("tags") or {}
-        tag_cols = sorted(k for k in tags)
-        m = merged.setdefault(
-            s["name"], {"name": s["name"], "columns": tag_cols + s["columns"], "values": []}
-        )
-        if len(m["columns"]) != len(tag_cols) + len(s["columns"]):
-            continue
-        for row in s.get("values", []):
-            m["values"].append([tags.get(k, "") for k in tag_cols] + row)
-    for m in merged.values():
-        _trim_columns(m)
-    _print_series(list(merged.values()), db)
-
-
-def _trim_columns(series: dict[str, Any]) -> None:
-    """Drop columns that are empty in every row (tags of other series, absent fields)."""
-    cols = series["columns"]
-    keep = [i for i, _ in enumerate(cols) if any(r[i] not in (None, "") for r in series["values"])]
-    series["columns"] = [cols[i] for i in keep]
-    series["values"] = [[r[i] for i in keep] for r in series["values"]]
+        by_measurement.setdefault(s["name"], []).append(s)
+    now = datetime.now(UTC).timestamp()
+    for name in sorted(by_measurement):
+        group = by_measurement[name]
+        tag_cols = sorted({k for s in group for k, v in (s.get("tags") or {}).items()
+                           if v and k not in SCOPE_TAGS})
+        columns = [c for c in group[0]["columns"] if c != "time"]
+        fields = columns if all_fields else [
+            c for c in SUMMARY_FIELDS.get(name, columns[:6]) if c in columns
+        ]
+        t = Table(title=f"{name}  [dim]({db})[/]", title_justify="left")
+        for c in [*tag_cols, *fields, "age"]:
+            t.add_column(c, justify="left" if c in tag_cols else "right")
+        rows = []
+        for s in group:
+            tags = s.get("tags") or {}
+            values = dict(zip(s["columns"], s["values"][0], strict=False))
+            age = now - values["time"] / 1e9
+            rows.append([*(tags.get(k, "") for k in tag_cols),
+                         *(_fmt(f, values.get(f)) for f in fields), f"{age:.0f}s"])
+        for row in sorted(rows):
+            t.add_row(*row)
+        console.print(t)
