@@ -1,0 +1,84 @@
+"""Parameters for `stack/compose.yml`: generated secrets and the per-node role.
+
+Secrets are made with `secrets.token_urlsafe` (letters, digits, `-`, `_`), so they can sit in
+a .env file and an SQL statement without quoting. They are generated per OverCloud and
+stored by the caller; there is no default password anywhere.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import asdict, dataclass
+from enum import StrEnum
+
+from orchestrator.stack import STACK_DIR
+
+COMPOSE_FILE = STACK_DIR / "compose.yml"
+WP_KEYS = (
+    "WP_AUTH_KEY", "WP_SECURE_AUTH_KEY", "WP_LOGGED_IN_KEY", "WP_NONCE_KEY",
+    "WP_AUTH_SALT", "WP_SECURE_AUTH_SALT", "WP_LOGGED_IN_SALT", "WP_NONCE_SALT",
+)
+
+
+class Role(StrEnum):
+    """What one node runs: the database, the app + web tiers, or all of it."""
+
+    DB = "db"
+    WEB = "web"
+    ALL = "all"
+
+    @property
+    def profiles(self) -> list[str]:
+        return ["db", "web"] if self is Role.ALL else [self.value]
+
+
+@dataclass(frozen=True)
+class StackSecrets:
+    db_name: str
+    db_user: str
+    db_password: str
+    db_root_password: str
+    wp_keys: dict[str, str]
+
+    @classmethod
+    def generate(cls, db_name: str = "wordpress", db_user: str = "wordpress") -> StackSecrets:
+        return cls(
+            db_name=db_name,
+            db_user=db_user,
+            db_password=secrets.token_urlsafe(24),
+            db_root_password=secrets.token_urlsafe(24),
+            wp_keys={k: secrets.token_urlsafe(48) for k in WP_KEYS},
+        )
+
+    def to_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def env_file(
+    stack_name: str,
+    creds: StackSecrets,
+    role: Role = Role.ALL,
+    *,
+    http_port: int = 80,
+    http_bind: str = "0.0.0.0",
+    db_host: str = "db",
+    db_bind: str = "127.0.0.1",
+) -> str:
+    """The .env text for one node. `db_host`: the DB node's address on a `web` node;
+    `db_bind`: the address MariaDB publishes 3306 on (the node's own, on a `db` node)."""
+    values = {
+        "STACK_NAME": stack_name,
+        "COMPOSE_PROFILES": ",".join(role.profiles),
+        "DB_NAME": creds.db_name,
+        "DB_USER": creds.db_user,
+        "DB_PASSWORD": creds.db_password,
+        "DB_ROOT_PASSWORD": creds.db_root_password,
+        "DB_HOST": db_host,
+        "DB_BIND": db_bind,
+        "HTTP_BIND": http_bind,
+        "HTTP_PORT": str(http_port),
+        **creds.wp_keys,
+    }
+    if role is Role.WEB:
+        del values["DB_ROOT_PASSWORD"]
+    return "".join(f"{k}={v}\n" for k, v in values.items())

@@ -1,0 +1,26 @@
+#!/bin/sh
+# First start: create the data directory, the database and its user, set the root password.
+# Later starts (the named volume survives `down`) go straight to the server.
+set -eu
+: "${DB_NAME:?}" "${DB_USER:?}" "${DB_PASSWORD:?}" "${DB_ROOT_PASSWORD:?}"
+if [ ! -d /var/lib/mysql/mysql ]; then
+  chown mysql:mysql /var/lib/mysql
+  mariadb-install-db --user=mysql --datadir=/var/lib/mysql --skip-test-db >/dev/null
+  mariadbd --user=mysql --skip-networking --socket=/run/mysqld/boot.sock &
+  pid=$!
+  i=0
+  until mariadb-admin --socket=/run/mysqld/boot.sock ping --silent 2>/dev/null; do
+    i=$((i + 1)); [ "$i" -lt 600 ] || { echo "bootstrap server did not start" >&2; exit 1; }
+    sleep 0.1
+  done
+  mariadb --socket=/run/mysqld/boot.sock <<SQL
+CREATE DATABASE IF NOT EXISTS \`${DB_NAME}\`;
+CREATE USER IF NOT EXISTS '${DB_USER}'@'%' IDENTIFIED BY '${DB_PASSWORD}';
+GRANT ALL PRIVILEGES ON \`${DB_NAME}\`.* TO '${DB_USER}'@'%';
+ALTER USER 'root'@'localhost' IDENTIFIED BY '${DB_ROOT_PASSWORD}';
+FLUSH PRIVILEGES;
+SQL
+  kill "$pid"
+  wait "$pid" || true
+fi
+exec mariadbd --user=mysql --bind-address=0.0.0.0 --port=3306

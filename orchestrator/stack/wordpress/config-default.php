@@ -1,0 +1,31 @@
+<?php
+// Debian's wp-config.php loads this when no config-<host>.php exists. Everything secret
+// comes from the container's environment (generated per OverCloud, never defaulted).
+function oc_env($name) {
+    $v = getenv($name);
+    if ($v === false || $v === '') {
+        header('HTTP/1.1 500 Internal Server Error');
+        exit("missing setting $name\n");
+    }
+    return $v;
+}
+define('DB_NAME', oc_env('DB_NAME'));
+define('DB_USER', oc_env('DB_USER'));
+define('DB_PASSWORD', oc_env('DB_PASSWORD'));
+define('DB_HOST', oc_env('DB_HOST'));
+define('DB_CHARSET', 'utf8mb4');
+define('DB_COLLATE', '');
+define('AUTH_KEY', oc_env('WP_AUTH_KEY'));
+define('SECURE_AUTH_KEY', oc_env('WP_SECURE_AUTH_KEY'));
+define('LOGGED_IN_KEY', oc_env('WP_LOGGED_IN_KEY'));
+define('NONCE_KEY', oc_env('WP_NONCE_KEY'));
+define('AUTH_SALT', oc_env('WP_AUTH_SALT'));
+define('SECURE_AUTH_SALT', oc_env('WP_SECURE_AUTH_SALT'));
+define('LOGGED_IN_SALT', oc_env('WP_LOGGED_IN_SALT'));
+define('NONCE_SALT', oc_env('WP_NONCE_SALT'));
+define('WP_CONTENT_DIR', '/var/lib/wordpress/wp-content');
+$table_prefix = 'wp_';
+// behind our nginx: keep the host and port the browser used
+if (isset($_SERVER['HTTP_X_FORWARDED_PROTO']) && $_SERVER['HTTP_X_FORWARDED_PROTO'] === 'https') {
+    $_SERVER['HTTPS'] = 'on';
+}
