@@ -27,12 +27,12 @@ from kafka import KafkaConsumer, KafkaProducer
 from kafka.errors import CommitFailedError, KafkaError
 from kafka.structs import OffsetAndMetadata, TopicPartition
 
-from devlake.lineprotocol import line
+from devlake.lineprotocol import message_lines
 from devlake.sinks import MetricSink
 from overcloud.bus import deadletter_topic, make_producer
 from overcloud.errors import DecodeError, PermanentError, TemporaryError
 from overcloud.settings import Settings
-from overcloud.wire import decode_samples, describe
+from overcloud.wire import describe
 
 log = logging.getLogger(__name__)
 
@@ -129,16 +129,17 @@ class DevLake:
             for msg in messages:
                 self.stats.messages += 1
                 try:
-                    batch = decode_samples(msg.value)
+                    # decode + validate + render in one pass (same checks as decode_samples)
+                    by_overcloud = message_lines(msg.value)
                 except DecodeError as exc:
                     self._dead.send(str(exc), msg)
                     self.stats.deadlettered += 1
                 else:
-                    if batch.samples and not pending.points:
-                        pending.since = time.monotonic()
-                    for s in batch.samples:
-                        pending.lines[self.database_for(s.tags.get("overcloud"))].append(line(s))
-                    pending.points += len(batch.samples)
+                    for overcloud, lines in by_overcloud.items():
+                        if lines and not pending.points:
+                            pending.since = time.monotonic()
+                        pending.lines[self.database_for(overcloud or None)].extend(lines)
+                        pending.points += len(lines)
                 pending.offsets[tp] = msg.offset + 1
         due = pending.points >= cfg.batch_points or (
             pending.points and time.monotonic() - pending.since >= cfg.linger

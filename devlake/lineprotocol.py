@@ -1,15 +1,24 @@
 """Samples → InfluxDB line protocol, fast (this is the DevLake's hot path).
 
-The escaped `measurement,tag=value,...` prefix of a series is cached, since an agent sends
-the same few hundred series every cycle; fields and the timestamp are formatted per point.
+An agent sends the same few hundred series with the same fields every cycle, so each *shape*
+(measurement, tags, field names and field types) gets a cached `%`-format template: the
+escaped `measurement,tag=value,...` prefix, the escaped field keys with `%r` (float, as
+`repr`) or `%di` (integer) slots, and a `%d` slot for the timestamp. Rendering a point is then
+one C-level `%` operation. Shapes with string or boolean fields use the plain formatter.
 Integers get the `i` suffix and floats stay floats, so a field keeps one type in InfluxDB.
+
+`message_lines` goes straight from a `SampleBatch` message to lines: a row whose shape was
+fully validated once (by `overcloud.wire.validate_sample`) is rendered without validating it
+again; any other row is validated first, so it raises exactly what `decode_samples` raises.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from typing import Any
 
 from overcloud.samples import FieldValue, Sample
+from overcloud.wire import sample_rows, validate_sample
 
 _TAG_ESC = str.maketrans({",": r"\,", "=": r"\=", " ": r"\ ", "\n": r"\n"})
 _MEAS_ESC = str.maketrans({",": r"\,", " ": r"\ ", "\n": r"\n"})
@@ -18,6 +27,10 @@ _STR_ESC = str.maketrans({'"': r"\"", "\\": "\\\\", "\n": r"\n"})
 _series_cache: dict[tuple[str, tuple[tuple[str, str], ...]], str] = {}
 _field_key_cache: dict[str, str] = {}
 _CACHE_LIMIT = 200_000
+#: shape -> template (None: not templatable, use the plain formatter)
+_templates: dict[Any, str | None] = {}
+#: shape of a validated row -> (template or None, its `overcloud` tag or "")
+_validated: dict[Any, tuple[str | None, str]] = {}
 
 
 def series_key(measurement: str, tags: Mapping[str, str]) -> str:
@@ -53,10 +66,82 @@ def _value(v: FieldValue) -> str:
     return '"' + str(v).translate(_STR_ESC) + '"'
 
 
-def line(sample: Sample) -> str:
+def _plain_line(sample: Sample) -> str:
     fields = ",".join(f"{_field_key(k)}={_value(v)}" for k, v in sample.fields.items())
     return f"{series_key(sample.measurement, sample.tags)} {fields} {sample.time_ns}"
 
 
+def _template(measurement: str, tags: Mapping[str, str], fields: Mapping[str, Any]) -> str | None:
+    slots = []
+    for k, v in fields.items():
+        t = type(v)
+        if t is float:
+            slots.append(f"{_field_key(k).replace('%', '%%')}=%r")
+        elif t is int:
+            slots.append(f"{_field_key(k).replace('%', '%%')}=%di")
+        else:
+            return None
+    return f"{series_key(measurement, tags).replace('%', '%%')} {','.join(slots)} %d"
+
+
+def line(sample: Sample) -> str:
+    fields = sample.fields
+    shape = (sample.measurement, tuple(sample.tags.items()), tuple(fields),
+             tuple(map(type, fields.values())))
+    try:
+        tpl = _templates[shape]
+    except KeyError:
+        if len(_templates) >= _CACHE_LIMIT:
+            _templates.clear()
+        tpl = _templates[shape] = _template(sample.measurement, sample.tags, fields)
+    if tpl is None:
+        return _plain_line(sample)
+    return tpl % (*fields.values(), sample.time_ns)
+
+
 def encode(samples: Iterable[Sample]) -> bytes:
     return "\n".join(line(s) for s in samples).encode()
+
+
+def message_lines(raw: bytes) -> dict[str, list[str]]:
+    """A `SampleBatch` message as line protocol, grouped by the samples' `overcloud` tag.
+
+    Validates like `overcloud.wire.decode_samples` (one bad sample rejects the whole message
+    with a `DecodeError`). Non-finite floats cannot occur: the JSON decoder rejects them.
+    """
+    _env, _when, rows = sample_rows(raw)
+    out: dict[str, list[str]] = {}
+    validated = _validated
+    for i, row in enumerate(rows):
+        try:
+            measurement, tags, fields, ts = row
+            tpl, overcloud = validated[
+                (measurement, tuple(tags.items()), tuple(fields), tuple(map(type, fields.values())))
+            ]
+            if type(row) is not list or type(ts) is not int or ts <= 0:
+                raise ValueError
+        except Exception:  # unknown shape or malformed: the full check decides (and raises)
+            sample = validate_sample(i, row)
+            tpl, overcloud = _learn(sample)
+            measurement, tags, fields, ts = row
+        if tpl is None:
+            text = _plain_line(Sample(measurement, tags, fields, ts))
+        else:
+            text = tpl % (*fields.values(), ts)
+        lines = out.get(overcloud)
+        if lines is None:
+            lines = out[overcloud] = []
+        lines.append(text)
+    return out
+
+
+def _learn(sample: Sample) -> tuple[str | None, str]:
+    fields = sample.fields
+    shape = (sample.measurement, tuple(sample.tags.items()), tuple(fields),
+             tuple(map(type, fields.values())))
+    if len(_validated) >= _CACHE_LIMIT:
+        _validated.clear()
+    hit = _validated[shape] = (
+        _template(sample.measurement, sample.tags, fields), sample.tags.get("overcloud", "")
+    )
+    return hit
