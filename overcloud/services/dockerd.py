@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
+import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -43,6 +46,22 @@ def _answers(sock: Path) -> bool:
         return False
 
 
+@dataclass
+class _Dockerd(Daemon):
+    exec_root: Path | None = None
+
+    def stop(self, timeout: float = 20.0, sig: int = signal.SIGTERM) -> bool:
+        """Stop, then unmount what dockerd leaves mounted under its exec root (the
+        `netns/default` nsfs mount), or the state directory could not be removed."""
+        stopped = super().stop(timeout, sig)
+        if self.exec_root is not None:
+            prefix = str(self.exec_root) + "/"
+            mounts = [ln.split()[1] for ln in Path("/proc/mounts").read_text().splitlines()]
+            for target in sorted((m for m in mounts if m.startswith(prefix)), reverse=True):
+                subprocess.run(["umount", "-l", target], capture_output=True, check=False)
+        return stopped
+
+
 def dockerd_daemon(s: Settings) -> Daemon:
     data = docker_dir(s)
     config = s.state_dir / "dockerd.json"
@@ -53,13 +72,14 @@ def dockerd_daemon(s: Settings) -> Daemon:
         # our own (empty) config: a user's /etc/docker/daemon.json must not leak in
         config.write_text(json.dumps({}) + "\n")
 
-    return Daemon(
+    exec_root = s.state_dir / "run" / "docker"
+    return _Dockerd(
         name="dockerd",
         argv=[
             shutil.which("dockerd") or "/usr/sbin/dockerd",
             "--config-file", str(config),
             "--data-root", str(data),
-            "--exec-root", str(s.state_dir / "run" / "docker"),
+            "--exec-root", str(exec_root),
             "--pidfile", str(s.state_dir / "dockerd.pid"),
             "--host", docker_host(s),
             "--bridge", "none",
@@ -72,4 +92,5 @@ def dockerd_daemon(s: Settings) -> Daemon:
         address=docker_host(s),
         start_timeout=60,
         prepare=prepare,
+        exec_root=exec_root,
     )

@@ -1,0 +1,180 @@
+"""UnderCloud smoke proof on real LXD and Docker: two LXD hosts, the cached node image,
+a machine container running the 3-tier stack with Compose, WordPress through an LXD proxy
+device on loopback, a move of the stopped container to the second host, and nothing left.
+
+Its own state directory, bridges (`octs1`, `octs2`, 10.234.{1,2}.0/24) and ports, so it never
+meets a developer's `overcloud services up`. The image cache is the shared one: a warm
+cache makes this test take about a minute; a cold one builds everything first (minutes).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from orchestrator.images import NODE_ALIAS, ensure_images
+from orchestrator.stack.compose import COMPOSE_FILE, Role, StackSecrets, env_file
+from overcloud.services import manager
+from overcloud.services.lxd import api_answers, lxc
+from overcloud.services.process import port_open
+from overcloud.settings import LxdHost, Settings, load_settings
+from overcloud.waiting import wait_until
+from tests.helpers import free_port
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(2400)]
+
+TIMES: dict[str, float] = {}
+
+
+def _two_free_ports() -> int:
+    for _ in range(50):
+        port = free_port()
+        if port < 65000 and not port_open("127.0.0.1", port + 1):
+            return port
+    raise RuntimeError("no two consecutive free ports")
+
+
+@pytest.fixture(scope="module")
+def uc() -> Iterator[Settings]:
+    # not under pytest's 0700 tmp dirs: unprivileged containers must traverse the path
+    state = Path(tempfile.mkdtemp(prefix="oc-uc-", dir="/tmp"))
+    state.chmod(0o711)
+    env = {
+        **os.environ,
+        "OVERCLOUD_CONFIG": "",
+        "OVERCLOUD_STATE_DIR": str(state),
+        "OVERCLOUD_UNDERCLOUD_HOSTS": "lxd1,lxd2",
+        "OVERCLOUD_UNDERCLOUD_BRIDGE_PREFIX": "octs",
+        "OVERCLOUD_UNDERCLOUD_SUBNET_PREFIX": "10.234",
+        "OVERCLOUD_UNDERCLOUD_HTTPS_PORT": str(_two_free_ports()),
+    }
+    settings = load_settings(env=env)
+    t0 = time.monotonic()
+    manager.up(settings, ["lxd"])
+    TIMES["lxd hosts up"] = time.monotonic() - t0
+    try:
+        yield settings
+    finally:
+        manager.down(settings, ["lxd", "dockerd"])
+        for host in settings.lxd_hosts:
+            assert not api_answers(host)
+            assert not Path(f"/sys/class/net/{host.bridge}").exists(), f"{host.bridge} left"
+        loops = subprocess.run(["losetup", "-a"], capture_output=True, text=True).stdout
+        assert str(state) not in loops, loops
+        mounts = Path("/proc/mounts").read_text()
+        assert str(state) not in mounts, "mounts left under the state directory"
+        if str(state) not in mounts:
+            shutil.rmtree(state, ignore_errors=True)
+        print("\nUnderCloud timings (s): " + ", ".join(f"{k} {v:.1f}" for k, v in TIMES.items()))
+
+
+def _instances(s: Settings, host: LxdHost) -> list[str]:
+    out = lxc(s, host, "list", "--format", "csv", "-c", "n").stdout
+    return [ln for ln in out.splitlines() if ln]
+
+
+def _exec(s: Settings, host: LxdHost, name: str, *cmd: str, timeout: float = 300) -> str:
+    return lxc(s, host, "exec", name, "--", *cmd, timeout=timeout).stdout
+
+
+def _wordpress_page(url: str) -> str | None:
+    try:
+        r = httpx.get(url, timeout=5)
+    except httpx.HTTPError:
+        return None
+    if r.status_code == 200 and "wp-admin/install.php" in str(r.url):
+        return r.text
+    return None
+
+
+def test_node_image_runs_the_stack_and_moves(uc: Settings, tmp_path: Path) -> None:
+    lxd1, lxd2 = uc.lxd_hosts
+
+    t0 = time.monotonic()
+    status = ensure_images(uc, say=print)
+    TIMES["ensure_images"] = time.monotonic() - t0
+    assert status.ready, status
+    fingerprints = {h.fingerprint for h in status.hosts}
+    assert len(fingerprints) == 1 and None not in fingerprints
+    t0 = time.monotonic()
+    again = ensure_images(uc)
+    TIMES["warm check"] = time.monotonic() - t0
+    assert [h.action for h in again.hosts] == ["present", "present"]
+
+    # -- launch → WordPress install page -------------------------------------------
+    name, port = "ocsmoke1", free_port()
+    t_launch = time.monotonic()
+    lxc(uc, lxd1, "launch", NODE_ALIAS, name, "-c", "security.nesting=true")
+    TIMES["lxc launch"] = time.monotonic() - t_launch
+    wait_until(
+        lambda: lxc(uc, lxd1, "exec", name, "--", "docker", "info", check=False,
+                    timeout=30).returncode == 0,
+        timeout=120, interval=0.2, what="docker inside the machine container",
+    )
+    TIMES["docker ready"] = time.monotonic() - t_launch
+    images = _exec(uc, lxd1, name, "docker", "image", "ls", "--format", "{{.Repository}}:{{.Tag}}")
+    assert {"overcloud/mariadb:1", "overcloud/wordpress:1", "overcloud/nginx:1"} <= set(
+        images.split()
+    ), images
+
+    creds = StackSecrets.generate()
+    env_path = tmp_path / "stack.env"
+    env_path.write_text(env_file("wp", creds, Role.ALL, http_port=80))
+    env_path.chmod(0o600)
+    lxc(uc, lxd1, "file", "push", "-p", str(COMPOSE_FILE), f"{name}/srv/stack/compose.yml")
+    lxc(uc, lxd1, "file", "push", "--mode", "0600", str(env_path), f"{name}/srv/stack/.env")
+    _exec(uc, lxd1, name, "docker", "compose", "--project-directory", "/srv/stack",
+          "up", "-d", "--wait", "--wait-timeout", "180", timeout=240)
+    lxc(uc, lxd1, "config", "device", "add", name, "web", "proxy",
+        f"listen=tcp:127.0.0.1:{port}", "connect=tcp:127.0.0.1:80")
+    url = f"http://127.0.0.1:{port}/wp-admin/install.php"
+    page = wait_until(lambda: _wordpress_page(url), timeout=120, interval=0.2,
+                      what="the WordPress install page")
+    TIMES["launch → WordPress page"] = time.monotonic() - t_launch
+    assert "WordPress" in page and "Installation" in page, page[:500]
+    assert creds.db_password not in page
+
+    # no default password anywhere: the DB only takes the generated one
+    denied = lxc(uc, lxd1, "exec", name, "--", "docker", "compose", "--project-directory",
+                 "/srv/stack", "exec", "-T", "db", "mariadb", "-uwordpress", "-pwordpress",
+                 "-e", "select 1", check=False)
+    assert denied.returncode != 0
+
+    # -- move the stopped container to the second host --------------------------------
+    lxc(uc, lxd1, "stop", name, timeout=120)
+    t0 = time.monotonic()
+    lxc(uc, lxd1, "move", f"{lxd1.name}:{name}", f"{lxd2.name}:{name}", timeout=900)
+    TIMES["lxc move (stopped) lxd1→lxd2"] = time.monotonic() - t0
+    assert name not in _instances(uc, lxd1)
+    assert name in _instances(uc, lxd2)
+    t0 = time.monotonic()
+    lxc(uc, lxd2, "start", name)
+    page = wait_until(lambda: _wordpress_page(url), timeout=180, interval=0.2,
+                      what="WordPress again after the move")
+    TIMES["start on lxd2 → WordPress page"] = time.monotonic() - t0
+    assert "Installation" in page
+
+    # -- delete: nothing left on either host ------------------------------------------
+    lxc(uc, lxd2, "delete", "--force", name)
+    for host in (lxd1, lxd2):
+        assert _instances(uc, host) == []
+    wait_until(lambda: not port_open("127.0.0.1", port), timeout=10, what="proxy gone")
+
+
+def test_services_down_leaves_no_lxd_state_problem(uc: Settings) -> None:
+    """Stopping and starting the hosts again reuses their state (preseed is idempotent)."""
+    manager.down(uc, ["lxd"])
+    assert not any(api_answers(h) for h in uc.lxd_hosts)
+    manager.up(uc, ["lxd"])
+    for host in uc.lxd_hosts:
+        out = subprocess.run(["ip", "-br", "addr", "show", host.bridge], capture_output=True,
+                             text=True, check=True).stdout
+        assert host.address in out
