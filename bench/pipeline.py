@@ -110,10 +110,11 @@ def _snapshot(rng: random.Random, prev: HostSnapshot | None, cores: int, t_ns: i
     )
 
 
-def node_cycles(node: str, cores: int, variants: int, seed: int) -> list[list[Sample]]:
+def node_cycles(node: str, cores: int, variants: int, seed: int,
+                overcloud: str = OVERCLOUD) -> list[list[Sample]]:
     """`variants` consecutive agent cycles of one simulated node, stamped with TS_SENTINEL."""
     rng = random.Random(seed)
-    ident = AgentIdentity(node=node, host=node, overcloud=OVERCLOUD)
+    ident = AgentIdentity(node=node, host=node, overcloud=overcloud)
     tags = ident.tags(Layer.RESOURCE)
     prev = _snapshot(rng, None, cores, 1)
     out = []
@@ -143,6 +144,7 @@ class ProducerPlan:
     rate: float  # messages per second (open loop)
     duration: float
     probe_interval: float
+    overcloud: str
     producer_options: dict[str, Any]
     env: dict[str, str]
     start_at: float  # time.time() at which to start sending
@@ -167,7 +169,7 @@ def producer_main(plan: ProducerPlan, out: Any) -> None:
         _produce(plan, res)
     except Exception as exc:  # reported to the parent, never a silent failure
         res.error = f"{type(exc).__name__}: {exc}"
-    res.cpu_s = time.process_time()
+    res.cpu_s = time.process_time() - res.cpu_s
     out.put(res)
 
 
@@ -179,7 +181,8 @@ def _produce(plan: ProducerPlan, res: ProducerResult) -> None:
     # per node: (key, [(template bytes, points)]) built by the real encoder
     templates = []
     for _j, node in enumerate(plan.nodes):
-        cycles = node_cycles(node, plan.cores, plan.variants, seed=zlib.crc32(node.encode()))
+        cycles = node_cycles(node, plan.cores, plan.variants, seed=zlib.crc32(node.encode()),
+                             overcloud=plan.overcloud)
         encoded = [(encode_samples(c, ID_SENTINEL), len(c)) for c in cycles]
         templates.append((node.encode(), encoded))
     producer = make_producer(settings, **plan.producer_options)
@@ -193,6 +196,7 @@ def _produce(plan: ProducerPlan, res: ProducerResult) -> None:
     while time.time() < plan.start_at:
         time.sleep(0.001)
     t0 = time.monotonic()
+    res.cpu_s = time.process_time()  # the parent gets the CPU spent from here on
     next_probe = t0
     end = t0 + plan.duration
     n_nodes = len(templates)
@@ -218,7 +222,7 @@ def _produce(plan: ProducerPlan, res: ProducerResult) -> None:
         if now >= next_probe:
             probe_seq += 1
             sent_ns = time.time_ns()
-            probe = Sample("bench_probe", {"node": probe_node, "overcloud": OVERCLOUD},
+            probe = Sample("bench_probe", {"node": probe_node, "overcloud": plan.overcloud},
                            {"seq": probe_seq}, sent_ns)
             producer.send(topic, key=f"probe-{probe_seq}".encode(), value=encode_samples([probe]))
             res.probes.append((probe_node, probe_seq, sent_ns))
@@ -229,7 +233,7 @@ def _produce(plan: ProducerPlan, res: ProducerResult) -> None:
     # end markers, one per partition, after everything else: when all are queryable, every
     # point before them is (a partition is consumed in order and written batch by batch)
     for p in sorted(producer.partitions_for(topic)):
-        s = Sample("bench_probe", {"node": f"end-{plan.index}-{p}", "overcloud": OVERCLOUD},
+        s = Sample("bench_probe", {"node": f"end-{plan.index}-{p}", "overcloud": plan.overcloud},
                    {"seq": 0}, time.time_ns())
         producer.send(topic, partition=p, value=encode_samples([s]))
         res.ends.append((f"end-{plan.index}-{p}", 0, s.time_ns))
@@ -303,11 +307,12 @@ def count_points(ql: InfluxQL, database: str, since_ns: int) -> int:
 class ProbePoller(threading.Thread):
     """Polls InfluxDB for probes and records when each first became queryable."""
 
-    def __init__(self, settings: Settings, interval: float, since_ns: int) -> None:
+    def __init__(self, settings: Settings, interval: float, since_ns: int, db: str) -> None:
         super().__init__(daemon=True)
         self._ql = InfluxQL(settings.influx, timeout=5)
         self.interval = interval
         self.since_ns = since_ns
+        self.db = db
         self.seen: dict[tuple[str, int], int] = {}
         self.stop = threading.Event()
         self.errors = 0
@@ -317,7 +322,7 @@ class ProbePoller(threading.Thread):
             try:
                 series = self._ql.query(
                     f'SELECT "seq", "node" FROM "bench_probe" WHERE time >= {self.since_ns}',
-                    DATABASE,
+                    self.db,
                 )
             except Exception:
                 self.errors += 1
@@ -383,8 +388,20 @@ def run_round(args: argparse.Namespace, settings: Settings, env: dict[str, str],
     sink = InfluxV1Sink(settings.influx)
     sink.ensure_database(db)  # same retention policy as a DevLake database
     sink.close()
+    c_influx0 = cpu_seconds(pids["influxdb"])
+    c_busy0, _ = total_cpu_seconds()
     ceiling = measure_ceiling(settings, bodies, args.ceiling_seconds, db)
-    time.sleep(1.0)
+    c_busy1, _ = total_cpu_seconds()
+    ceiling["influxd_cores"] = (cpu_seconds(pids["influxdb"]) - c_influx0) / ceiling["seconds"]
+    ceiling["machine_cores"] = (c_busy1 - c_busy0) / ceiling["seconds"]
+    # drop it so that its compactions do not run during the pipeline phase
+    drop = InfluxQL(settings.influx, timeout=60)
+    drop.query(f'DROP DATABASE "{db}"', post=True)
+    drop.close()
+    time.sleep(2.0)
+    # each round writes to a fresh DevLake database (`overcloud` tag bench<round>)
+    overcloud = f"{OVERCLOUD}{rnd}"
+    database = f"devlake_{overcloud}"
     # b. pipeline at --load × ceiling (or --rate points/s)
     per_msg = sum(len(c) for c in node_cycles("x", args.cores, 1, 1))
     target_points = args.rate or args.load * ceiling["rate"]
@@ -397,13 +414,13 @@ def run_round(args: argparse.Namespace, settings: Settings, env: dict[str, str],
     plans = [
         ProducerPlan(i, nodes[i::args.producers], args.cores, args.variants,
                      msg_rate / args.producers, args.seconds, args.probe_interval,
-                     producer_options(args), env, start_at)
+                     overcloud, producer_options(args), env, start_at)
         for i in range(args.producers)
     ]
     procs = [ctx.Process(target=producer_main, args=(p, q), daemon=True) for p in plans]
     for p in procs:
         p.start()
-    poller = ProbePoller(settings, args.poll, since_ns)
+    poller = ProbePoller(settings, args.poll, since_ns, database)
     poller.start()
     while time.time() < start_at:
         time.sleep(0.005)
@@ -411,6 +428,7 @@ def run_round(args: argparse.Namespace, settings: Settings, env: dict[str, str],
     cpu0 = {name: cpu_seconds(pid) for name, pid in pids.items()}
     cpu0.update({f"devlake{i}": cpu_seconds(p.pid) for i, p in enumerate(devlakes)})
     busy0, _tot0 = total_cpu_seconds()
+    bench_cpu0 = time.process_time()
     profilers = start_profilers(args, devlakes, rnd)
     results: list[ProducerResult] = [q.get(timeout=args.seconds + 120) for _ in procs]
     t_sent = time.time()
@@ -439,7 +457,9 @@ def run_round(args: argparse.Namespace, settings: Settings, env: dict[str, str],
     poller.stop.set()
     poller.join(timeout=5)
     ql = InfluxQL(settings.influx, timeout=120)
-    stored = count_points(ql, DATABASE, since_ns)
+    stored = count_points(ql, database, since_ns)
+    with contextlib.suppress(Exception):
+        ql.query(f'DROP DATABASE "{database}"', post=True)
     ql.close()
     lat = [(poller.seen[(n, s)] - sent) / 1e9 for n, s, sent in probes if (n, s) in poller.seen]
     missing = len(probes) - len(lat)
@@ -450,7 +470,9 @@ def run_round(args: argparse.Namespace, settings: Settings, env: dict[str, str],
     return {
         "round": rnd,
         "ceiling": ceiling["rate"],
-        "ceiling_client_cores": ceiling["client_cpu_cores"],
+        "ceiling_cores": {"client": ceiling["client_cpu_cores"],
+                          "influxd": ceiling["influxd_cores"],
+                          "machine": ceiling["machine_cores"]},
         "offered": produced / max(t_sent - t_start, 1e-9),
         "target": target_points,
         "produced": produced,
@@ -469,6 +491,7 @@ def run_round(args: argparse.Namespace, settings: Settings, env: dict[str, str],
             "broker": cores.get("kafka", 0.0),
             "devlake": devlake_cores,
             "influxd": cores.get("influxdb", 0.0),
+            "bench": (time.process_time() - bench_cpu0) / window,
             "machine": (busy1 - busy0) / window,
         },
         "window_s": window,
@@ -506,7 +529,9 @@ def print_round(r: dict[str, Any]) -> None:
         f"{r['p50']:.3f}s p99 {r['p99']:.3f}s max {r['max']:.3f}s ({r['probes']} probes, "
         f"{r['probes_missing']} missing) | cores: producers {c['producers']:.2f} broker "
         f"{c['broker']:.2f} devlake {c['devlake']:.2f} influxd {c['influxd']:.2f} "
-        f"machine {c['machine']:.2f}",
+        f"bench {c['bench']:.2f} machine {c['machine']:.2f} | ceiling cores: influxd "
+        f"{r['ceiling_cores']['influxd']:.2f} client {r['ceiling_cores']['client']:.2f} "
+        f"machine {r['ceiling_cores']['machine']:.2f}",
         flush=True,
     )
 
@@ -524,12 +549,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cores", type=int, default=16, help="CPU cores of each simulated host")
     ap.add_argument("--variants", type=int, default=4, help="distinct cycles per node")
     ap.add_argument("--producers", type=int, default=2, help="producer processes")
-    ap.add_argument("--devlakes", type=int, default=1, help="`overcloud devlake run` processes")
-    ap.add_argument("--load", type=float, default=0.8,
+    ap.add_argument("--devlakes", type=int, default=2, help="`overcloud devlake run` processes")
+    ap.add_argument("--load", type=float, default=0.7,
                     help="offered load as a fraction of the round's measured ceiling")
     ap.add_argument("--rate", type=float, default=0.0,
                     help="offered load in points/s (overrides --load)")
-    ap.add_argument("--batch-points", type=int, default=0,
+    ap.add_argument("--batch-points", type=int, default=5000,
                     help="DevLake batch_points (0: the settings default)")
     ap.add_argument("--devlake-linger", type=float, default=0.0,
                     help="DevLake linger in s (0: the settings default)")
