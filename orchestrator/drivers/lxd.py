@@ -8,15 +8,19 @@ UnderCloud host is reached this way too.
 from __future__ import annotations
 
 import pylxd
+from pylxd.client import get_session_for_url
 
 from overcloud.services.lxd import client_dir
 from overcloud.settings import LxdHost, Settings
 
 
 def client_for(settings: Settings, host: LxdHost) -> pylxd.Client:
+    """A client that pins the host's own server certificate (pylxd checks its fingerprint)."""
     conf = client_dir(settings)
-    return pylxd.Client(
-        endpoint=host.https_url,
-        cert=(str(conf / "client.crt"), str(conf / "client.key")),
-        verify=str(conf / "servercerts" / f"{host.name}.crt"),
-    )
+    cert = (str(conf / "client.crt"), str(conf / "client.key"))
+    verify = str(conf / "servercerts" / f"{host.name}.crt")
+    session = get_session_for_url(host.https_url, verify=verify, cert=cert)
+    # requests lets $REQUESTS_CA_BUNDLE override the session's `verify`: pylxd would then
+    # pin the first CA of the system bundle and every call would fail
+    session.trust_env = False
+    return pylxd.Client(endpoint=host.https_url, cert=cert, verify=verify, session=session)

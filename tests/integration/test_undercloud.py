@@ -20,6 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from orchestrator.drivers.lxd import client_for
 from orchestrator.images import NODE_ALIAS, ensure_images
 from orchestrator.stack.compose import COMPOSE_FILE, Role, StackSecrets, env_file
 from overcloud.services import manager
@@ -162,8 +163,19 @@ def test_node_image_runs_the_stack_and_moves(uc: Settings, tmp_path: Path) -> No
     TIMES["start on lxd2 → WordPress page"] = time.monotonic() - t0
     assert "Installation" in page
 
+    # -- and back with pylxd (the orchestrator's driver), over the HTTPS remotes --------
+    lxc(uc, lxd2, "stop", name, timeout=120)
+    src, dst = client_for(uc, lxd2), client_for(uc, lxd1)
+    assert src.trusted and dst.trusted
+    t0 = time.monotonic()
+    moved = src.instances.get(name).migrate(dst, wait=True)
+    TIMES["pylxd migrate (stopped) lxd2→lxd1"] = time.monotonic() - t0
+    assert moved.name == name
+    assert name in _instances(uc, lxd1)
+    assert name not in _instances(uc, lxd2)
+
     # -- delete: nothing left on either host ------------------------------------------
-    lxc(uc, lxd2, "delete", "--force", name)
+    lxc(uc, lxd1, "delete", "--force", name)
     for host in (lxd1, lxd2):
         assert _instances(uc, host) == []
     wait_until(lambda: not port_open("127.0.0.1", port), timeout=10, what="proxy gone")
