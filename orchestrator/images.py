@@ -250,9 +250,12 @@ class Builder:
         self.cache.finish("base", self.k.base, ["rootfs.tar"], seconds=secs)
         return self._note(ArtifactState("base", self.k.base, d, "built", secs))
 
-    def _engine(self) -> DockerEngine:
-        dockerd_daemon(self.s).start()  # idempotent: reuses our running dockerd
-        return DockerEngine(docker_host(self.s))
+    def _engine(self) -> tuple[DockerEngine, bool]:
+        """A client of our host dockerd, and whether we had to start it for this build."""
+        daemon = dockerd_daemon(self.s)
+        started = daemon.pid() is None
+        daemon.start()
+        return DockerEngine(docker_host(self.s)), started
 
     def stack(self) -> ArtifactState:
         if (hit := self._cached("stack", self.k.stack)) is not None:
@@ -260,7 +263,7 @@ class Builder:
         ensure_packages(["docker.io", "debootstrap"])
         base = self.base()
         t0 = time.monotonic()
-        engine = self._engine()
+        engine, started = self._engine()
         try:
             if engine.image_key(BASE_IMAGE) != self.k.base:
                 self.say(f"importing {BASE_IMAGE} into the host dockerd")
@@ -277,6 +280,8 @@ class Builder:
             engine.save([image_name(t) for t in TIERS], d / "images.tar")
         finally:
             engine.close()
+            if started:  # a build tool, not a service: leave things as we found them
+                dockerd_daemon(self.s).stop()
         secs = time.monotonic() - t0
         self.cache.finish("stack", self.k.stack, ["images.tar"], seconds=secs, tiers=times,
                           images=[image_name(t) for t in TIERS])
@@ -443,8 +448,9 @@ def _import(s: Settings, host: LxdHost, node: ArtifactState) -> HostImage:
 def ensure_images(s: Settings, say: Callable[[str], None] = log.info) -> ImageStatus:
     """Make sure every LXD host has the current `overcloud-node` image; build what is missing.
 
-    Needs the LXD hosts running (`overcloud services up lxd`); starts our host dockerd only
-    when the stack images have to be built. Safe to repeat and to run from two processes.
+    Needs the LXD hosts running (`overcloud services up lxd`). Our host dockerd is needed
+    only when the stack images have to be built: started for that if it was not running,
+    and stopped again afterwards. Safe to repeat and to run from two processes.
     """
     t0 = time.monotonic()
     for host in s.lxd_hosts:

@@ -167,6 +167,6 @@ CATALOG: dict[str, ServiceSpec] = {
         ServiceSpec("influxdb", ["influxdb"], influx_daemon),
         ServiceSpec("victoriametrics", ["victoria-metrics"], victoriametrics_daemon, default=False),
         ServiceSpec("dockerd", ["docker.io"], dockerd_daemon, default=False),
-        ServiceSpec("lxd", ["lxd", "btrfs-progs"], lxd_service, default=False),
+        ServiceSpec("lxd", ["lxd", "btrfs-progs", "openssl"], lxd_service, default=False),
     )
 }

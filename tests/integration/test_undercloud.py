@@ -172,7 +172,9 @@ def test_node_image_runs_the_stack_and_moves(uc: Settings, tmp_path: Path) -> No
     TIMES["pylxd migrate (stopped) lxd2→lxd1"] = time.monotonic() - t0
     assert moved.name == name
     assert name in _instances(uc, lxd1)
-    assert name not in _instances(uc, lxd2)
+    # pylxd deletes the source without waiting for the operation
+    wait_until(lambda: name not in _instances(uc, lxd2), timeout=60, interval=0.2,
+               what="the source instance gone after the pylxd migration")
 
     # -- delete: nothing left on either host ------------------------------------------
     lxc(uc, lxd1, "delete", "--force", name)
