@@ -50,6 +50,7 @@ class Publisher:
             while True:
                 entries = self.spool.peek(self._chunk)
                 if not entries:
+                    self._retry_at = 0.0
                     return True
                 try:
                     producer = self._connect()
@@ -58,7 +59,8 @@ class Publisher:
                     for f in futures:
                         f.get(timeout=0)
                 except (KafkaError, TemporaryError) as exc:
-                    self._disconnect(f"broker unavailable, {self.spool.stats().messages} batch(es) spooled: {exc}")
+                    queued = self.spool.stats().messages
+                    self._disconnect(f"broker unavailable, {queued} batch(es) spooled: {exc}")
                     return False
                 self.spool.remove_through(entries[-1].seq)
                 self.sent_messages += len(entries)

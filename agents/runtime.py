@@ -19,7 +19,6 @@ from pathlib import Path
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from agents.publisher import Publisher
-from agents.spool import Spool
 from collectors.base import Collector
 from overcloud.bus import metrics_topic
 from overcloud.samples import Layer, Sample, now_ns

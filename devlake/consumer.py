@@ -9,6 +9,10 @@ Guarantees, and how:
   reason, and consumption carries on.
 - *Outages*: while InfluxDB is down the batch is retried with capped exponential backoff;
   nothing is committed, so a crash meanwhile loses nothing either.
+- *A broker that forgot everything* (tansu keeps topics and group offsets in memory): the
+  group has no committed offsets after the restart, so the re-joined consumer starts at the
+  beginning of the recreated topics (`auto_offset_reset=earliest`) and the idempotent writes
+  absorb whatever it reads twice.
 """
 
 from __future__ import annotations

@@ -127,7 +127,7 @@ class InfluxV2Sink:
     """Writes through influxdb-client's synchronous write API (`/api/v2/write`)."""
 
     def __init__(self, settings: InfluxSettings, timeout: float = 30.0) -> None:
-        from influxdb_client import InfluxDBClient
+        from influxdb_client.client.influxdb_client import InfluxDBClient
         from influxdb_client.client.write_api import SYNCHRONOUS
 
         self._settings = settings
@@ -146,7 +146,7 @@ class InfluxV2Sink:
         try:
             if buckets.find_bucket_by_name(name) is None:
                 seconds = _duration_seconds(self._settings.retention)
-                from influxdb_client import BucketRetentionRules
+                from influxdb_client.domain.bucket_retention_rules import BucketRetentionRules
 
                 buckets.create_bucket(
                     bucket_name=name,
@@ -161,12 +161,13 @@ class InfluxV2Sink:
             raise TemporaryError(f"InfluxDB unreachable: {exc}") from None
 
     def write(self, database: str, lines: bytes) -> None:
+        from influxdb_client.domain.write_precision import WritePrecision
         from influxdb_client.rest import ApiException
         from urllib3.exceptions import HTTPError as Urllib3Error
 
         try:
             self._write.write(bucket=database, org=self._settings.org, record=lines,
-                              write_precision="ns")
+                              write_precision=WritePrecision.NS)  # type: ignore[arg-type]
         except ApiException as exc:
             if exc.status is None or exc.status >= 500 or exc.status == 429:
                 raise TemporaryError(f"InfluxDB v2 write failed ({exc.status}): {exc.reason}") from None

@@ -7,6 +7,7 @@ restarted), so `ensure_topics` is cheap and called whenever a client (re)connect
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Iterable
 from typing import Any, Protocol
@@ -65,10 +66,8 @@ def ensure_topics(settings: Settings, topics: dict[str, int] | None = None) -> N
         existing = set(admin.list_topics())
         missing = [NewTopic(t, n, 1) for t, n in wanted.items() if t not in existing]
         if missing:
-            try:
+            with contextlib.suppress(TopicAlreadyExistsError):
                 admin.create_topics(missing)
-            except TopicAlreadyExistsError:
-                pass
             log.info("created topics %s", ", ".join(t.name for t in missing))
     except KafkaError as exc:
         raise TemporaryError(f"could not create topics: {exc}") from None
@@ -110,6 +109,8 @@ def make_consumer(
         "fetch_max_bytes": 32 * 1024 * 1024,
         "max_partition_fetch_bytes": 8 * 1024 * 1024,
         "bootstrap_timeout_ms": 10000,
+        # notice a recreated topic (tansu restart) within seconds, not the 5 min default
+        "metadata_max_age_ms": 3000,
         "reconnect_backoff_max_ms": 1000,
     }
     options.update(overrides)

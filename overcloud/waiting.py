@@ -14,7 +14,7 @@ class WaitTimeout(TimeoutError):
 
 
 def wait_until(
-    predicate: Callable[[], T | None | bool],
+    predicate: Callable[[], T | bool | None],
     timeout: float,
     interval: float = 0.05,
     what: str = "condition",

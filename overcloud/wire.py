@@ -22,7 +22,6 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import cache
 from typing import Any
 
 import orjson
@@ -67,9 +66,14 @@ def encode_event(event: Event) -> bytes:
     )
 
 
-@cache
+_ADAPTERS: dict[str, pydantic.TypeAdapter[Any]] = {}
+
+
 def _adapter(cls: type[Event]) -> pydantic.TypeAdapter[Any]:
-    return pydantic.TypeAdapter(cls)
+    adapter = _ADAPTERS.get(cls.TYPE)
+    if adapter is None:
+        adapter = _ADAPTERS[cls.TYPE] = pydantic.TypeAdapter(cls)
+    return adapter
 
 
 def decode_event(raw: bytes) -> Event:

@@ -24,7 +24,8 @@ def run(verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> No
     setup_logging(verbose)
     ensure_topics(s)
     sink = make_sink(s.influx)
-    consumer = make_consumer(s, [metrics_topic(s, layer) for layer in Layer], s.devlake.group)
+    topics = [metrics_topic(s, layer) for layer in Layer]
+    consumer = make_consumer(s, topics, s.devlake.group)
     lake = DevLake(s, consumer, sink, KafkaDeadLetters(s))
     stop = threading.Event()
     install_signal_handlers(stop)
