@@ -1,0 +1,61 @@
+"""Settings: defaults, TOML, env precedence, and one-line errors for bad values."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from overcloud.errors import ConfigError
+from overcloud.settings import load_settings
+
+
+def test_defaults_are_loopback() -> None:
+    s = load_settings(env={"HOME": "/root"})
+    assert s.kafka.bootstrap == "127.0.0.1:9092"
+    assert s.influx.base_url == "http://127.0.0.1:8086"
+    assert s.topic("events") == "overcloud.events"
+
+
+def test_toml_then_env(tmp_path: Path) -> None:
+    cfg = tmp_path / "oc.toml"
+    cfg.write_text('state_dir = "/srv/oc"\n[kafka]\nport = 19092\n[influx]\ndialect = "v2"\n')
+    s = load_settings(cfg, env={"OVERCLOUD_KAFKA_PORT": "29092"})
+    assert s.kafka.port == 29092 and s.influx.dialect == "v2"
+    assert s.state_dir == Path("/srv/oc")
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"OVERCLOUD_KAFKA_PORT": "abc"}, "kafka.port must be int, got 'abc'"),
+        ({"OVERCLOUD_KAFKA_PORT": "70000"}, "kafka.port must be a TCP port"),
+        ({"OVERCLOUD_INFLUX_DIALECT": "v3"}, "influx.dialect must be 'v1' or 'v2'"),
+        ({"OVERCLOUD_AGENT_INTERVAL": "0.2"}, "agent.interval must be at least 1 second"),
+        ({"OVERCLOUD_INFLUX_CREATE_DATABASES": "maybe"}, "must be bool"),
+        ({"OVERCLOUD_INFLUX_URL": "ftp://x"}, "influx.url must start with http"),
+        ({"OVERCLOUD_CONFIG": "/nonexistent/oc.toml"}, "does not exist"),
+    ],
+)
+def test_bad_values(env: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings(env=env)
+    assert message in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[kafka]\nprot = 1\n", "unknown setting(s) kafka.prot"),
+        ("[nope]\n", "unknown setting(s) nope"),
+        ("kafka = 3\n", "[kafka] in"),
+        ("[kafka\n", "not valid TOML"),
+    ],
+)
+def test_bad_files(tmp_path: Path, text: str, message: str) -> None:
+    cfg = tmp_path / "oc.toml"
+    cfg.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        load_settings(cfg, env={})
+    assert message in str(info.value)
