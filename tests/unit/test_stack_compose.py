@@ -51,7 +51,7 @@ def test_each_role_runs_its_tiers(role: Role, services: set[str], tmp_path: Path
         assert wp["DB_PASSWORD"] == creds.db_password
         assert wp["DB_HOST"] == ("db:3306" if role is Role.ALL else "10.231.1.20:3306")
         assert cfg["services"]["nginx"]["depends_on"]["wordpress"]["condition"] == (
-            "service_healthy"
+            "service_started"
         )
         assert cfg["services"]["nginx"]["ports"][0]["published"] == "8080"
     if "db" in services:

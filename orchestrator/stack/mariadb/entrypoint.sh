@@ -1,11 +1,12 @@
 #!/bin/sh
-# First start: create the data directory, the database and its user, set the root password.
-# Later starts (the named volume survives `down`) go straight to the server.
+# First start: create the database and its user, set the root password (the system tables
+# come with the image). Later starts (the named volume survives `down`) go straight on.
 set -eu
 : "${DB_NAME:?}" "${DB_USER:?}" "${DB_PASSWORD:?}" "${DB_ROOT_PASSWORD:?}"
-if [ ! -d /var/lib/mysql/mysql ]; then
-  chown mysql:mysql /var/lib/mysql
-  mariadb-install-db --user=mysql --datadir=/var/lib/mysql --skip-test-db >/dev/null
+marker=/var/lib/mysql/.overcloud-configured
+if [ ! -e "$marker" ]; then
+  chown -R mysql:mysql /var/lib/mysql
+  [ -d /var/lib/mysql/mysql ] || mariadb-install-db --user=mysql --datadir=/var/lib/mysql --skip-test-db >/dev/null
   mariadbd --user=mysql --skip-networking --socket=/run/mysqld/boot.sock &
   pid=$!
   i=0
@@ -22,5 +23,6 @@ FLUSH PRIVILEGES;
 SQL
   kill "$pid"
   wait "$pid" || true
+  touch "$marker"
 fi
 exec mariadbd --user=mysql --bind-address=0.0.0.0 --port=3306
