@@ -49,10 +49,14 @@ def run(
     if once:
         prime(collectors, min(every, 1.0))
         n = agent.cycle()
-        delivered = publisher.close(timeout=s.agent.send_timeout)
-        state = "delivered" if delivered else f"spooled in {spool.path} (broker unreachable)"
-        console.print(f"collected {n} samples from node {identity.node}: {state}")
-        return
+        if publisher.close(timeout=s.agent.send_timeout):
+            console.print(f"collected {n} samples from node {identity.node}: delivered")
+            return
+        console.print(
+            f"collected {n} samples from node {identity.node}: broker {s.kafka.bootstrap} "
+            f"unreachable, kept in the spool {spool.path} for the next run"
+        )
+        raise typer.Exit(3)
     stop = threading.Event()
     install_signal_handlers(stop)
     console.print(

@@ -31,7 +31,7 @@ def run(verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> No
     install_signal_handlers(stop)
     console.print(
         f"devlake: {s.kafka.bootstrap} (group {s.devlake.group}) → {s.influx.base_url} "
-        f"[{s.influx.dialect}]"
+        f"(dialect {s.influx.dialect})"
     )
     try:
         lake.run(stop)

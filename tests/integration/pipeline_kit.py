@@ -19,11 +19,12 @@ from overcloud.wire import encode_samples
 BASE_NS = time.time_ns() - 3600 * 10**9
 
 
-def batch(overcloud: str, seq0: int, n: int, measurement: str = "itest") -> list[Sample]:
+def batch(overcloud: str, seq0: int, n: int, measurement: str = "itest",
+          step_ns: int = 1000) -> list[Sample]:
     """`n` samples with distinct timestamps, so the stored count is exactly what was sent."""
     return [
         Sample(measurement, {"overcloud": overcloud, "node": f"n{(seq0 + i) % 7}"},
-               {"v": float(seq0 + i), "seq": seq0 + i}, BASE_NS + (seq0 + i) * 1000)
+               {"v": float(seq0 + i), "seq": seq0 + i}, BASE_NS + (seq0 + i) * step_ns)
         for i in range(n)
     ]
 
@@ -37,6 +38,7 @@ class Producer:
     batches: int
     size: int = 100
     pace: float = 0.0
+    step_ns: int = 1000
     sent: int = 0
     done: threading.Event = field(default_factory=threading.Event)
     stop: threading.Event = field(default_factory=threading.Event)
@@ -50,7 +52,7 @@ class Producer:
         p = make_producer(self.settings)
         topic = metrics_topic(self.settings, Layer.RESOURCE)
         for b in range(self.batches):
-            samples = batch(self.overcloud, b * self.size, self.size)
+            samples = batch(self.overcloud, b * self.size, self.size, step_ns=self.step_ns)
             p.send(topic, key=f"n{b % 7}".encode(), value=encode_samples(samples))
             self.sent += len(samples)
             if self.pace and self.stop.wait(self.pace):
