@@ -76,6 +76,10 @@ class AgentSettings:
     """Upper bound of the on-disk spool used while the broker is unreachable."""
     send_timeout: float = 5.0
     """Seconds to wait for the broker to acknowledge a batch before spooling it."""
+    overcloud: str = ""
+    """OverCloud the managed host agent (`services up agent`) reports for; empty: the UnderCloud."""
+    node: str = ""
+    """Node name of the managed host agent; empty: this machine's host name."""
 
 
 @dataclass(frozen=True)

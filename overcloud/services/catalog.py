@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import shutil
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
@@ -160,6 +161,37 @@ def victoriametrics_daemon(s: Settings) -> Daemon:
     )
 
 
+def _log_says(d: Daemon, text: str) -> bool:
+    try:
+        return text in d.log_file.read_text(errors="replace")[-4096:]
+    except OSError:
+        return False
+
+
+def _cli(*args: str) -> list[str]:
+    """argv running our own CLI with this interpreter (works inside a venv and without PATH)."""
+    return [sys.executable, "-m", "overcloud.cli.main", *args]
+
+
+def devlake_daemon(s: Settings) -> Daemon:
+    d = Daemon(name="devlake", argv=_cli("devlake", "run"), state_dir=s.state_dir,
+               ready=lambda: False, address=f"{s.kafka.bootstrap} → {s.influx.base_url}")
+    d.ready = lambda: d.pid() is not None and _log_says(d, "devlake:")
+    return d
+
+
+def agent_daemon(s: Settings) -> Daemon:
+    args = ["agent", "run", "--layer", "resource"]
+    if s.agent.overcloud:
+        args += ["--overcloud", s.agent.overcloud]
+    if s.agent.node:
+        args += ["--node", s.agent.node]
+    d = Daemon(name="agent", argv=_cli(*args), state_dir=s.state_dir, ready=lambda: False,
+               address=f"every {s.agent.interval:g}s → {s.kafka.bootstrap}")
+    d.ready = lambda: d.pid() is not None and _log_says(d, "agent:")
+    return d
+
+
 CATALOG: dict[str, ServiceSpec] = {
     spec.name: spec
     for spec in (
@@ -168,5 +200,7 @@ CATALOG: dict[str, ServiceSpec] = {
         ServiceSpec("victoriametrics", ["victoria-metrics"], victoriametrics_daemon, default=False),
         ServiceSpec("dockerd", ["docker.io"], dockerd_daemon, default=False),
         ServiceSpec("lxd", ["lxd", "btrfs-progs", "openssl"], lxd_service, default=False),
+        ServiceSpec("devlake", [], devlake_daemon, default=False),
+        ServiceSpec("agent", [], agent_daemon, default=False),
     )
 }

@@ -99,8 +99,8 @@ class Daemon:
             pid = int(self.pid_file.read_text().strip())
         except (OSError, ValueError):
             return None
-        cmd = _cmdline(pid)
-        if _alive(pid) and cmd and Path(cmd[0]).name == Path(self.argv[0]).name:
+        # ours only if it still runs the very command line we started (pids get reused)
+        if _alive(pid) and _cmdline(pid) == self.argv:
             return pid
         self.pid_file.unlink(missing_ok=True)
         return None
