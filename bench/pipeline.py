@@ -475,6 +475,8 @@ def run_round(args: argparse.Namespace, settings: Settings, env: dict[str, str],
     devlake_cores = sum(v for k, v in cores.items() if k.startswith("devlake"))
     prod_cores = sum(r.cpu_s for r in results) / window
     rate = stored / window
+    ours = (prod_cores + cores.get("kafka", 0.0) + devlake_cores + cores.get("influxdb", 0.0)
+            + (time.process_time() - bench_cpu0) / window)
     return {
         "round": rnd,
         "ceiling": ceiling["rate"],
@@ -503,6 +505,8 @@ def run_round(args: argparse.Namespace, settings: Settings, env: dict[str, str],
             "influxd": cores.get("influxdb", 0.0),
             "bench": (time.process_time() - bench_cpu0) / window,
             "machine": (busy1 - busy0) / window,
+            # kernel threads (writeback, softirq) and whatever else shares the machine
+            "other": (busy1 - busy0) / window - ours,
         },
         "window_s": window,
     }
@@ -541,7 +545,8 @@ def print_round(r: dict[str, Any]) -> None:
         f"{r['p50']:.3f}s p99 {r['p99']:.3f}s max {r['max']:.3f}s ({r['probes']} probes, "
         f"{r['probes_missing']} missing) | cores: producers {c['producers']:.2f} broker "
         f"{c['broker']:.2f} devlake {c['devlake']:.2f} influxd {c['influxd']:.2f} "
-        f"bench {c['bench']:.2f} machine {c['machine']:.2f} | ceiling cores: influxd "
+        f"bench {c['bench']:.2f} other {c['other']:.2f} machine {c['machine']:.2f} | "
+        f"ceiling cores: influxd "
         f"{r['ceiling_cores']['influxd']:.2f} client {r['ceiling_cores']['client']:.2f} "
         f"machine {r['ceiling_cores']['machine']:.2f}",
         flush=True,
