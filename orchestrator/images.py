@@ -507,3 +507,21 @@ def image_status(s: Settings) -> ImageStatus:
         fp = _host_fingerprint(host)
         hosts.append(HostImage(host.name, fp, "present" if fp and fp == want else "missing"))
     return ImageStatus(artifacts, hosts, time.monotonic() - t0)
+
+
+def prune_cache(s: Settings) -> list[Path]:
+    """Remove cached artifacts that the current build inputs no longer use (the node image
+    alone is ~1.6 GB). Another checkout with other inputs would rebuild what it needs."""
+    k = keys(s)
+    current = {f"base-{k.base}", f"stack-{k.stack}", f"noderoot-{k.noderoot}", f"node-{k.node}"}
+    cache = Cache(s.undercloud.cache_dir)
+    removed = []
+    with cache.lock():
+        for d in sorted(cache.root.iterdir()):
+            kind = d.name.split("-", 1)[0]
+            if d.is_dir() and kind in ("base", "stack", "noderoot", "node") and (
+                d.name not in current
+            ):
+                shutil.rmtree(d)
+                removed.append(d)
+    return removed

@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 from rich.table import Table
 
-from orchestrator.images import ImageStatus, ensure_images, image_status
+from orchestrator.images import ImageStatus, ensure_images, image_status, prune_cache
 from overcloud.cli.common import console, settings
 
 app = typer.Typer(help="Build, cache and import the machine-container image.", no_args_is_help=True)
@@ -40,3 +40,10 @@ def status() -> None:
     _tables(st)
     if not st.ready:
         raise typer.Exit(1)
+
+
+@app.command()
+def prune() -> None:
+    """Delete cached artifacts the current recipes no longer use."""
+    removed = prune_cache(settings())
+    console.print(f"removed: {', '.join(p.name for p in removed) if removed else 'nothing'}")
