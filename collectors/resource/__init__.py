@@ -1,5 +1,6 @@
-"""Resource-layer collectors (CPU, memory, disk, network of UnderCloud hosts)."""
+"""Resource-layer collectors (CPU, memory, disk, network of UnderCloud hosts and containers)."""
 
 from collectors.resource.host import HostCollector
+from collectors.resource.instance import InstanceCollector
 
-__all__ = ["HostCollector"]
+__all__ = ["HostCollector", "InstanceCollector"]

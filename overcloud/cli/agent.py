@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import threading
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from overcloud.cli.common import console, install_signal_handlers, settings, setup_logging
 from overcloud.errors import UserError
+from overcloud.settings import Settings
+
+if TYPE_CHECKING:
+    from collectors.base import Collector
 
 app = typer.Typer(help="Metric agents.", no_args_is_help=True)
 
@@ -23,6 +27,10 @@ def run(
     overcloud: Annotated[str, typer.Option(help="OverCloud the samples belong to.")] = "",
     node: Annotated[str, typer.Option(help="Node name (default: this host's name).")] = "",
     cluster: Annotated[str, typer.Option(help="Logical cluster name.")] = "",
+    instance: Annotated[str, typer.Option(
+        help="Collect a machine container's resources from its LXD host instead of this host's."
+    )] = "",
+    lxd_host: Annotated[str, typer.Option(help="UnderCloud host (LXD daemon) of --instance.")] = "",
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Run an agent for one layer until SIGTERM/SIGINT (or once with --once)."""
@@ -38,11 +46,14 @@ def run(
     every = s.agent.interval if interval is None else interval
     if every < 1:
         raise UserError(f"--interval must be at least 1 second, got {every:g}")
-    if any(name and not _valid_name(name) for name in (overcloud, node, cluster)):
+    if any(name and not _valid_name(name) for name in (overcloud, node, cluster, instance)):
         raise UserError("--overcloud and --node take names of letters, digits, '-' and '_'")
     setup_logging(verbose)
     identity = default_identity(overcloud, node, cluster)
-    collectors = [build(name) for name in LAYER_COLLECTORS[layer]]
+    if instance:
+        collectors = [_instance_collector(s, instance, lxd_host)]
+    else:
+        collectors = [build(name) for name in LAYER_COLLECTORS[layer]]
     spool = Spool(spool_path(s, identity, Layer(layer)), s.agent.spool_max_bytes)
     publisher = Publisher(s, spool)
     agent = Agent(s, identity, collectors, publisher)
@@ -65,6 +76,18 @@ def run(
     )
     agent.run(every, stop)
     publisher.close(timeout=s.agent.send_timeout)
+
+
+def _instance_collector(s: Settings, instance: str, lxd_host: str) -> Collector:
+    from collectors.resource.instance import InstanceCollector, LxdApiSource
+
+    hosts = {h.name: h for h in s.lxd_hosts}
+    if lxd_host not in hosts:
+        raise UserError(
+            f"--lxd-host must name an UnderCloud host ({', '.join(hosts) or 'none configured'}), "
+            f"got {lxd_host!r}"
+        )
+    return InstanceCollector(LxdApiSource(hosts[lxd_host], instance), lxd_host, instance)
 
 
 def _valid_name(name: str) -> bool:
