@@ -157,7 +157,10 @@ class ProducerResult:
     points: int = 0
     probes: list[tuple[str, int, int]] = field(default_factory=list)  # (node, seq, sent_ns)
     ends: list[tuple[str, int, int]] = field(default_factory=list)
-    behind_s: float = 0.0  # how far the open-loop schedule was behind at the end
+    behind_s: float = 0.0
+    failed_messages: int = 0
+    failed_points: int = 0
+    error_sample: str = ""  # how far the open-loop schedule was behind at the end
     cpu_s: float = 0.0
     error: str = ""
 
@@ -189,6 +192,14 @@ def _produce(plan: ProducerPlan, res: ProducerResult) -> None:
     # connect before the clock starts
     producer.partitions_for(topic)
     last_ts = dict.fromkeys(range(len(templates)), 0)
+
+    def failed(points: int, exc: Exception) -> None:
+        # not acknowledged by the broker: not counted as produced (and reported)
+        res.failed_messages += 1
+        res.failed_points += points
+        res.points -= points
+        res.error_sample = res.error_sample or f"{type(exc).__name__}: {exc}"
+
     seq = 0
     sent = 0
     probe_seq = 0
@@ -216,7 +227,8 @@ def _produce(plan: ProducerPlan, res: ProducerResult) -> None:
             seq += 1
             value = tpl.replace(ts_b, str(ts).encode()).replace(
                 id_b, f"{plan.index:08x}{seq:024x}".encode())
-            producer.send(topic, key=key, value=value)
+            fut = producer.send(topic, key=key, value=value)
+            fut.add_errback(failed, points)
             sent += 1
             res.points += points
         if now >= next_probe:
@@ -498,6 +510,8 @@ def run_round(args: argparse.Namespace, settings: Settings, env: dict[str, str],
         "probes": len(probes),
         "probes_missing": missing,
         "behind_s": max(r.behind_s for r in results),
+        "produce_failed": sum(r.failed_messages for r in results),
+        "produce_error": next((r.error_sample for r in results if r.error_sample), ""),
         "cores": {
             "producers": prod_cores,
             "broker": cores.get("kafka", 0.0),
@@ -541,7 +555,8 @@ def print_round(r: dict[str, Any]) -> None:
         f"{r['ceiling_before']:,.0f}, after {r['ceiling_after']:,.0f}) | pipeline "
         f"{r['rate']:,.0f} pts/s "
         f"(offered {r['offered']:,.0f}, {'complete' if r['complete'] else 'INCOMPLETE'} "
-        f"{r['stored']:,}/{r['produced']:,}) | ratio {r['ratio']:.2f} | latency p50 "
+        f"{r['stored']:,}/{r['produced']:,} acked, {r['produce_failed']} sends failed) | "
+        f"ratio {r['ratio']:.2f} | latency p50 "
         f"{r['p50']:.3f}s p99 {r['p99']:.3f}s max {r['max']:.3f}s ({r['probes']} probes, "
         f"{r['probes_missing']} missing) | cores: producers {c['producers']:.2f} broker "
         f"{c['broker']:.2f} devlake {c['devlake']:.2f} influxd {c['influxd']:.2f} "
