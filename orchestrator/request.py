@@ -346,7 +346,8 @@ class OverCloudRequest(_Model):
         # `model_validate` still gets them, as one error
         if isinstance(info.context, dict) and info.context.get("cross") is False:
             return self
-        msgs = [f"{_dotted(loc)}: {msg}" for loc, msg in _cross_rules(self.cluster, self.saas)]
+        counts = (self.cluster.nodes, self.saas.tiers.app.replicas, self.saas.tiers.web.replicas)
+        msgs = [f"{_dotted(loc)}: {msg}" for loc, msg in _cross_rules(*counts)]
         if msgs:
             raise ValueError("; ".join(msgs))
         return self
@@ -455,7 +456,7 @@ def parse_request(text: str, source: str = "<string>",
         data = yaml.SafeLoader(text).get_single_data()
     except yaml.MarkedYAMLError as exc:  # e.g. an unknown tag such as !!python/object
         raise RequestInvalid(source, [*tree.problems, _yaml_problem(exc)]) from None
-    problems, request = _validate(data, capacity, tree.lines, skip=tree.secret_locs)
+    problems, request = _validate(data, capacity, tree.lines, skip=frozenset(tree.reported))
     problems = sorted([*tree.problems, *problems], key=lambda p: (p.line or 0, p.path))
     if problems or request is None:
         raise RequestInvalid(source, problems)
@@ -475,27 +476,45 @@ def _validate(data: Any, capacity: Capacity | None, lines: Mapping[Loc, int],
     except ValidationError as exc:
         for err in exc.errors(include_url=False):
             loc = _clean_loc(err["loc"])
-            if not any(loc[: len(s)] == s for s in skip):
+            if err["type"] == "invalid_key" and lines:
+                continue  # a key that is not text: the node tree reported it with its line
+            if not _under(loc, skip):
                 problems.append(Problem(_dotted(loc), _line(lines, loc, err["type"]), _message(err, loc)))
-    # cross-field rules need a valid cluster and saas, even when other parts are broken
-    cluster = request.cluster if request else _part(Cluster, data.get("cluster", {}))
-    saas = request.saas if request else _part(Saas, data.get("saas"))
-    if cluster and saas:
-        for loc, msg in _cross_rules(cluster, saas):
-            problems.append(Problem(_dotted(loc), _line(lines, loc, ""), msg))
+    # cross-field rules, also when other parts of the document are broken
+    counts = (request.cluster.nodes, request.saas.tiers.app.replicas, request.saas.tiers.web.replicas
+              ) if request else _counts(data)
+    if counts:
+        for loc, msg in _cross_rules(*counts):
+            if not _under(loc, skip):
+                problems.append(Problem(_dotted(loc), _line(lines, loc, ""), msg))
     return problems, (request if not problems else None)
 
 
-def _part(model: type[_Model], raw: Any) -> Any:
-    try:
-        return model.model_validate(raw)
-    except ValidationError:
+def _under(loc: Loc, prefixes: frozenset[Loc]) -> bool:
+    return any(loc[: len(p)] == p for p in prefixes)
+
+
+def _counts(data: dict[str, Any]) -> tuple[int, int, int] | None:
+    """(nodes, app replicas, web replicas) when each of them is valid on its own."""
+    def part(model: type[_Model], raw: Any) -> Any:
+        try:
+            return model.model_validate(raw)
+        except ValidationError:
+            return None
+
+    cluster = part(Cluster, data.get("cluster", {}))
+    saas = data.get("saas")
+    tiers = saas.get("tiers", {}) if isinstance(saas, dict) else None
+    if cluster is None or not isinstance(tiers, dict):
         return None
+    app, web = part(Tier, tiers.get("app", {})), part(Tier, tiers.get("web", {}))
+    if app is None or web is None:
+        return None
+    return cluster.nodes, app.replicas, web.replicas
 
 
-def _cross_rules(cluster: Cluster, saas: Saas) -> Iterator[tuple[Loc, str]]:
-    nodes = cluster.nodes
-    replicas = {"app": saas.tiers.app.replicas, "web": saas.tiers.web.replicas}
+def _cross_rules(nodes: int, app: int, web: int) -> Iterator[tuple[Loc, str]]:
+    replicas = {"app": app, "web": web}
     for tier, r in replicas.items():
         if r > 1 and nodes < r + 1:
             yield (("saas", "tiers", tier, "replicas"),
@@ -516,12 +535,9 @@ def _cross_rules(cluster: Cluster, saas: Saas) -> Iterator[tuple[Loc, str]]:
 class _Tree:
     lines: dict[Loc, int] = field(default_factory=dict)
     problems: list[Problem] = field(default_factory=list)
-    secrets: set[Loc] = field(default_factory=set)
+    reported: set[Loc] = field(default_factory=set)
+    """Secret keys and duplicated keys: reported here, so not validated again."""
     _seen: set[int] = field(default_factory=set)
-
-    @property
-    def secret_locs(self) -> frozenset[Loc]:
-        return frozenset(self.secrets)
 
     def walk(self, node: yaml.Node, loc: Loc) -> None:
         if id(node) in self._seen:  # an alias: walked once already (and no alias bombs)
@@ -546,6 +562,7 @@ class _Tree:
                 key = key_node.value
                 here = (*loc, key)
                 if key in first:
+                    self.reported.add(here)
                     self.problems.append(Problem(_dotted(here), line, f"duplicate key {key!r} (first at "
                                                  f"line {first[key]}); YAML would silently keep only "
                                                  "the last one, so write it once"))
@@ -553,7 +570,7 @@ class _Tree:
                 first[key] = line
                 self.lines[here] = line
                 if _SECRET_KEY_RE.search(key):
-                    self.secrets.add(here)
+                    self.reported.add(here)
                     self.problems.append(Problem(_dotted(here), line, "secrets are never written in the "
                                                  "request: OverCloud generates every password and key "
                                                  "and stores them itself; remove this key"))
@@ -563,8 +580,15 @@ class _Tree:
 
 def _yaml_problem(exc: yaml.MarkedYAMLError) -> Problem:
     mark = exc.problem_mark or exc.context_mark
+    line = mark.line + 1 if mark else None
+    if isinstance(exc, yaml.constructor.ConstructorError):
+        tag = (exc.problem or "").split()[-1].strip("'").replace("tag:yaml.org,2002:", "!!")
+        return Problem("", line, f"the YAML tag {tag} is not allowed: a request is plain data "
+                       "(text, numbers, true/false, lists and mappings)")
     what = " ".join(x for x in (exc.context, exc.problem) if x)
-    return Problem("", mark.line + 1 if mark else None, f"malformed YAML: {what}")
+    if exc.context_mark and mark and exc.context_mark.line != mark.line:
+        what += f" (it started at line {exc.context_mark.line + 1})"
+    return Problem("", line, f"malformed YAML: {what}")
 
 
 def _node_kind(node: yaml.Node) -> str:
@@ -625,19 +649,33 @@ def _allowed_keys(loc: Loc) -> list[str]:
     return list(model.model_fields)
 
 
+_REQUIRED_HINTS = {
+    "apiVersion": f" (write apiVersion: {API_VERSION})",
+    "kind": " (write kind: OverCloud)",
+    "name": " (a DNS label such as my-blog: it names the containers and databases)",
+    "owner": " (who the OverCloud is for, e.g. an e-mail address)",
+    "saas": " (the SaaS to run; at least saas: {stack: wordpress})",
+    "saas.stack": " (the only stack so far: wordpress)",
+}
+
+
 def _message(err: Any, loc: Loc) -> str:
     kind, value, ctx = err["type"], err.get("input"), err.get("ctx") or {}
     if kind == "missing":
-        return "is required"
+        return "is required" + _REQUIRED_HINTS.get(_dotted(loc), "")
     if kind == "extra_forbidden":
         allowed = _allowed_keys(loc[:-1])
         near = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
         hint = f" (did you mean {near[0]!r}?)" if near else ""
         return f"unknown key{hint}; expected one of: {', '.join(allowed)}"
     if kind == "int_type":
-        return f"must be a whole number, got {_describe(value)}"
+        unquote = isinstance(value, str) and value.strip().lstrip("-").isdigit()
+        return f"must be a whole number, got {_describe(value)}" + (
+            " (write it without quotes)" if unquote else "")
     if kind == "bool_type":
-        return f"must be true or false, got {_describe(value)}"
+        unquote = isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "on", "off")
+        return f"must be true or false, got {_describe(value)}" + (
+            " (write true or false, without quotes)" if unquote else "")
     if kind == "string_type":
         return f"must be text, got {_describe(value)}"
     if kind == "list_type":
