@@ -32,6 +32,10 @@ class MetricSink(Protocol):
         """Store line protocol in `database`; idempotent for identical points."""
         ...
 
+    def drop_database(self, name: str) -> None:
+        """Delete the database (bucket) and its data; no error when it does not exist."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -101,6 +105,10 @@ class InfluxV1Sink:
                 f'ALTER RETENTION POLICY "devlake" ON "{name}" DURATION {rp} DEFAULT', post=True
             )
 
+    def drop_database(self, name: str) -> None:
+        """Delete a DevLake database and its data (idempotent)."""
+        self._ql.query(f'DROP DATABASE "{name}"', post=True)
+
     def write(self, database: str, lines: bytes) -> None:
         try:
             resp = self._client.post(
@@ -159,6 +167,12 @@ class InfluxV2Sink:
             raise PermanentError(f"could not create bucket {name}: {exc.reason}") from None
         except OSError as exc:
             raise TemporaryError(f"InfluxDB unreachable: {exc}") from None
+
+    def drop_database(self, name: str) -> None:
+        buckets = self._client.buckets_api()
+        bucket = buckets.find_bucket_by_name(name)
+        if bucket is not None:
+            buckets.delete_bucket(bucket)
 
     def write(self, database: str, lines: bytes) -> None:
         from influxdb_client.domain.write_precision import WritePrecision

@@ -13,6 +13,7 @@ from overcloud.cli.agent import app as agent_app
 from overcloud.cli.devlake import app as devlake_app
 from overcloud.cli.images import app as images_app
 from overcloud.cli.metrics import app as metrics_app
+from overcloud.cli.overclouds import delete, list_, orchestrator_app, show
 from overcloud.cli.request import app as request_app
 from overcloud.cli.services import app as services_app
 from overcloud.errors import OverCloudError
@@ -30,6 +31,10 @@ app.add_typer(devlake_app, name="devlake")
 app.add_typer(metrics_app, name="metrics")
 app.add_typer(images_app, name="images")
 app.add_typer(request_app, name="request")
+app.add_typer(orchestrator_app, name="orchestrator")
+app.command("list")(list_)
+app.command("show")(show)
+app.command("delete")(delete)
 
 
 @app.callback()

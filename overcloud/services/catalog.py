@@ -192,6 +192,20 @@ def agent_daemon(s: Settings) -> Daemon:
     return d
 
 
+def orchestrator_daemon(s: Settings) -> Daemon:
+    d = Daemon(name="orchestrator", argv=_cli("orchestrator", "run"), state_dir=s.state_dir,
+               ready=lambda: False, address=f"{s.topic('events')} on {s.kafka.bootstrap}")
+    d.ready = lambda: d.pid() is not None and _log_says(d, "orchestrator:")
+    return d
+
+
+def _images(s: Settings) -> None:
+    """`services up lxd` also prepares the node image on every host (cached, keyed by inputs)."""
+    from orchestrator.images import ensure_images
+
+    ensure_images(s)
+
+
 CATALOG: dict[str, ServiceSpec] = {
     spec.name: spec
     for spec in (
@@ -199,8 +213,10 @@ CATALOG: dict[str, ServiceSpec] = {
         ServiceSpec("influxdb", ["influxdb"], influx_daemon),
         ServiceSpec("victoriametrics", ["victoria-metrics"], victoriametrics_daemon, default=False),
         ServiceSpec("dockerd", ["docker.io"], dockerd_daemon, default=False),
-        ServiceSpec("lxd", ["lxd", "btrfs-progs", "openssl"], lxd_service, default=False),
+        ServiceSpec("lxd", ["lxd", "btrfs-progs", "openssl"], lxd_service, after_start=_images,
+                    default=False),
         ServiceSpec("devlake", [], devlake_daemon, default=False),
+        ServiceSpec("orchestrator", [], orchestrator_daemon, default=False),
         ServiceSpec("agent", [], agent_daemon, default=False),
     )
 }

@@ -1,0 +1,132 @@
+"""`HostDriver`: what the orchestrator needs from an UnderCloud host, and the LXD one.
+
+Every action is idempotent, because workflow tasks are re-run after a crash: launching a
+node that already exists only makes sure it runs; adding a device that is there is a no-op;
+deleting what is gone succeeds. Machine containers carry `user.overcloud` and
+`user.overcloud.node` config keys, so a host can always say which OverCloud owns what
+(`delete` and orphan checks rely on it, not on our own bookkeeping alone).
+
+The LXD driver drives the `lxc` client against the host's own socket: it is the same client
+an operator would use to look at what we did, and it waits on LXD operations for us.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from overcloud.errors import PermanentError, ServiceError, TemporaryError
+from overcloud.services.lxd import api_answers, lxc
+from overcloud.settings import LxdHost, Settings
+
+OWNER_KEY = "user.overcloud"
+NODE_KEY = "user.overcloud.node"
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    name: str
+    """Container name, unique on the host (the OverCloud's name is in it)."""
+    overcloud: str
+    node: str
+    image: str
+    cpu: int
+    memory_bytes: int
+
+
+class HostDriver(Protocol):
+    name: str
+
+    def reachable(self) -> bool: ...
+    def launch(self, spec: NodeSpec) -> None: ...
+    def address(self, name: str) -> str | None: ...
+    def exec(self, name: str, *cmd: str, timeout: float = 300) -> str: ...
+    def push(self, name: str, local: Path, remote: str, mode: str = "0644") -> None: ...
+    def add_proxy(self, name: str, device: str, listen: str, connect: str) -> None: ...
+    def delete(self, name: str) -> None: ...
+    def instances(self, overcloud: str | None = None) -> dict[str, str]: ...
+
+
+class LxdDriver:
+    def __init__(self, settings: Settings, host: LxdHost) -> None:
+        self._s = settings
+        self.host = host
+        self.name = host.name
+
+    def _lxc(self, *args: str, timeout: float = 300, check: bool = True) -> str:
+        try:
+            return lxc(self._s, self.host, *args, timeout=timeout, check=check).stdout
+        except ServiceError as exc:
+            raise TemporaryError(str(exc), delay=1.0) from None
+
+    def reachable(self) -> bool:
+        return api_answers(self.host)
+
+    def instances(self, overcloud: str | None = None) -> dict[str, str]:
+        """Our containers on this host: name → OverCloud (only those of `overcloud` if given)."""
+        out = self._lxc("list", "--format", "json", timeout=60)
+        found = {}
+        for inst in json.loads(out or "[]"):
+            owner = (inst.get("config") or {}).get(OWNER_KEY)
+            if owner and (overcloud is None or owner == overcloud):
+                found[inst["name"]] = owner
+        return found
+
+    def _state(self, name: str) -> str | None:
+        out = self._lxc("list", f"^{name}$", "--format", "json", timeout=60)
+        items = json.loads(out or "[]")
+        return str(items[0]["status"]) if items else None
+
+    def launch(self, spec: NodeSpec) -> None:
+        state = self._state(spec.name)
+        if state is None:
+            self._lxc(
+                "launch", spec.image, spec.name,
+                "-c", "security.nesting=true",
+                "-c", f"limits.cpu={spec.cpu}",
+                "-c", f"limits.memory={spec.memory_bytes}",
+                "-c", f"{OWNER_KEY}={spec.overcloud}",
+                "-c", f"{NODE_KEY}={spec.node}",
+            )
+        elif state != "Running":
+            self._lxc("start", spec.name)
+
+    def address(self, name: str) -> str | None:
+        out = self._lxc("list", f"^{name}$", "--format", "json", timeout=60)
+        for inst in json.loads(out or "[]"):
+            nets = ((inst.get("state") or {}).get("network") or {})
+            for addr in (nets.get("eth0") or {}).get("addresses", []):
+                if addr.get("family") == "inet" and addr.get("scope") == "global":
+                    return str(addr["address"])
+        return None
+
+    def exec(self, name: str, *cmd: str, timeout: float = 300) -> str:
+        return self._lxc("exec", name, "--", *cmd, timeout=timeout)
+
+    def push(self, name: str, local: Path, remote: str, mode: str = "0644") -> None:
+        self._lxc("file", "push", "-p", "--mode", mode, str(local), f"{name}{remote}")
+
+    def add_proxy(self, name: str, device: str, listen: str, connect: str) -> None:
+        current = self._lxc("config", "device", "show", name, timeout=60)
+        if f"{device}:" in current.split():
+            if listen in current and connect in current:
+                return
+            self._lxc("config", "device", "remove", name, device)
+        try:
+            lxc(self._s, self.host, "config", "device", "add", name, device, "proxy",
+                f"listen={listen}", f"connect={connect}")
+        except ServiceError as exc:
+            if "address already in use" in str(exc):
+                raise PermanentError(f"{listen} is taken on this machine: {exc}") from None
+            raise TemporaryError(str(exc)) from None
+
+    def delete(self, name: str) -> None:
+        if self._state(name) is not None:
+            self._lxc("delete", "--force", name)
+
+
+def drivers(settings: Settings) -> dict[str, LxdDriver]:
+    """One driver per configured UnderCloud host, by host name."""
+    return {h.name: LxdDriver(settings, h) for h in settings.lxd_hosts}

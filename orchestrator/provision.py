@@ -1,0 +1,312 @@
+"""Provisioning and deletion of an OverCloud, as workflows of idempotent actions.
+
+The provisioning graph (N nodes; `launch`, `docker` and `deploy` run per node in parallel):
+
+    admit → place → launch:<node> … → docker:<node> … → deploy:<db node> → deploy:<web nodes>
+          → expose → verify → devlake → agents → ready          (on failure: `failed`)
+
+Decide, then act: `place` decides every node's host once and records it; the acting tasks
+only carry that decision out, and each is safe to repeat after a crash (a node that exists
+is only started, a device that is there is left alone, `compose up` converges).
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from orchestrator.hosts import HostDriver, NodeSpec
+from orchestrator.images import NODE_ALIAS
+from orchestrator.registry import Registry
+from orchestrator.request import OverCloudRequest
+from orchestrator.stack.compose import COMPOSE_FILE, Role, env_file
+from orchestrator.workflow import ActionRegistry, TaskContext, TaskSpec, WorkflowSpec
+from overcloud.bus import EventBus
+from overcloud.errors import PermanentError, TemporaryError
+from overcloud.events import OverCloudDeleted, OverCloudFailed, OverCloudReady
+from overcloud.services.process import Daemon
+from overcloud.settings import Settings
+
+STACK_DIR = "/srv/stack"
+
+
+@dataclass
+class Context:
+    """Everything the actions use, passed in (no globals): settings, hosts, store, bus."""
+
+    settings: Settings
+    hosts: dict[str, HostDriver]
+    registry: Registry
+    bus: EventBus
+    database_admin: Any  # devlake.sinks.MetricSink-like: ensure_database / drop_database
+
+
+def provision_spec(request: OverCloudRequest) -> WorkflowSpec:
+    nodes = request.node_names()
+    layout = request.tier_layout()
+    db_node = request.nodes_of("db")[0]
+    web_nodes = [n for n in nodes if "web" in layout[n] or "app" in layout[n]]
+    tasks = [
+        TaskSpec("place", "place", {}, after=(), retries=2, timeout=60),
+    ]
+    for n in nodes:
+        tasks.append(TaskSpec(f"launch:{n}", "launch_node", {"node": n}, after=("place",),
+                              retries=3, timeout=240))
+        tasks.append(TaskSpec(f"docker:{n}", "wait_docker", {"node": n}, after=(f"launch:{n}",),
+                              retries=2, timeout=180))
+    tasks.append(TaskSpec(f"deploy:{db_node}", "deploy_stack", {"node": db_node},
+                          after=(f"docker:{db_node}",), retries=2, timeout=300))
+    for n in web_nodes:
+        if n != db_node:
+            tasks.append(TaskSpec(f"deploy:{n}", "deploy_stack", {"node": n},
+                                  after=(f"docker:{n}", f"deploy:{db_node}"), retries=2,
+                                  timeout=300))
+    front = web_nodes[0] if web_nodes else db_node
+    tasks += [
+        TaskSpec("expose", "expose", {"node": front},
+                 after=tuple(f"deploy:{n}" for n in dict.fromkeys([db_node, *web_nodes])),
+                 retries=2, timeout=60),
+        TaskSpec("verify", "verify", {}, after=("expose",), retries=30, backoff=1.0,
+                 timeout=30),
+        TaskSpec("devlake", "devlake", {}, after=("verify",), retries=5, timeout=60),
+        TaskSpec("agents", "agents", {}, after=("devlake",), retries=2, timeout=120),
+        TaskSpec("ready", "ready", {}, after=("agents",), retries=5, timeout=30),
+    ]
+    return WorkflowSpec(kind="provision", subject=request.name, tasks=tuple(tasks),
+                        on_failure="failed")
+
+
+def delete_spec(name: str, keep_data: bool) -> WorkflowSpec:
+    tasks = (
+        TaskSpec("agents", "stop_agents", {}, after=(), retries=2, timeout=60),
+        TaskSpec("nodes", "delete_nodes", {}, after=("agents",), retries=3, timeout=300),
+        TaskSpec("devlake", "drop_devlake", {"keep_data": keep_data}, after=("nodes",),
+                 retries=5, timeout=60),
+        TaskSpec("forget", "forget", {}, after=("devlake",), retries=3, timeout=30),
+    )
+    return WorkflowSpec(kind="delete", subject=name, tasks=tasks)
+
+
+def _request(ctx: TaskContext) -> OverCloudRequest:
+    return OverCloudRequest.from_spec(ctx.input["spec"])
+
+
+def register_actions(actions: ActionRegistry, c: Context) -> None:
+    """Bind the actions to one `Context` (the orchestrator's), by name."""
+
+    def host_of(name: str, node: str) -> HostDriver:
+        rec = c.registry.get(name)
+        placed = {n.node: n.host for n in rec.nodes} if rec else {}
+        if node not in placed:
+            raise PermanentError(f"node {node} has no host: placement did not run")
+        try:
+            return c.hosts[placed[node]]
+        except KeyError:
+            raise PermanentError(f"{node} is placed on unknown host {placed[node]}") from None
+
+    @actions.action("place")
+    def place(ctx: TaskContext) -> dict[str, str]:
+        req = _request(ctx)
+        rec = c.registry.get(req.name)
+        if rec is not None and rec.nodes:  # decided before a crash: keep that decision
+            return {n.node: n.host for n in rec.nodes}
+        up = [h for h in sorted(c.hosts) if c.hosts[h].reachable()]
+        if not up:
+            raise TemporaryError("no UnderCloud host is reachable", delay=2)
+        load = {h: len(c.hosts[h].instances()) for h in up}
+        layout = req.tier_layout()
+        decision: dict[str, str] = {}
+        for node in req.node_names():
+            # pack: the first host; spread: the host with the fewest containers (ties by name)
+            pack = req.placement.strategy == "pack"
+            host = up[0] if pack else min(up, key=lambda h: (load[h], h))
+            load[host] += 1
+            decision[node] = host
+        for node, host in decision.items():
+            c.registry.set_node(req.name, node, host, layout[node])
+        c.registry.allocate_port(req.name, _wanted_port(req))
+        ctx.report(", ".join(f"{n}→{h}" for n, h in decision.items()))
+        return decision
+
+    @actions.action("launch_node")
+    def launch_node(ctx: TaskContext) -> dict[str, str]:
+        req = _request(ctx)
+        node = ctx.args["node"]
+        host = host_of(req.name, node)
+        host.launch(NodeSpec(node, req.name, node, NODE_ALIAS, req.cluster.cpu,
+                             req.cluster.memory_bytes))
+        address = _wait(lambda: host.address(node), 60, f"an address for {node}")
+        c.registry.set_node(req.name, node, host.name, req.tier_layout()[node], address)
+        ctx.report(f"{node} on {host.name} at {address}")
+        return {"host": host.name, "address": address}
+
+    @actions.action("wait_docker")
+    def wait_docker(ctx: TaskContext) -> None:
+        req = _request(ctx)
+        node = ctx.args["node"]
+        host = host_of(req.name, node)
+        _wait(lambda: _docker_ok(host, node), 120, f"Docker in {node}")
+
+    @actions.action("deploy_stack")
+    def deploy_stack(ctx: TaskContext) -> dict[str, str]:
+        req = _request(ctx)
+        node = ctx.args["node"]
+        tiers = req.tier_layout()[node]
+        host = host_of(req.name, node)
+        rec = c.registry.get(req.name)
+        assert rec is not None
+        addresses = {n.node: n.address for n in rec.nodes}
+        db_node = req.nodes_of("db")[0]
+        creds = c.registry.secrets(req.name)
+        if node == db_node and len(tiers) == 3:
+            env = env_file(req.name, creds, Role.ALL, http_port=80)
+        elif node == db_node:
+            env = env_file(req.name, creds, Role.DB, db_bind=addresses[node])
+        else:
+            env = env_file(req.name, creds, Role.WEB, db_host=addresses[db_node])
+        with tempfile.TemporaryDirectory() as tmp:
+            env_path = Path(tmp) / "stack.env"
+            env_path.write_text(env)
+            env_path.chmod(0o600)
+            host.push(node, COMPOSE_FILE, f"{STACK_DIR}/compose.yml")
+            host.push(node, env_path, f"{STACK_DIR}/.env", mode="0600")
+        host.exec(node, "docker", "compose", "--project-directory", STACK_DIR, "up", "-d",
+                  "--wait", "--wait-timeout", "240", timeout=280)
+        ctx.report(f"{node}: {', '.join(tiers)} up")
+        return {"tiers": ",".join(tiers)}
+
+    @actions.action("expose")
+    def expose(ctx: TaskContext) -> dict[str, str]:
+        req = _request(ctx)
+        node = ctx.args["node"]
+        rec = c.registry.get(req.name)
+        assert rec is not None and rec.port is not None
+        host = host_of(req.name, node)
+        host.add_proxy(node, "web", f"tcp:127.0.0.1:{rec.port}", "tcp:127.0.0.1:80")
+        url = f"http://127.0.0.1:{rec.port}/"
+        c.registry.set_state(req.name, "provisioning", url=url)
+        return {"url": url}
+
+    @actions.action("verify")
+    def verify(ctx: TaskContext) -> dict[str, Any]:
+        req = _request(ctx)
+        rec = c.registry.get(req.name)
+        assert rec is not None
+        url = rec.url.rstrip("/") + req.saas.expose.path_check
+        try:
+            r = httpx.get(url, timeout=10, follow_redirects=True)
+        except httpx.HTTPError as exc:
+            raise TemporaryError(f"{url}: {exc}") from None
+        if r.status_code != 200 or "WordPress" not in r.text or "install" not in r.text:
+            raise TemporaryError(f"{url} answered {r.status_code}, not the WordPress install page")
+        ctx.report(f"{url} → 200, WordPress installation page")
+        return {"url": url, "status": r.status_code}
+
+    @actions.action("devlake")
+    def devlake(ctx: TaskContext) -> dict[str, str]:
+        req = _request(ctx)
+        db = f"{c.settings.influx.database_prefix}{req.name}"
+        c.database_admin.ensure_database(db)
+        return {"database": db}
+
+    @actions.action("agents")
+    def agents(ctx: TaskContext) -> list[str]:
+        req = _request(ctx)
+        rec = c.registry.get(req.name)
+        assert rec is not None
+        started = []
+        for n in rec.nodes:
+            agent_daemon(c.settings, req.name, n.node, n.host).start()
+            started.append(n.node)
+        return started
+
+    @actions.action("ready")
+    def ready(ctx: TaskContext) -> dict[str, str]:
+        req = _request(ctx)
+        rec = c.registry.get(req.name)
+        assert rec is not None
+        c.registry.set_state(req.name, "ready", error="")
+        c.bus.publish(OverCloudReady(name=req.name, url=rec.url,
+                                     nodes={n.node: n.host for n in rec.nodes}), key=req.name)
+        return {"url": rec.url}
+
+    @actions.action("failed")
+    def failed(ctx: TaskContext) -> None:
+        name = ctx.input["name"]
+        task = str(ctx.args.get("failed_task") or "?")
+        reason = str(ctx.args.get("error") or "unknown").removeprefix(f"{task}: ")
+        c.registry.set_state(name, "failed", error=f"{task}: {reason}")
+        c.bus.publish(OverCloudFailed(name=name, task=task, reason=reason), key=name)
+
+    # --- delete ---------------------------------------------------------------------------
+
+    @actions.action("stop_agents")
+    def stop_agents(ctx: TaskContext) -> None:
+        name = ctx.input["name"]
+        for pid_file in (c.settings.state_dir / "run").glob(f"agent-{name}-*.pid"):
+            node = pid_file.stem.removeprefix(f"agent-{name}-")
+            rec = c.registry.get(name)
+            host = next((n.host for n in rec.nodes if n.node == node), "") if rec else ""
+            agent_daemon(c.settings, name, node, host).stop()
+            pid_file.unlink(missing_ok=True)
+
+    @actions.action("delete_nodes")
+    def delete_nodes(ctx: TaskContext) -> None:
+        name = ctx.input["name"]
+        for host in c.hosts.values():
+            if not host.reachable():
+                raise TemporaryError(f"host {host.name} unreachable: cannot check for nodes")
+            for inst in host.instances(name):
+                host.delete(inst)
+
+    @actions.action("drop_devlake")
+    def drop_devlake(ctx: TaskContext) -> None:
+        if not ctx.args.get("keep_data"):
+            c.database_admin.drop_database(
+                f"{c.settings.influx.database_prefix}{ctx.input['name']}")
+
+    @actions.action("forget")
+    def forget(ctx: TaskContext) -> None:
+        name = ctx.input["name"]
+        c.registry.forget(name)
+        c.bus.publish(OverCloudDeleted(name=name), key=name)
+
+
+def agent_daemon(settings: Settings, overcloud: str, node: str, host: str) -> Daemon:
+    """The resource agent of one node: the node's container, seen from its UnderCloud host."""
+    import sys
+
+    from overcloud.services.catalog import _log_says
+
+    argv = [sys.executable, "-m", "overcloud.cli.main", "agent", "run", "--layer", "resource",
+            "--overcloud", overcloud, "--node", node, "--instance", node, "--lxd-host", host]
+    d = Daemon(name=f"agent-{overcloud}-{node}", argv=argv, state_dir=settings.state_dir,
+               ready=lambda: False, address=f"{node}@{host}")
+    d.ready = lambda: d.pid() is not None and _log_says(d, "agent:")
+    return d
+
+
+def _wanted_port(req: OverCloudRequest) -> int | None:
+    port = req.saas.expose.port
+    return None if port == "auto" else int(port)
+
+
+def _docker_ok(host: HostDriver, node: str) -> bool:
+    try:
+        host.exec(node, "docker", "info", "--format", "{{.Driver}}", timeout=30)
+    except TemporaryError:
+        return False
+    return True
+
+
+def _wait(predicate: Any, timeout: float, what: str) -> Any:
+    from overcloud.waiting import WaitTimeout, wait_until
+
+    try:
+        return wait_until(predicate, timeout=timeout, interval=0.2, what=what)
+    except WaitTimeout as exc:
+        raise TemporaryError(str(exc)) from None

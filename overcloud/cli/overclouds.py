@@ -1,0 +1,249 @@
+"""The DevTower's commands: `request apply`, `list`, `show`, `delete`, `orchestrator run`.
+
+`apply` and `delete` only publish events; the orchestrator does the work. With `--wait` they
+follow the workflow the orchestrator recorded (same state directory) and show its tasks
+live, until it succeeds or fails.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.live import Live
+from rich.table import Table
+
+from overcloud.cli.common import console, install_signal_handlers, settings, setup_logging
+from overcloud.cli.request import app as request_app
+from overcloud.cli.request import print_problems
+from overcloud.errors import UserError
+
+if TYPE_CHECKING:
+    from orchestrator.store import WorkflowRecord, WorkflowStore
+
+orchestrator_app = typer.Typer(help="The orchestrator: events → workflows.", no_args_is_help=True)
+
+STATE_STYLE = {"succeeded": "green", "failed": "red", "running": "yellow", "pending": "dim",
+               "cancelled": "dim", "skipped": "dim", "ready": "green", "provisioning": "yellow",
+               "deleting": "yellow"}
+
+
+def _store() -> WorkflowStore:
+    from orchestrator.store import WorkflowStore
+
+    path = settings().state_dir / "orchestrator" / "workflows.sqlite"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return WorkflowStore(path)
+
+
+def _styled(state: str) -> str:
+    return f"[{STATE_STYLE.get(state, 'white')}]{state}[/]"
+
+
+def _tasks_table(wf: WorkflowRecord, title: str) -> Table:
+    t = Table(title=title, title_justify="left")
+    for col in ("task", "state", "tries", "time", "progress / error"):
+        t.add_column(col, overflow="fold")
+    now = time.time()
+    for task in wf.tasks:
+        took = ""
+        if task.started:
+            took = f"{(task.finished or now) - task.started:.1f}s"
+        note = task.error if task.state == "failed" or (task.error and task.state == "running") \
+            else (task.progress or "")
+        t.add_row(task.name, _styled(str(task.state)), str(task.attempts or ""), took,
+                  note or "")
+    return t
+
+
+def _follow(workflow_id: str, what: str, timeout: float) -> WorkflowRecord:
+    """Show the workflow's tasks live until it finishes; the orchestrator must pick it up."""
+    from orchestrator.store import WorkflowNotFound
+
+    store = _store()
+    deadline = time.monotonic() + timeout
+    with Live(console=console, refresh_per_second=4, transient=False) as live:
+        while True:
+            try:
+                wf = store.get(workflow_id)
+            except WorkflowNotFound:
+                if time.monotonic() > deadline:
+                    raise UserError(
+                        f"no orchestrator picked up the {what} within {timeout:g}s; is it "
+                        "running? (overcloud services up orchestrator)") from None
+                live.update(f"waiting for the orchestrator to pick up the {what} …")
+                time.sleep(0.25)
+                continue
+            live.update(_tasks_table(wf, f"{wf.kind} {wf.subject}: {wf.state}"))
+            if str(wf.state) in ("succeeded", "failed", "cancelled"):
+                return wf
+            time.sleep(0.25)
+
+
+def apply(
+    file: Annotated[Path, typer.Argument(help="The request document (YAML).")],
+    wait: Annotated[bool, typer.Option("--wait", help="Follow the workflow until ready or failed.")] = False,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for the orchestrator to start.")] = 60,
+) -> None:
+    """Publish an `OverCloudRequested` event for a valid request; prints its id."""
+    from orchestrator.registry import Registry
+    from orchestrator.request import RequestInvalid, load_request
+    from overcloud.bus import KafkaEventBus, ensure_topics
+    from overcloud.errors import TemporaryError
+    from overcloud.events import OverCloudRequested
+
+    try:
+        req = load_request(file)
+    except RequestInvalid as exc:
+        print_problems(exc)
+        raise typer.Exit(1) from None
+    s = settings()
+    existing = Registry(s).get(req.name)
+    if existing is not None:
+        raise UserError(f"an OverCloud named {req.name!r} already exists ({existing.state}); "
+                        f"delete it first: overcloud delete {req.name}")
+    event = OverCloudRequested(name=req.name, owner=req.owner, spec=req.to_spec())
+    try:
+        ensure_topics(s)
+        bus = KafkaEventBus(s)
+        bus.publish(event, key=req.name)
+        bus.close()
+    except TemporaryError as exc:
+        raise UserError(f"{exc} (is it running? overcloud services up)") from None
+    console.print(f"requested OverCloud {req.name}: request id {event.id}")
+    if not wait:
+        return
+    wf = _follow(event.id, "request", timeout)
+    rec = Registry(s).get(req.name)
+    if str(wf.state) != "succeeded" or rec is None:
+        raise UserError(f"OverCloud {req.name} failed: {wf.error or (rec.error if rec else '?')}")
+    console.print(f"[green]OverCloud {req.name} is ready:[/] {rec.url}")
+
+
+request_app.command("apply")(apply)
+
+
+def list_(json_out: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Every OverCloud: state, owner, nodes, URL."""
+    from orchestrator.registry import Registry
+
+    records = Registry(settings()).all()
+    if json_out:
+        import orjson
+        console.print_json(orjson.dumps([{"name": r.name, "state": r.state, "owner": r.owner,
+                                          "url": r.url, "nodes": {n.node: n.host for n in r.nodes}}
+                                         for r in records]).decode())
+        return
+    t = Table(title="OverClouds")
+    for col in ("name", "state", "owner", "nodes", "url", "age"):
+        t.add_column(col)
+    for r in records:
+        hosts = ", ".join(f"{n.node.removeprefix(r.name + '-')}@{n.host}" for n in r.nodes)
+        t.add_row(r.name, _styled(r.state), r.owner, hosts, r.url,
+                  f"{time.time() - r.created:.0f}s")
+    console.print(t if records else "no OverClouds (create one: overcloud request apply FILE)")
+
+
+def show(name: Annotated[str, typer.Argument(help="OverCloud name.")]) -> None:
+    """Nodes, hosts, addresses, stack state, URL and task history of one OverCloud."""
+    from orchestrator.hosts import drivers
+    from orchestrator.registry import Registry
+
+    s = settings()
+    rec = Registry(s).get(name)
+    if rec is None:
+        raise UserError(f"no OverCloud named {name!r} (see: overcloud list)")
+    console.print(f"[bold]{rec.name}[/] ({rec.owner}): {_styled(rec.state)}  {rec.url}")
+    if rec.error:
+        console.print(f"  error: {rec.error}", markup=False)
+    hosts = drivers(s)
+    t = Table(title="nodes", title_justify="left")
+    for col in ("node", "host", "address", "tiers", "stack containers"):
+        t.add_column(col)
+    for n in rec.nodes:
+        t.add_row(n.node, n.host, n.address, "+".join(n.tiers), _stack_state(hosts.get(n.host), n.node))
+    console.print(t)
+    store = _store()
+    for wf in store.list(subject=name):
+        console.print(_tasks_table(wf, f"{wf.kind} workflow {wf.id[:12]}: {wf.state}"))
+
+
+def _stack_state(host: object, node: str) -> str:
+    from orchestrator.hosts import LxdDriver
+    from overcloud.errors import OverCloudError
+
+    if not isinstance(host, LxdDriver):
+        return "?"
+    try:
+        out = host.exec(node, "docker", "ps", "--format", "{{.Names}} {{.Status}}", timeout=20)
+    except OverCloudError:
+        return "unreachable"
+    return "; ".join(line.split(" ", 1)[0].split("-")[-2] + ": " + line.split(" ", 1)[1]
+                     for line in out.splitlines() if " " in line and "-" in line) or "none"
+
+
+def delete(
+    name: Annotated[str, typer.Argument(help="OverCloud name.")],
+    keep_data: Annotated[bool, typer.Option("--keep-data", help="Keep its DevLake database.")] = False,
+    wait: Annotated[bool, typer.Option("--wait", help="Follow the deletion until done.")] = False,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for the orchestrator to start.")] = 60,
+) -> None:
+    """Remove the stack, containers, devices, secrets (and the DevLake unless --keep-data)."""
+    from orchestrator.registry import Registry
+    from overcloud.bus import KafkaEventBus, ensure_topics
+    from overcloud.errors import TemporaryError
+    from overcloud.events import OverCloudDeleteRequested
+
+    s = settings()
+    if Registry(s).get(name) is None:
+        raise UserError(f"no OverCloud named {name!r} (see: overcloud list)")
+    event = OverCloudDeleteRequested(name=name, keep_data=keep_data)
+    try:
+        ensure_topics(s)
+        bus = KafkaEventBus(s)
+        bus.publish(event, key=name)
+        bus.close()
+    except TemporaryError as exc:
+        raise UserError(f"{exc} (is it running? overcloud services up)") from None
+    console.print(f"delete of {name} requested: id {event.id}")
+    if wait:
+        wf = _follow(event.id, "deletion", timeout)
+        if str(wf.state) != "succeeded":
+            raise UserError(f"deleting {name} failed: {wf.error}")
+        console.print(f"[green]OverCloud {name} deleted[/]")
+
+
+@orchestrator_app.command("run")
+def run_orchestrator(verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> None:
+    """Consume the events topic and run provisioning/deletion workflows until SIGTERM."""
+    from devlake.consumer import KafkaDeadLetters
+    from devlake.sinks import make_sink
+    from orchestrator.hosts import drivers
+    from orchestrator.provision import Context, register_actions
+    from orchestrator.registry import Registry
+    from orchestrator.service import Orchestrator
+    from orchestrator.workflow import ActionRegistry, Engine
+    from overcloud.bus import KafkaEventBus, ensure_topics, events_topic, make_consumer
+
+    s = settings()
+    setup_logging(verbose)
+    ensure_topics(s)
+    ctx = Context(settings=s, hosts=dict(drivers(s)), registry=Registry(s), bus=KafkaEventBus(s),
+                  database_admin=make_sink(s.influx))
+    actions = ActionRegistry()
+    register_actions(actions, ctx)
+    store = _store()
+    engine = Engine(store, actions)
+    orch = Orchestrator(ctx, engine, store, KafkaDeadLetters(s))
+    consumer = make_consumer(s, [events_topic(s)], f"{s.kafka.topic_prefix}-orchestrator")
+    stop = threading.Event()
+    install_signal_handlers(stop)
+    console.print(f"orchestrator: {events_topic(s)} on {s.kafka.bootstrap}, hosts "
+                  f"{', '.join(ctx.hosts)}")
+    try:
+        orch.run(consumer, stop)
+    finally:
+        consumer.close(autocommit=False)
