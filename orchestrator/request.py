@@ -441,8 +441,10 @@ def parse_request(text: str, source: str = "<string>",
         node = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as exc:
         raise RequestInvalid(source, [_yaml_problem(exc)]) from None
-    except yaml.YAMLError as exc:  # reader errors: characters YAML does not allow
-        raise RequestInvalid(source, [Problem("", None, f"is not valid YAML: {exc}")]) from None
+    except yaml.reader.ReaderError as exc:  # characters YAML does not allow
+        line = text[: exc.position].count("\n") + 1
+        raise RequestInvalid(source, [Problem("", line, f"is not valid YAML: the control character "
+                                              f"#x{exc.character:04x} is not allowed")]) from None
     if node is None:
         raise RequestInvalid(source, [Problem("", None, "is empty: a request needs at least "
                                               "apiVersion, kind, name, owner and saas")])

@@ -262,6 +262,16 @@ def test_non_text_keys_and_scalar_document() -> None:
     assert "got the value 'just some text'" in info.value.problems[0].message
 
 
+def test_control_characters_and_tabs() -> None:
+    with pytest.raises(RequestInvalid) as info:
+        parse_request(HEAD + "saas: {stack: word\x07press}\n", capacity=BIG)
+    assert info.value.problems == [Problem("", 5, "is not valid YAML: the control character #x0007 "
+                                           "is not allowed")]
+    with pytest.raises(RequestInvalid) as info:
+        parse_request("\ufeff" + HEAD + "saas:\n\tstack: wordpress\n", capacity=BIG)
+    assert info.value.problems[0].line == 6 and "'\\t'" in info.value.problems[0].message
+
+
 def test_alias_bomb_is_cheap() -> None:
     # a billion-laughs document: every alias is walked once, and the model rejects it quickly
     lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
