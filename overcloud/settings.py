@@ -20,6 +20,13 @@ from overcloud.errors import ConfigError
 
 
 def _default_state_dir() -> Path:
+    """/var/lib/overcloud for root, else $XDG_STATE_HOME/overcloud.
+
+    Not under /root: LXD's unprivileged containers must traverse the path to their rootfs,
+    and /root is mode 0700.
+    """
+    if os.geteuid() == 0:
+        return Path("/var/lib/overcloud")
     base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
     return Path(base) / "overcloud"
 
