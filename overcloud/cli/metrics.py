@@ -82,6 +82,8 @@ SUMMARY_FIELDS = {
                              "write_count_per_s"],
     "resource_host_net": ["bytes_recv_per_s", "bytes_sent_per_s", "errin", "errout", "dropin",
                           "dropout"],
+    "resource_instance": ["running", "cpu_percent", "mem_usage", "disk_usage",
+                          "net_bytes_received_per_s", "net_bytes_sent_per_s"],
     "agent_spool": ["queued_messages", "dropped_samples_total", "sent_messages_total", "connected"],
 }
 #: tags that only repeat the scope the user asked for; shown once in the title instead
@@ -112,7 +114,9 @@ def latest(
         group = by_measurement[name]
         tag_cols = sorted({k for s in group for k, v in (s.get("tags") or {}).items()
                            if v and k not in SCOPE_TAGS})
-        columns = [c for c in group[0]["columns"] if c != "time"]
+        # one query over all measurements returns the union of their columns: keep this one's
+        columns = [c for i, c in enumerate(group[0]["columns"]) if c != "time"
+                   and any(s["values"][0][i] is not None for s in group)]
         fields = columns if all_fields else [
             c for c in SUMMARY_FIELDS.get(name, columns[:6]) if c in columns
         ]
