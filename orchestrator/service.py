@@ -59,8 +59,13 @@ class Orchestrator:
                 reason=f"an OverCloud named {event.name!r} already exists"), key=event.name)
             return
         wid = self.store.create(provision_spec(request),
-                                       {"name": request.name, "spec": request.to_spec()},
-                                       workflow_id=event.id)
+                                {"name": request.name, "spec": request.to_spec()},
+                                workflow_id=event.id)
+        state = self.store.get(wid).state
+        if state.finished:
+            log.info("request %s already handled: workflow %s", event.id, state)
+            return
+        log.info("request %s: provisioning %s", event.id, request.name)
         self._start(wid)
 
     def on_delete(self, event: OverCloudDeleteRequested) -> None:

@@ -1,0 +1,193 @@
+"""Issue 3 end to end on real LXD + Docker + Kafka + InfluxDB, driven through the CLI.
+
+Two LXD daemons are the two UnderCloud hosts (own state dir, bridges `octe1/2` on
+10.235.{1,2}.0/24, free loopback ports). The node image comes from the shared cache (built
+on first use, several minutes cold). The orchestrator and DevLake run as real processes.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import orjson
+import pytest
+
+from orchestrator.hosts import OWNER_KEY, drivers
+from overcloud.bus import events_topic
+from overcloud.services import manager
+from overcloud.waiting import wait_until
+from tests.conftest import Env
+from tests.helpers import Background, free_port, run_cli
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(2400)]
+
+REQUEST = """\
+apiVersion: overcloud/v1
+kind: OverCloud
+name: {name}
+owner: test@example.org
+cluster: {{nodes: {nodes}, cpu: 1, memory: 1GiB}}
+placement: {{strategy: spread}}
+saas:
+  stack: wordpress
+  expose: {{port: {port}}}
+"""
+
+
+@pytest.fixture(scope="module")
+def uc(services: Env) -> Iterator[Env]:
+    state = Path(tempfile.mkdtemp(prefix="oc-e2e-", dir="/tmp"))
+    state.chmod(0o711)  # unprivileged containers traverse it to their rootfs
+    env = Env(
+        services,
+        OVERCLOUD_STATE_DIR=str(state),
+        OVERCLOUD_UNDERCLOUD_BRIDGE_PREFIX="octe",
+        OVERCLOUD_UNDERCLOUD_SUBNET_PREFIX="10.235",
+        OVERCLOUD_UNDERCLOUD_HTTPS_PORT=str(free_port()),
+        OVERCLOUD_AGENT_INTERVAL="2",
+        OVERCLOUD_KAFKA_TOPIC_PREFIX="e2e",
+    )
+    settings = env.settings()
+    # the session's broker and InfluxDB (same ports); our own LXD hosts and node images
+    manager.up(settings, ["lxd"])
+    try:
+        yield env
+    finally:
+        manager.down(settings, ["orchestrator", "devlake", "lxd", "dockerd"])
+
+
+def _request(tmp: Path, name: str, nodes: int, port: int) -> Path:
+    path = tmp / f"{name}.yaml"
+    path.write_text(REQUEST.format(name=name, nodes=nodes, port=port))
+    return path
+
+
+def _page(port: int) -> bool:
+    try:
+        r = httpx.get(f"http://127.0.0.1:{port}/wp-admin/install.php", timeout=5)
+    except httpx.HTTPError:
+        return False
+    return r.status_code == 200 and "WordPress" in r.text
+
+
+def _ours(env: Env, name: str) -> dict[str, list[str]]:
+    return {h: sorted(d.instances(name)) for h, d in drivers(env.settings()).items()}
+
+
+def _processes(env: Env, logs: Path) -> tuple[Background, Background]:
+    lake = Background(["devlake", "run"], env, logs / "devlake.log").start()
+    orch = Background(["orchestrator", "run"], env, logs / "orchestrator.log").start()
+    return lake, orch
+
+
+def test_two_node_overcloud_end_to_end(uc: Env, tmp_path: Path) -> None:
+    lake, orch = _processes(uc, tmp_path)
+    name, port = "e2e-two", free_port()
+    try:
+        out = run_cli(["request", "apply", str(_request(tmp_path, name, 2, port)), "--wait"], uc,
+                      timeout=600)
+        assert out.returncode == 0, out.stdout + out.stderr + orch.output()
+        assert "is ready" in out.stdout and f"http://127.0.0.1:{port}/" in out.stdout
+        assert _page(port), "the WordPress install page answers on the published port"
+        placed = _ours(uc, name)
+        assert sorted(len(v) for v in placed.values()) == [1, 1], placed  # spread: one per host
+
+        def samples() -> bool:
+            res = run_cli(["metrics", "query",
+                           "SELECT count(cpu_time_ns) FROM resource_instance GROUP BY node",
+                           "--overcloud", name], uc)
+            return res.returncode == 0 and f"{name}-n1" in res.stdout and f"{name}-n2" in res.stdout
+
+        wait_until(samples, timeout=60, interval=0.5, what="resource samples of both nodes")
+
+        # the same request event delivered again: still one OverCloud, no new container
+        request_id = out.stdout.split("request id ")[1].split()[0]
+        _redeliver(uc, request_id)
+        wait_until(lambda: f"request {request_id} already handled" in orch.output(),
+                   timeout=60, interval=0.2, what="the orchestrator to see the duplicate")
+        assert _ours(uc, name) == placed
+
+        shown = run_cli(["show", name], uc, check=True).stdout
+        assert "lxd1" in shown and "lxd2" in shown and "healthy" in shown
+
+        gone = run_cli(["delete", name, "--wait"], uc, timeout=300)
+        assert gone.returncode == 0, gone.stdout + gone.stderr
+        assert _ours(uc, name) == {"lxd1": [], "lxd2": []}
+        assert not any(d.instances() for d in drivers(uc.settings()).values())
+        assert not list((Path(uc["OVERCLOUD_STATE_DIR"]) / "run").glob(f"agent-{name}-*"))
+        assert not (Path(uc["OVERCLOUD_STATE_DIR"]) / "secrets" / f"{name}.json").exists()
+        dbs = run_cli(["metrics", "query", "SHOW DATABASES"], uc, check=True).stdout
+        assert f"devlake_{name}" not in dbs
+        assert not _page(port)
+    finally:
+        orch.stop()
+        lake.stop()
+
+
+def _redeliver(env: Env, request_id: str) -> None:
+    """Find the OverCloudRequested message on the events topic and produce its bytes again."""
+    from kafka import KafkaConsumer, KafkaProducer
+
+    s = env.settings()
+    c = KafkaConsumer(events_topic(s), bootstrap_servers=s.kafka.bootstrap,
+                      auto_offset_reset="earliest", enable_auto_commit=False,
+                      consumer_timeout_ms=5000)
+    raw = next(m.value for m in c if orjson.loads(m.value).get("id") == request_id)
+    c.close()
+    p = KafkaProducer(bootstrap_servers=s.kafka.bootstrap)
+    p.send(events_topic(s), value=raw).get(timeout=10)
+    p.close()
+
+
+def test_killed_orchestrator_resumes_and_overclouds_stay_apart(uc: Env, tmp_path: Path) -> None:
+    lake, orch = _processes(uc, tmp_path)
+    alpha, beta = "e2e-alpha", "e2e-beta"
+    pa, pb = free_port(), free_port()
+    try:
+        out = run_cli(["request", "apply", str(_request(tmp_path, alpha, 1, pa))], uc,
+                      check=True)
+        assert "request id" in out.stdout
+        # SIGKILL the orchestrator while it launches alpha's machine container
+        wait_until(lambda: "launch:" in orch.output() or _ours(uc, alpha)["lxd1"]
+                   + _ours(uc, alpha)["lxd2"], timeout=120, interval=0.1,
+                   what="alpha's launch to begin")
+        os.kill(orch.proc.pid, signal.SIGKILL)  # type: ignore[union-attr]
+        orch.proc.wait(10)  # type: ignore[union-attr]
+        orch = Background(["orchestrator", "run"], uc, tmp_path / "orchestrator-2.log").start()
+
+        def ready(name: str) -> bool:
+            listed = orjson.loads(run_cli(["list", "--json"], uc, check=True).stdout)
+            return any(o["name"] == name and o["state"] == "ready" for o in listed)
+
+        wait_until(lambda: ready(alpha), timeout=600, interval=0.5, what="alpha ready after resume")
+        assert sum(len(v) for v in _ours(uc, alpha).values()) == 1, "exactly the requested node"
+        assert _page(pa)
+
+        out = run_cli(["request", "apply", str(_request(tmp_path, beta, 1, pb)), "--wait"], uc,
+                      timeout=600)
+        assert out.returncode == 0, out.stdout + out.stderr
+        assert _page(pa) and _page(pb)
+        secrets = Path(uc["OVERCLOUD_STATE_DIR"]) / "secrets"
+        sa, sb = (orjson.loads((secrets / f"{n}.json").read_bytes()) for n in (alpha, beta))
+        assert sa["db_password"] != sb["db_password"] and oct((secrets / f"{alpha}.json")
+                                                              .stat().st_mode)[-3:] == "600"
+        assert set(_ours(uc, alpha)["lxd1"] + _ours(uc, alpha)["lxd2"]).isdisjoint(
+            _ours(uc, beta)["lxd1"] + _ours(uc, beta)["lxd2"])
+
+        run_cli(["delete", beta, "--wait"], uc, check=True, timeout=300)
+        assert _page(pa), "deleting beta leaves alpha serving"
+        assert not _page(pb)
+        run_cli(["delete", alpha, "--wait"], uc, check=True, timeout=300)
+        assert not any(d.instances() for d in drivers(uc.settings()).values())
+    finally:
+        orch.stop()
+        lake.stop()
+
+
+def test_owner_key_marks_our_containers() -> None:
+    assert OWNER_KEY.startswith("user.")
