@@ -383,9 +383,13 @@ class FakeSleeper:
 
 # --------------------------------------------------------------------------------- engine
 
-Listener = Callable[[str, "str | None", str, str], None]
-"""`(workflow_id, task or None for the workflow, event, detail)`; events are the history's:
-"started", "progress", "retrying", "succeeded", "failed", "cancelled", "interrupted", ..."""
+Listener = Callable[[str, str | None, str, str], None]
+"""`(workflow_id, task, event, detail)`, called after each history row is written, with the
+same values. Task events: "running" (detail "attempt N"), "progress", "retrying",
+"succeeded", "failed", "cancelled", "interrupted". Workflow events (task None): "started",
+"resumed", "failing", "on_failure ...", "succeeded", "failed", "cancelled" ("created" is
+written by the store, before any engine is involved). A listener that raises is
+logged and ignored; it runs on engine threads, so it should be quick (e.g. publish)."""
 
 
 class _Run:
@@ -520,6 +524,12 @@ class Engine:
         states = {t.name: t.state for t in wf.tasks}
         results = {t.name: t.result for t in wf.tasks if t.state is TaskState.SUCCEEDED}
         failure = (wf.failed_task, wf.error) if wf.error is not None else None
+        for task in wf.tasks:
+            if failure is None and task.state is TaskState.FAILED and task.spec.critical:
+                # the process stopped between "task failed" and "workflow failing"
+                failure = (task.name, f"{task.name}: {task.error or 'failed'}")
+                self._store.workflow_failing(wid, *failure)
+                self._notify(wid, None, "failing", failure[1])
         if failure is None:
             for task in wf.tasks:
                 if task.state is TaskState.RUNNING:
@@ -534,7 +544,10 @@ class Engine:
             self._store.workflow_finished(wid, WorkflowState.FAILED, error)
             self._notify(wid, None, WorkflowState.FAILED, error)
             return WorkflowState.FAILED
-        if run.cancel_requested:
+        unrun = any(s in (TaskState.PENDING, TaskState.CANCELLED) for s in states.values())
+        if run.cancel_requested or unrun:
+            # tasks left unrun without a failure: this run was cancelled (or a cancel was
+            # interrupted by a crash, which leaves cancelled tasks behind it)
             self._finish_unfinished(wid, "workflow cancelled")
             self._store.workflow_finished(wid, WorkflowState.CANCELLED, "cancelled")
             self._notify(wid, None, WorkflowState.CANCELLED, "cancelled")
@@ -581,6 +594,7 @@ class Engine:
                               and failure is None):
                             failure = (name, f"{name}: {outcome.error or 'failed'}")
                             self._store.workflow_failing(wf.id, name, failure[1])
+                            self._notify(wf.id, None, "failing", failure[1])
                             run.halt()
             except BaseException:
                 run.halt()
@@ -681,18 +695,19 @@ class Engine:
         if not name or self._store.get(wf.id).cleanup in ("succeeded", "failed"):
             return
         self._store.cleanup_changed(wf.id, "running", name)
-        self._notify(wf.id, None, "on_failure", f"{name} running")
+        self._notify(wf.id, None, "on_failure running", name)
         ctx = TaskContext(wf.id, "on_failure", {"failed_task": task, "error": error}, dict(results),
                           wf.input, 1, threading.Event(), lambda progress: None)
         try:
             self._actions.get(name)(ctx)
         except Exception as exc:
             log.exception("on_failure action %s of workflow %s failed", name, wf.id)
-            self._store.cleanup_changed(wf.id, "failed", f"{name}: {_describe(exc)}")
-            self._notify(wf.id, None, "on_failure", f"{name} failed: {_describe(exc)}")
+            detail = f"{name}: {_describe(exc)}"
+            self._store.cleanup_changed(wf.id, "failed", detail)
+            self._notify(wf.id, None, "on_failure failed", detail)
         else:
             self._store.cleanup_changed(wf.id, "succeeded", name)
-            self._notify(wf.id, None, "on_failure", f"{name} succeeded")
+            self._notify(wf.id, None, "on_failure succeeded", name)
 
     def _notify(self, wid: str, task: str | None, event: str, detail: str) -> None:
         if self._listener is None:

@@ -273,7 +273,8 @@ def test_timeout_on_a_fake_clock(store: WorkflowStore, actions: ActionRegistry) 
     try:
         future = Engine(store, actions, clock=clock).submit(wid)
         assert inside.wait(10)
-        clock.until_waiting(1)
+        wait_until(lambda: store.get(wid).task("b").state is TaskState.SUCCEEDED, 10, what="b done")
+        clock.until_waiting(1)  # now only a's deadline is pending
         clock.advance(299)
         assert not future.done() and store.get(wid).task("a").state is TaskState.RUNNING
         clock.advance(1)
@@ -303,9 +304,11 @@ def test_failure_runs_on_failure_once_and_cancels_downstream(store: WorkflowStor
                             TaskSpec("deploy", "ok", after=("launch",)),
                             TaskSpec("verify", "ok", after=("deploy",)), on_failure="cleanup"),
                        {"name": "oc1"})
-    engine = Engine(store, actions)
+    heard: list[tuple[str | None, str]] = []
+    engine = Engine(store, actions, listener=lambda _, task, event, detail: heard.append((task, event)))
     assert engine.run(wid) is WorkflowState.FAILED
     assert engine.run(wid) is WorkflowState.FAILED  # a finished workflow is not run again
+    assert heard == events(store, wid)[1:]
     assert calls.count == {"choose": 1}
     assert len(cleanups) == 1
     ctx = cleanups[0]
@@ -320,6 +323,23 @@ def test_failure_runs_on_failure_once_and_cancels_downstream(store: WorkflowStor
         ("launch", "failed"), (None, "failing"), ("deploy", "cancelled"), ("verify", "cancelled"),
         (None, "on_failure running"), (None, "on_failure succeeded"), (None, "failed"),
     ]
+
+
+def test_a_failing_on_failure_is_recorded_not_raised(store: WorkflowStore, actions: ActionRegistry) -> None:
+    @actions.action("fail")
+    def fail(ctx: TaskContext) -> None:
+        raise PermanentError("boom")
+
+    @actions.action("cleanup")
+    def cleanup(ctx: TaskContext) -> None:
+        raise RuntimeError("host lxd2 unreachable")
+
+    wid = store.create(spec(TaskSpec("a", "fail"), on_failure="cleanup"))
+    assert Engine(store, actions).run(wid) is WorkflowState.FAILED
+    wf = store.get(wid)
+    assert (wf.error, wf.cleanup) == ("a: boom", "failed")
+    assert [h.detail for h in store.history(wid) if h.event == "on_failure failed"] == [
+        "cleanup: RuntimeError: host lxd2 unreachable"]
 
 
 def test_failed_optional_task_does_not_fail_the_workflow(store: WorkflowStore,
@@ -487,6 +507,36 @@ def test_resume_after_a_crash_during_failure_handling(tmp_path: Path) -> None:
         assert [t.state for t in wf.tasks] == [TaskState.FAILED, TaskState.CANCELLED, TaskState.CANCELLED]
         assert cleanups == [{"failed_task": "a", "error": "a: boom"}]
         assert wf.error == "a: boom"
+
+
+def test_resume_after_a_crash_between_task_failed_and_workflow_failing(tmp_path: Path) -> None:
+    db = tmp_path / "workflows.db"
+    with WorkflowStore(db) as before_crash:
+        wid = before_crash.create(spec(TaskSpec("a", "x"), TaskSpec("b", "x", after=("a",)),
+                                       on_failure="cleanup"))
+        before_crash.workflow_started(wid, resumed=False)
+        before_crash.task_started(wid, "a")
+        before_crash.task_finished(wid, "a", TaskState.FAILED, "boom")  # dies here
+    cleanups: list[dict[str, Any]] = []
+    actions = ActionRegistry()
+    actions.register("cleanup", lambda ctx: cleanups.append(dict(ctx.args)))
+    with WorkflowStore(db) as after:
+        assert Engine(after, actions).resume_all() == {wid: WorkflowState.FAILED}
+        assert after.get(wid).error == "a: boom"
+        assert after.get(wid).task("b").state is TaskState.CANCELLED
+        assert cleanups == [{"failed_task": "a", "error": "a: boom"}]
+
+
+def test_resume_after_a_crash_during_cancel(tmp_path: Path) -> None:
+    db = tmp_path / "workflows.db"
+    with WorkflowStore(db) as before_crash:
+        wid = before_crash.create(spec(TaskSpec("a", "x"), TaskSpec("b", "x", after=("a",))))
+        before_crash.workflow_started(wid, resumed=False)
+        before_crash.task_started(wid, "a")
+        before_crash.task_finished(wid, "a", TaskState.CANCELLED, "workflow stopped")  # dies here
+    with WorkflowStore(db) as after:
+        assert Engine(after, ActionRegistry()).resume_all() == {wid: WorkflowState.CANCELLED}
+        assert [t.state for t in after.get(wid).tasks] == [TaskState.CANCELLED, TaskState.CANCELLED]
 
 
 CRASHING = r"""
