@@ -120,8 +120,10 @@ class InfluxV1Sink:
             return
         text = resp.text.strip()
         if resp.status_code == 404 and "database not found" in text:
-            self.ensure_database(database)
-            raise TemporaryError(f"database {database} was missing; created it")
+            # it existed (DevLake creates a database before its first write), so it was
+            # dropped on purpose, e.g. by `overcloud delete`: late points are dead-lettered,
+            # not used to bring the deleted OverCloud's DevLake back
+            raise PermanentError(f"database {database} does not exist (dropped?)")
         if resp.status_code >= 500 or resp.status_code == 429:
             raise TemporaryError(f"InfluxDB write failed ({resp.status_code}): {text[:300]}")
         raise PermanentError(f"InfluxDB rejected points ({resp.status_code}): {text[:300]}")
