@@ -208,10 +208,15 @@ def one_run(args: argparse.Namespace, settings: Settings, env: dict[str, str], n
         if wf is not None:
             res["workflow_created_s"] = wf.created - wall0
             res["tasks"] = [
-                {"task": t.name.replace(f"{name}-", ""), "state": str(t.state), "attempts": t.attempts,
+                {"task": t.name.replace(f"{name}-", ""), "state": str(t.state),
+                 "attempts": t.attempts, "error": t.error,
                  "start_s": (t.started - wall0) if t.started else None,
                  "seconds": (t.finished - t.started) if t.started and t.finished else None}
                 for t in wf.tasks
+            ]
+            res["retries"] = [
+                {"task": h.task, "at_s": h.time - wall0, "detail": h.detail[:300]}
+                for h in store.history(wf.id) if h.event == "retrying"
             ]
         res["placement"] = {h: sorted(d.instances(name)) for h, d in drivers(settings).items()}
     finally:
@@ -240,6 +245,8 @@ def print_run(r: dict[str, Any]) -> None:
           f"delete {s(r.get('delete_s'))} | placed {placed} | "
           f"{'clean' if not r.get('left') else 'LEFT: ' + ', '.join(r['left'])}"
           + (f" | ERROR {r['error']}" if r.get("error") else ""), flush=True)
+    for retry in r.get("retries", []):
+        print(f"    retry of {retry['task']} at {retry['at_s']:.1f}s: {retry['detail']}", flush=True)
     tasks = [t for t in r.get("tasks", []) if t["seconds"] is not None]
     if tasks:
         print("    tasks (start → duration): " + ", ".join(
