@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import threading
 from typing import TYPE_CHECKING, Annotated
 
@@ -74,6 +75,7 @@ def run(
         f"agent: layer={layer} node={identity.node} overcloud={overcloud or '-'} "
         f"every {every:g}s → {s.kafka.bootstrap}"
     )
+    sys.stdout.flush()  # the banner is how `services up` sees it ready
     agent.run(every, stop)
     publisher.close(timeout=s.agent.send_timeout)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import threading
 from typing import Annotated
 
@@ -33,6 +34,7 @@ def run(verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> No
         f"devlake: {s.kafka.bootstrap} (group {s.devlake.group}) → {s.influx.base_url} "
         f"(dialect {s.influx.dialect})"
     )
+    sys.stdout.flush()  # the banner is how `services up` sees it ready
     try:
         lake.run(stop)
     finally:

@@ -7,6 +7,7 @@ live, until it succeeds or fails.
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from pathlib import Path
@@ -243,6 +244,7 @@ def run_orchestrator(verbose: Annotated[bool, typer.Option("--verbose", "-v")] =
     install_signal_handlers(stop)
     console.print(f"orchestrator: {events_topic(s)} on {s.kafka.bootstrap}, hosts "
                   f"{', '.join(ctx.hosts)}")
+    sys.stdout.flush()  # the banner is how `services up` sees it ready
     try:
         orch.run(consumer, stop)
     finally:
