@@ -278,16 +278,11 @@ def register_actions(actions: ActionRegistry, c: Context) -> None:
 
 def agent_daemon(settings: Settings, overcloud: str, node: str, host: str) -> Daemon:
     """The resource agent of one node: the node's container, seen from its UnderCloud host."""
-    import sys
+    from overcloud.services.catalog import cli_daemon
 
-    from overcloud.services.catalog import _log_says
-
-    argv = [sys.executable, "-m", "overcloud.cli.main", "agent", "run", "--layer", "resource",
-            "--overcloud", overcloud, "--node", node, "--instance", node, "--lxd-host", host]
-    d = Daemon(name=f"agent-{overcloud}-{node}", argv=argv, state_dir=settings.state_dir,
-               ready=lambda: False, address=f"{node}@{host}")
-    d.ready = lambda: d.pid() is not None and _log_says(d, "agent:")
-    return d
+    args = ["agent", "run", "--layer", "resource", "--overcloud", overcloud, "--node", node,
+            "--instance", node, "--lxd-host", host]
+    return cli_daemon(settings, f"agent-{overcloud}-{node}", args, f"{node}@{host}", "agent:")
 
 
 def _wanted_port(req: OverCloudRequest) -> int | None:

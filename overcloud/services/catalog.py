@@ -173,11 +173,17 @@ def _cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "overcloud.cli.main", *args]
 
 
-def devlake_daemon(s: Settings) -> Daemon:
-    d = Daemon(name="devlake", argv=_cli("devlake", "run"), state_dir=s.state_dir,
-               ready=lambda: False, address=f"{s.kafka.bootstrap} → {s.influx.base_url}")
-    d.ready = lambda: d.pid() is not None and _log_says(d, "devlake:")
+def cli_daemon(s: Settings, name: str, args: list[str], address: str, banner: str) -> Daemon:
+    """One of our own CLI commands as a daemon; ready once its log shows `banner`."""
+    d = Daemon(name=name, argv=_cli(*args), state_dir=s.state_dir, ready=lambda: False,
+               address=address)
+    d.ready = lambda: d.pid() is not None and _log_says(d, banner)
     return d
+
+
+def devlake_daemon(s: Settings) -> Daemon:
+    return cli_daemon(s, "devlake", ["devlake", "run"],
+                      f"{s.kafka.bootstrap} → {s.influx.base_url}", "devlake:")
 
 
 def agent_daemon(s: Settings) -> Daemon:
@@ -186,17 +192,13 @@ def agent_daemon(s: Settings) -> Daemon:
         args += ["--overcloud", s.agent.overcloud]
     if s.agent.node:
         args += ["--node", s.agent.node]
-    d = Daemon(name="agent", argv=_cli(*args), state_dir=s.state_dir, ready=lambda: False,
-               address=f"every {s.agent.interval:g}s → {s.kafka.bootstrap}")
-    d.ready = lambda: d.pid() is not None and _log_says(d, "agent:")
-    return d
+    return cli_daemon(s, "agent", args, f"every {s.agent.interval:g}s → {s.kafka.bootstrap}",
+                      "agent:")
 
 
 def orchestrator_daemon(s: Settings) -> Daemon:
-    d = Daemon(name="orchestrator", argv=_cli("orchestrator", "run"), state_dir=s.state_dir,
-               ready=lambda: False, address=f"{s.topic('events')} on {s.kafka.bootstrap}")
-    d.ready = lambda: d.pid() is not None and _log_says(d, "orchestrator:")
-    return d
+    return cli_daemon(s, "orchestrator", ["orchestrator", "run"],
+                      f"{s.topic('events')} on {s.kafka.bootstrap}", "orchestrator:")
 
 
 def _images(s: Settings) -> None:
