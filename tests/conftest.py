@@ -69,3 +69,36 @@ def env(services: Env, request: pytest.FixtureRequest) -> Env:
         OVERCLOUD_DEVLAKE_LINGER="0.1",
         TEST_OVERCLOUD=f"oc{tag}",
     )
+
+
+@pytest.fixture(scope="session")
+def uc(services: Env) -> Iterator[Env]:
+    """Two real LXD daemons as the UnderCloud hosts `lxd1`/`lxd2`, shared by the session.
+
+    Own state dir under /tmp (0711: unprivileged containers traverse it to their rootfs),
+    bridges `octe1/2` on 10.235.{1,2}.0/24 and a free HTTPS port pair. Two test sessions on one
+    machine at once pick other names with OC_TEST_BRIDGE_PREFIX / OC_TEST_SUBNET_PREFIX.
+    Every test gives its OverClouds unique names and deletes them; the fixture stops the
+    daemons (and their containers) by pid at the end.
+    """
+    import os
+    import tempfile
+
+    state = Path(tempfile.mkdtemp(prefix="oc-e2e-", dir="/tmp"))
+    state.chmod(0o711)
+    env = Env(
+        services,
+        OVERCLOUD_STATE_DIR=str(state),
+        OVERCLOUD_UNDERCLOUD_BRIDGE_PREFIX=os.environ.get("OC_TEST_BRIDGE_PREFIX", "octe"),
+        OVERCLOUD_UNDERCLOUD_SUBNET_PREFIX=os.environ.get("OC_TEST_SUBNET_PREFIX", "10.235"),
+        OVERCLOUD_UNDERCLOUD_HTTPS_PORT=str(free_port()),
+        OVERCLOUD_AGENT_INTERVAL="2",
+        OVERCLOUD_KAFKA_TOPIC_PREFIX="e2e",
+    )
+    settings = env.settings()
+    # the session's broker and InfluxDB (same ports); our own LXD hosts and node images
+    manager.up(settings, ["lxd"])
+    try:
+        yield env
+    finally:
+        manager.down(settings, ["orchestrator", "devlake", "agent", "lxd", "dockerd"])

@@ -1,16 +1,14 @@
 """Issue 3 end to end on real LXD + Docker + Kafka + InfluxDB, driven through the CLI.
 
-Two LXD daemons are the two UnderCloud hosts (own state dir, bridges `octe1/2` on
-10.235.{1,2}.0/24, free loopback ports). The node image comes from the shared cache (built
-on first use, several minutes cold). The orchestrator and DevLake run as real processes.
+Two LXD daemons are the two UnderCloud hosts (the session's `uc` fixture in conftest). The
+node image comes from the shared cache (built on first use, several minutes cold). The
+orchestrator and DevLake run as real processes.
 """
 
 from __future__ import annotations
 
 import os
 import signal
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -19,7 +17,6 @@ import pytest
 
 from orchestrator.hosts import OWNER_KEY, drivers
 from overcloud.bus import events_topic
-from overcloud.services import manager
 from overcloud.waiting import wait_until
 from tests.conftest import Env
 from tests.helpers import Background, free_port, run_cli
@@ -37,28 +34,6 @@ saas:
   stack: wordpress
   expose: {{port: {port}}}
 """
-
-
-@pytest.fixture(scope="module")
-def uc(services: Env) -> Iterator[Env]:
-    state = Path(tempfile.mkdtemp(prefix="oc-e2e-", dir="/tmp"))
-    state.chmod(0o711)  # unprivileged containers traverse it to their rootfs
-    env = Env(
-        services,
-        OVERCLOUD_STATE_DIR=str(state),
-        OVERCLOUD_UNDERCLOUD_BRIDGE_PREFIX="octe",
-        OVERCLOUD_UNDERCLOUD_SUBNET_PREFIX="10.235",
-        OVERCLOUD_UNDERCLOUD_HTTPS_PORT=str(free_port()),
-        OVERCLOUD_AGENT_INTERVAL="2",
-        OVERCLOUD_KAFKA_TOPIC_PREFIX="e2e",
-    )
-    settings = env.settings()
-    # the session's broker and InfluxDB (same ports); our own LXD hosts and node images
-    manager.up(settings, ["lxd"])
-    try:
-        yield env
-    finally:
-        manager.down(settings, ["orchestrator", "devlake", "lxd", "dockerd"])
 
 
 def _request(tmp: Path, name: str, nodes: int, port: int) -> Path:
