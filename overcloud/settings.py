@@ -124,6 +124,10 @@ class UnderCloudSettings:
     """Debian mirror for debootstrap."""
     suite: str = "bookworm"
     """Debian release of every image we build."""
+    host_cpus: float = 0
+    """CPU capacity of each UnderCloud host for `resource_undercloud` (0: this machine's cores)."""
+    host_memory: int = 0
+    """Memory capacity of each UnderCloud host in bytes (0: this machine's memory)."""
 
     @property
     def host_names(self) -> list[str]:
@@ -308,5 +312,7 @@ def _validate_undercloud(u: UnderCloudSettings) -> None:
         raise ConfigError(
             f"undercloud.storage_driver must be btrfs or dir, got {u.storage_driver!r}"
         )
+    if u.host_cpus < 0 or u.host_memory < 0:
+        raise ConfigError("undercloud.host_cpus and undercloud.host_memory must be >= 0")
     if not 1 <= u.https_port <= 65535 - len(names):
         raise ConfigError(f"undercloud.https_port must be a TCP port, got {u.https_port}")
