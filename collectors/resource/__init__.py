@@ -2,5 +2,6 @@
 
 from collectors.resource.host import HostCollector
 from collectors.resource.instance import InstanceCollector
+from collectors.resource.undercloud import UnderCloudCollector
 
-__all__ = ["HostCollector", "InstanceCollector"]
+__all__ = ["HostCollector", "InstanceCollector", "UnderCloudCollector"]

@@ -55,6 +55,8 @@ def run(
         collectors = [_instance_collector(s, instance, lxd_host)]
     else:
         collectors = [build(name) for name in LAYER_COLLECTORS[layer]]
+        if layer == "resource":
+            collectors += _undercloud_collectors(s)
     spool = Spool(spool_path(s, identity, Layer(layer)), s.agent.spool_max_bytes)
     publisher = Publisher(s, spool)
     agent = Agent(s, identity, collectors, publisher)
@@ -78,6 +80,16 @@ def run(
     sys.stdout.flush()  # the banner is how `services up` sees it ready
     agent.run(every, stop)
     publisher.close(timeout=s.agent.send_timeout)
+
+
+def _undercloud_collectors(s: Settings) -> list[Collector]:
+    """The host agent also measures every configured UnderCloud host whose LXD API answers."""
+    from collectors.resource.undercloud import Capacity, LxdHostSource, UnderCloudCollector
+    from overcloud.services.lxd import api_answers
+
+    cap = Capacity.of_this_machine(s.undercloud.host_cpus, s.undercloud.host_memory)
+    return [UnderCloudCollector(LxdHostSource(h), h.name, cap)
+            for h in s.lxd_hosts if api_answers(h)]
 
 
 def _instance_collector(s: Settings, instance: str, lxd_host: str) -> Collector:
