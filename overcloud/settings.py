@@ -102,6 +102,30 @@ class DevLakeSettings:
 
 
 @dataclass(frozen=True)
+class AlertsSettings:
+    """The alert-rule evaluator (`overcloud alerts run`) and where it notifies."""
+
+    rules: str = ""
+    """YAML rule file added to (and overriding) the built-in rules; empty: built-ins only."""
+    group: str = "overcloud-alerts"
+    """Kafka consumer group of the evaluator (its own: it reads every sample DevLake reads)."""
+    tick: float = 1.0
+    """Seconds between clock ticks (pending → firing without a new sample, no-data checks)."""
+    webhook_url: str = ""
+    """Default URL of `webhook` actions that name none; empty: such actions are skipped."""
+    alertmanager_port: int = 9093
+    """Port of the Alertmanager we start on 127.0.0.1 (its cluster port is disabled)."""
+    alertmanager_url: str = ""
+    """An Alertmanager elsewhere; empty: http://127.0.0.1:<alertmanager_port>."""
+    resend: float = 30.0
+    """Seconds between re-sends of firing alerts to Alertmanager (it expires silent ones)."""
+
+    @property
+    def alertmanager_base(self) -> str:
+        return self.alertmanager_url.rstrip("/") or f"http://127.0.0.1:{self.alertmanager_port}"
+
+
+@dataclass(frozen=True)
 class UnderCloudSettings:
     """The local UnderCloud: LXD daemons on this machine, each one an UnderCloud host."""
 
@@ -171,6 +195,7 @@ class Settings:
     agent: AgentSettings = field(default_factory=AgentSettings)
     devlake: DevLakeSettings = field(default_factory=DevLakeSettings)
     undercloud: UnderCloudSettings = field(default_factory=UnderCloudSettings)
+    alerts: AlertsSettings = field(default_factory=AlertsSettings)
 
     @property
     def lxd_hosts(self) -> list[LxdHost]:
@@ -193,7 +218,8 @@ class Settings:
 
 
 _SECTIONS = {"kafka": KafkaSettings, "influx": InfluxSettings, "agent": AgentSettings,
-             "devlake": DevLakeSettings, "undercloud": UnderCloudSettings}
+             "devlake": DevLakeSettings, "undercloud": UnderCloudSettings,
+             "alerts": AlertsSettings}
 
 
 def load_settings(config: Path | None = None, env: dict[str, str] | None = None) -> Settings:
@@ -284,6 +310,10 @@ def _validate(s: Settings) -> None:
     if s.influx.url and not s.influx.url.startswith(("http://", "https://")):
         raise ConfigError(f"influx.url must start with http:// or https://, got {s.influx.url!r}")
     _validate_undercloud(s.undercloud)
+    if s.alerts.tick <= 0 or s.alerts.resend <= 0:
+        raise ConfigError("alerts.tick and alerts.resend must be > 0 seconds")
+    if not 1 <= s.alerts.alertmanager_port <= 65534:
+        raise ConfigError(f"alerts.alertmanager_port must be a TCP port, got {s.alerts.alertmanager_port}")
 
 
 def _validate_undercloud(u: UnderCloudSettings) -> None:
