@@ -13,6 +13,7 @@ an operator would use to look at what we did, and it waits on LXD operations for
 from __future__ import annotations
 
 import json
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -34,6 +35,8 @@ class NodeSpec:
     image: str
     cpu: int
     memory_bytes: int
+    network: str = ""
+    """The OverCloud's own bridge on this host (eth0 joins it); empty: the host's default."""
 
 
 class HostDriver(Protocol):
@@ -47,6 +50,9 @@ class HostDriver(Protocol):
     def add_proxy(self, name: str, device: str, listen: str, connect: str) -> None: ...
     def delete(self, name: str) -> None: ...
     def instances(self, overcloud: str | None = None) -> dict[str, str]: ...
+    def ensure_network(self, bridge: str, address: str, overcloud: str) -> None: ...
+    def delete_network(self, bridge: str) -> None: ...
+    def networks(self, overcloud: str | None = None) -> dict[str, str]: ...
 
 
 class LxdDriver:
@@ -54,6 +60,7 @@ class LxdDriver:
         self._s = settings
         self.host = host
         self.name = host.name
+        self._net_lock = threading.Lock()  # parallel launches on this host share its bridge
 
     def _lxc(self, *args: str, timeout: float = 300, check: bool = True) -> str:
         try:
@@ -84,6 +91,7 @@ class LxdDriver:
         if state is None:
             self._lxc(
                 "launch", spec.image, spec.name,
+                *(("--network", spec.network) if spec.network else ()),
                 "-c", "security.nesting=true",
                 "-c", f"limits.cpu={spec.cpu}",
                 "-c", f"limits.memory={spec.memory_bytes}",
@@ -125,6 +133,36 @@ class LxdDriver:
     def delete(self, name: str) -> None:
         if self._state(name) is not None:
             self._lxc("delete", "--force", name)
+
+    # --- OverCloud networks ---------------------------------------------------------------
+
+    def networks(self, overcloud: str | None = None) -> dict[str, str]:
+        """Our bridges on this host: name → OverCloud (only those of `overcloud` if given)."""
+        out = self._lxc("network", "list", "--format", "json", timeout=60)
+        found = {}
+        for net in json.loads(out or "[]"):
+            owner = (net.get("config") or {}).get(OWNER_KEY)
+            if owner and net.get("managed") and (overcloud is None or owner == overcloud):
+                found[net["name"]] = owner
+        return found
+
+    def ensure_network(self, bridge: str, address: str, overcloud: str) -> None:
+        """The OverCloud's bridge with its explicit subnet; no NAT: nodes talk to each other
+        and to the host (proxy devices), never out. Safe to repeat and to race."""
+        with self._net_lock:
+            if bridge in self.networks():
+                return
+            try:
+                lxc(self._s, self.host, "network", "create", bridge, f"ipv4.address={address}",
+                    "ipv4.nat=false", "ipv6.address=none", f"{OWNER_KEY}={overcloud}",
+                    timeout=120)
+            except ServiceError as exc:
+                if bridge not in self.networks():  # another process got there first: fine
+                    raise TemporaryError(str(exc), delay=1.0) from None
+
+    def delete_network(self, bridge: str) -> None:
+        if bridge in self.networks():
+            self._lxc("network", "delete", bridge, timeout=120)
 
 
 def drivers(settings: Settings) -> dict[str, LxdDriver]:

@@ -8,6 +8,11 @@ The provisioning graph (N nodes; `launch`, `docker` and `deploy` run per node in
 Decide, then act: `place` decides every node's host once and records it; the acting tasks
 only carry that decision out, and each is safe to repeat after a crash (a node that exists
 is only started, a device that is there is left alone, `compose up` converges).
+
+Every OverCloud has networks of its own: on each host it uses, a bridge with a /27 from the
+UnderCloud's OverCloud pool (`launch` creates it before the node joins it; delete removes
+it after the nodes). Nodes of one OverCloud on two hosts reach each other through the hosts'
+routing; other OverClouds' nodes sit on other bridges and subnets.
 """
 
 from __future__ import annotations
@@ -84,7 +89,8 @@ def delete_spec(name: str, keep_data: bool) -> WorkflowSpec:
     tasks = (
         TaskSpec("agents", "stop_agents", {}, after=(), retries=2, timeout=60),
         TaskSpec("nodes", "delete_nodes", {}, after=("agents",), retries=3, timeout=300),
-        TaskSpec("devlake", "drop_devlake", {"keep_data": keep_data}, after=("nodes",),
+        TaskSpec("networks", "delete_networks", {}, after=("nodes",), retries=3, timeout=120),
+        TaskSpec("devlake", "drop_devlake", {"keep_data": keep_data}, after=("networks",),
                  retries=5, timeout=60),
         TaskSpec("forget", "forget", {}, after=("devlake",), retries=3, timeout=30),
     )
@@ -128,6 +134,8 @@ def register_actions(actions: ActionRegistry, c: Context) -> None:
             decision[node] = host
         for node, host in decision.items():
             c.registry.set_node(req.name, node, host, layout[node])
+        for host in sorted(set(decision.values())):
+            c.registry.allocate_network(req.name, host)
         c.registry.allocate_port(req.name, _wanted_port(req))
         ctx.report(", ".join(f"{n}→{h}" for n, h in decision.items()))
         return decision
@@ -137,8 +145,11 @@ def register_actions(actions: ActionRegistry, c: Context) -> None:
         req = _request(ctx)
         node = ctx.args["node"]
         host = host_of(req.name, node)
+        bridge, gateway = c.settings.overcloud_network(
+            c.registry.allocate_network(req.name, host.name))
+        host.ensure_network(bridge, gateway, req.name)
         host.launch(NodeSpec(node, req.name, node, NODE_ALIAS, req.cluster.cpu,
-                             req.cluster.memory_bytes))
+                             req.cluster.memory_bytes, network=bridge))
         address = _wait(lambda: host.address(node), 60, f"an address for {node}")
         c.registry.set_node(req.name, node, host.name, req.tier_layout()[node], address)
         ctx.report(f"{node} on {host.name} at {address}")
@@ -262,6 +273,13 @@ def register_actions(actions: ActionRegistry, c: Context) -> None:
                 raise TemporaryError(f"host {host.name} unreachable: cannot check for nodes")
             for inst in host.instances(name):
                 host.delete(inst)
+
+    @actions.action("delete_networks")
+    def delete_networks(ctx: TaskContext) -> None:
+        name = ctx.input["name"]
+        for host in c.hosts.values():  # what the hosts say is ours, not only our records
+            for bridge in host.networks(name):
+                host.delete_network(bridge)
 
     @actions.action("drop_devlake")
     def drop_devlake(ctx: TaskContext) -> None:

@@ -19,7 +19,7 @@ from typing import Any
 
 from orchestrator.stack.compose import StackSecrets
 from overcloud.errors import PermanentError
-from overcloud.settings import Settings
+from overcloud.settings import NETWORK_SLOTS, Settings
 
 PORT_RANGE = range(20080, 20980)
 
@@ -67,6 +67,9 @@ class Registry:
               overcloud TEXT NOT NULL, node TEXT NOT NULL, host TEXT NOT NULL,
               address TEXT NOT NULL DEFAULT '', tiers TEXT NOT NULL,
               PRIMARY KEY (overcloud, node));
+            CREATE TABLE IF NOT EXISTS networks (
+              overcloud TEXT NOT NULL, host TEXT NOT NULL, slot INTEGER NOT NULL UNIQUE,
+              PRIMARY KEY (overcloud, host));
             """
         )
 
@@ -99,6 +102,7 @@ class Registry:
     def forget(self, name: str) -> None:
         with self._lock:
             self._db.execute("DELETE FROM nodes WHERE overcloud = ?", (name,))
+            self._db.execute("DELETE FROM networks WHERE overcloud = ?", (name,))
             self._db.execute("DELETE FROM overclouds WHERE name = ?", (name,))
         self.secrets_path(name).unlink(missing_ok=True)
 
@@ -131,6 +135,27 @@ class Registry:
         if wanted:
             raise PermanentError(f"port {wanted} on 127.0.0.1 is already in use")
         raise PermanentError("no free port left in the OverCloud range")
+
+    def allocate_network(self, name: str, host: str) -> int:
+        """The slot of this OverCloud's network on `host` (stable on retry; unique per machine:
+        slots name the bridges, and several hosts may share one kernel)."""
+        with self._lock:
+            row = self._db.execute("SELECT slot FROM networks WHERE overcloud = ? AND host = ?",
+                                   (name, host)).fetchone()
+            if row is not None:
+                return int(row[0])
+            used = {r[0] for r in self._db.execute("SELECT slot FROM networks")}
+            slot = next((i for i in range(NETWORK_SLOTS) if i not in used), None)
+            if slot is None:
+                raise PermanentError("no OverCloud network left on this UnderCloud")
+            self._db.execute("INSERT INTO networks (overcloud, host, slot) VALUES (?, ?, ?)",
+                             (name, host, slot))
+            return slot
+
+    def network_slots(self, name: str) -> dict[str, int]:
+        with self._lock:
+            return {h: int(s) for h, s in self._db.execute(
+                "SELECT host, slot FROM networks WHERE overcloud = ?", (name,))}
 
     # --- reading ----------------------------------------------------------------------------
 

@@ -152,6 +152,26 @@ class UnderCloudSettings:
     """CPU capacity of each UnderCloud host for `resource_undercloud` (0: this machine's cores)."""
     host_memory: int = 0
     """Memory capacity of each UnderCloud host in bytes (0: this machine's memory)."""
+    remotes: str = ""
+    """Remote UnderCloud hosts reached over HTTPS: `name=https://address:port`, comma-separated.
+    They must trust our client certificate (`<state>/lxd/client/client.crt`, or `client_cert`)
+    and their server certificate is pinned from `<remote_certs>/<name>.crt`."""
+    remote_certs: str = ""
+    """Directory with the pinned server certificate `<name>.crt` of every remote host;
+    empty: `<state_dir>/lxd/remotes`."""
+    client_cert: str = ""
+    """Client certificate (PEM) presented to every LXD host; empty: one generated on first use."""
+    client_key: str = ""
+    """Key of `client_cert`."""
+
+    @property
+    def remote_urls(self) -> dict[str, str]:
+        out = {}
+        for item in (r.strip() for r in self.remotes.split(",")):
+            if item:
+                name, _, url = item.partition("=")
+                out[name.strip()] = url.strip()
+        return out
 
     @property
     def host_names(self) -> list[str]:
@@ -167,7 +187,12 @@ class UnderCloudSettings:
 
 @dataclass(frozen=True)
 class LxdHost:
-    """One local LXD daemon as the rest of the code sees it (derived from the settings)."""
+    """One UnderCloud host (an LXD daemon) as the rest of the code sees it (from the settings).
+
+    Local hosts are daemons we start, reached on their unix socket; remote hosts (`url` set)
+    are someone else's daemons, reached over HTTPS with our client certificate and their
+    pinned server certificate.
+    """
 
     name: str
     index: int
@@ -176,6 +201,14 @@ class LxdHost:
     address: str
     """Bridge address with prefix length, e.g. 10.231.1.1/24."""
     https_port: int
+    url: str = ""
+    """https://address:port of a remote host; empty for a local one."""
+    tls: tuple[Path, Path, Path] | None = None
+    """(client certificate, client key, pinned server certificate) of a remote host."""
+
+    @property
+    def remote(self) -> bool:
+        return bool(self.url)
 
     @property
     def socket(self) -> Path:
@@ -183,7 +216,7 @@ class LxdHost:
 
     @property
     def https_url(self) -> str:
-        return f"https://127.0.0.1:{self.https_port}"
+        return self.url or f"https://127.0.0.1:{self.https_port}"
 
 
 @dataclass(frozen=True)
@@ -198,8 +231,8 @@ class Settings:
     alerts: AlertsSettings = field(default_factory=AlertsSettings)
 
     @property
-    def lxd_hosts(self) -> list[LxdHost]:
-        """The local LXD daemons, each with its LXD_DIR under `<state_dir>/lxd/<name>`."""
+    def local_lxd_hosts(self) -> list[LxdHost]:
+        """The local LXD daemons we run, each with its LXD_DIR under `<state_dir>/lxd/<name>`."""
         u = self.undercloud
         return [
             LxdHost(
@@ -213,9 +246,41 @@ class Settings:
             for i, name in enumerate(u.host_names, start=1)
         ]
 
+    @property
+    def lxd_hosts(self) -> list[LxdHost]:
+        """Every UnderCloud host: the local daemons, then the remote ones."""
+        u = self.undercloud
+        local = self.local_lxd_hosts
+        client = self.state_dir / "lxd" / "client"
+        crt = Path(u.client_cert) if u.client_cert else client / "client.crt"
+        key = Path(u.client_key) if u.client_key else client / "client.key"
+        pins = Path(u.remote_certs) if u.remote_certs else self.state_dir / "lxd" / "remotes"
+        remote = [
+            LxdHost(name=name, index=i, lxd_dir=self.state_dir / "lxd" / name, bridge="",
+                    address="", https_port=0, url=url, tls=(crt, key, pins / f"{name}.crt"))
+            for i, (name, url) in enumerate(u.remote_urls.items(), start=len(local) + 1)
+        ]
+        return local + remote
+
+    def overcloud_network(self, slot: int) -> tuple[str, str]:
+        """Bridge name and gateway address/prefix of OverCloud network `slot` (0-1023).
+
+        Every OverCloud gets its own bridge on every host it uses, each a /27 carved from
+        `<subnet_prefix>.128.0/17` (the host bridges use `<subnet_prefix>.1-127.0/24`). Slots
+        are unique per machine, so two hosts on one machine never clash on a bridge name.
+        """
+        if not 0 <= slot < NETWORK_SLOTS:
+            raise ValueError(f"network slot {slot} out of range")
+        u = self.undercloud
+        gateway = f"{u.subnet_prefix}.{128 + slot // 8}.{(slot % 8) * 32 + 1}/27"
+        return f"{u.bridge_prefix}x{slot}", gateway
+
     def topic(self, name: str) -> str:
         return f"{self.kafka.topic_prefix}.{name}"
 
+
+NETWORK_SLOTS = 1024
+"""How many OverCloud networks (one per OverCloud per host) one machine can hold."""
 
 _SECTIONS = {"kafka": KafkaSettings, "influx": InfluxSettings, "agent": AgentSettings,
              "devlake": DevLakeSettings, "undercloud": UnderCloudSettings,
@@ -327,9 +392,22 @@ def _validate_undercloud(u: UnderCloudSettings) -> None:
         raise ConfigError(
             f"undercloud.hosts: {', '.join(bad)} must be lowercase letters, digits and '-'"
         )
-    if not 1 <= len(names) <= 254:
-        raise ConfigError("undercloud.hosts: at most 254 hosts")
-    if len(u.bridge_prefix) + len(str(len(names))) > 13 or not re.fullmatch(
+    remotes = u.remote_urls
+    for name, url in remotes.items():
+        if not re.fullmatch(r"[a-z][a-z0-9-]{0,30}", name) or not re.fullmatch(
+            r"https://[A-Za-z0-9.\-\[\]:]+:\d+/?", url
+        ):
+            raise ConfigError(
+                f"undercloud.remotes: {name}={url} must be name=https://address:port "
+                "(lowercase name, explicit port)"
+            )
+        if name in names:
+            raise ConfigError(f"undercloud.remotes: {name} is also a local host")
+    if bool(u.client_cert) != bool(u.client_key):
+        raise ConfigError("undercloud.client_cert and undercloud.client_key go together")
+    if not 1 <= len(names) <= 127:
+        raise ConfigError("undercloud.hosts: at most 127 local hosts")
+    if len(u.bridge_prefix) > 10 or not re.fullmatch(
         r"[a-z][a-z0-9]*", u.bridge_prefix
     ):
         raise ConfigError(f"undercloud.bridge_prefix {u.bridge_prefix!r}: lowercase, short")

@@ -154,7 +154,8 @@ def show(name: Annotated[str, typer.Argument(help="OverCloud name.")]) -> None:
     from orchestrator.registry import Registry
 
     s = settings()
-    rec = Registry(s).get(name)
+    reg = Registry(s)
+    rec = reg.get(name)
     if rec is None:
         raise UserError(f"no OverCloud named {name!r} (see: overcloud list)")
     console.print(f"[bold]{rec.name}[/] ({rec.owner}): {_styled(rec.state)}  {rec.url}")
@@ -167,6 +168,10 @@ def show(name: Annotated[str, typer.Argument(help="OverCloud name.")]) -> None:
     for n in rec.nodes:
         t.add_row(n.node, n.host, n.address, "+".join(n.tiers), _stack_state(hosts.get(n.host), n.node))
     console.print(t)
+    nets = [f"{h}: {s.overcloud_network(slot)[0]} {s.overcloud_network(slot)[1]}"
+            for h, slot in sorted(reg.network_slots(name).items())]
+    if nets:
+        console.print("networks: " + "; ".join(nets), markup=False)
     store = _store()
     for wf in store.list(subject=name):
         console.print(_tasks_table(wf, f"{wf.kind} workflow {wf.id[:12]}: {wf.state}"))

@@ -28,6 +28,7 @@ import base64
 import hashlib
 import os
 import shutil
+import ssl
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,8 +48,42 @@ def client_dir(s: Settings) -> Path:
 
 
 def lxc_env(s: Settings, host: LxdHost) -> dict[str, str]:
-    """Environment for `lxc`/`lxd` commands aimed at `host` (its socket is the `local:` remote)."""
-    return {**os.environ, "LXD_DIR": str(host.lxd_dir), "LXD_CONF": str(client_dir(s))}
+    """Environment for `lxc`/`lxd` commands aimed at `host`.
+
+    A local host is the `local:` remote (its socket, via LXD_DIR). A remote host gets a client
+    directory of its own whose *default* remote is that host, so the same `lxc` command lines
+    (`launch IMAGE NAME`, `exec NAME`, `file push F NAME/path`) act on it unchanged.
+    """
+    conf = remote_conf(s, host) if host.remote else client_dir(s)
+    return {**os.environ, "LXD_DIR": str(host.lxd_dir), "LXD_CONF": str(conf)}
+
+
+def remote_conf(s: Settings, host: LxdHost) -> Path:
+    """The `lxc` client directory for a remote host: our client identity, its pinned server
+    certificate, and a config whose default remote is it. Written on first use (idempotent)."""
+    assert host.tls is not None
+    crt, key, pinned = host.tls
+    conf = s.state_dir / "lxd" / f"client-{host.name}"
+    config = conf / "config.yml"
+    if config.exists():
+        return conf
+    for path, what in ((crt, "client certificate"), (key, "client key"),
+                       (pinned, "pinned server certificate")):
+        if not path.is_file():
+            raise ServiceError(f"remote host {host.name}: no {what} at {path}")
+    (conf / "servercerts").mkdir(parents=True, exist_ok=True)
+    os.chmod(conf, 0o700)
+    shutil.copyfile(crt, conf / "client.crt")
+    shutil.copyfile(key, conf / "client.key")
+    os.chmod(conf / "client.key", 0o600)
+    shutil.copyfile(pinned, conf / "servercerts" / f"{host.name}.crt")
+    doc = {"default-remote": host.name, "aliases": {}, "remotes": {
+        host.name: {"addr": host.url, "protocol": "lxd", "auth_type": "tls", "public": False},
+    }}
+    tmp = config.with_suffix(".tmp")
+    tmp.write_text(yaml.safe_dump(doc, sort_keys=False))
+    tmp.replace(config)
+    return conf
 
 
 def lxc(
@@ -78,15 +113,22 @@ def lxc(
 
 
 class LocalApi:
-    """The LXD REST API of one host over its unix socket (no client certificate needed)."""
+    """The LXD REST API of one host: a local one over its unix socket (no certificate needed),
+    a remote one over HTTPS with our client certificate, its server certificate pinned."""
 
     def __init__(self, host: LxdHost, timeout: float = 30.0) -> None:
         self.host = host
-        self._client = httpx.Client(
-            transport=httpx.HTTPTransport(uds=str(host.socket)),
-            base_url="http://lxd",
-            timeout=timeout,
-        )
+        if host.remote:
+            assert host.tls is not None
+            self._client = httpx.Client(base_url=host.url.rstrip("/"), timeout=timeout,
+                                        verify=_pinned(host.tls[2]),
+                                        cert=(str(host.tls[0]), str(host.tls[1])))
+        else:
+            self._client = httpx.Client(
+                transport=httpx.HTTPTransport(uds=str(host.socket)),
+                base_url="http://lxd",
+                timeout=timeout,
+            )
 
     def __enter__(self) -> LocalApi:
         return self
@@ -107,14 +149,25 @@ class LocalApi:
         return r.json().get("metadata")
 
 
+def _pinned(server_cert: Path) -> ssl.SSLContext:
+    """Trust exactly this self-signed server certificate (LXD's are not issued for a name)."""
+    ctx = ssl.create_default_context(cafile=str(server_cert))
+    ctx.check_hostname = False  # the pin is the certificate itself, whatever name it carries
+    ctx.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
+    ctx.verify_flags &= ~ssl.VERIFY_X509_STRICT
+    return ctx
+
+
 def api_answers(host: LxdHost) -> bool:
-    if not host.socket.exists():
+    """The host's API answers, and (remote) trusts our client certificate."""
+    if not host.remote and not host.socket.exists():
         return False
     try:
-        with LocalApi(host, timeout=1.0) as api:
-            return bool(api.get("/1.0").get("api_version"))
-    except (httpx.HTTPError, ServiceError, OSError, ValueError):
+        with LocalApi(host, timeout=1.0 if not host.remote else 3.0) as api:
+            info = api.get("/1.0")
+    except (httpx.HTTPError, ServiceError, OSError, ValueError, ssl.SSLError):
         return False
+    return bool(info.get("api_version")) and info.get("auth", "trusted") == "trusted"
 
 
 NO_EGRESS_PROXY = "http://127.0.0.1:9"
@@ -261,6 +314,11 @@ def ensure_client(s: Settings) -> Path:
     conf.mkdir(parents=True, exist_ok=True)
     os.chmod(conf, 0o700)
     crt, key = conf / "client.crt", conf / "client.key"
+    u = s.undercloud
+    if u.client_cert and not crt.exists():  # a given identity instead of a generated one
+        shutil.copyfile(u.client_cert, crt)
+        shutil.copyfile(u.client_key, key)
+        os.chmod(key, 0o600)
     if not (crt.exists() and key.exists()):
         proc = subprocess.run(
             ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:secp384r1",
@@ -278,6 +336,18 @@ def ensure_client(s: Settings) -> Path:
         "local": {"addr": "unix://", "public": False},
     }
     for host in s.lxd_hosts:
+        if host.remote:
+            if not api_answers(host):
+                raise ServiceError(
+                    f"remote host {host.name} ({host.url}) does not answer or does not trust "
+                    f"our client certificate; on it run: lxc config trust add {crt}"
+                )
+            remote_conf(s, host)
+            assert host.tls is not None
+            shutil.copyfile(host.tls[2], conf / "servercerts" / f"{host.name}.crt")
+            remotes[host.name] = {"addr": host.url, "protocol": "lxd", "auth_type": "tls",
+                                  "public": False}
+            continue
         with LocalApi(host) as api:
             trusted = {c["fingerprint"] for c in api.get("/1.0/certificates?recursion=1")}
             if fp not in trusted:
@@ -302,11 +372,12 @@ class LxdHosts:
 
     @property
     def members(self) -> list[LxdHostService]:
-        return [LxdHostService(self.settings, h) for h in self.settings.lxd_hosts]
+        return [LxdHostService(self.settings, h) for h in self.settings.local_lxd_hosts]
 
     @property
     def address(self) -> str:
-        return ", ".join(f"{h.name} {h.https_url} ({h.address})" for h in self.settings.lxd_hosts)
+        return ", ".join(f"{h.name} {h.https_url} ({h.address})"
+                         for h in self.settings.local_lxd_hosts)
 
     @property
     def log_file(self) -> Path:
@@ -317,7 +388,7 @@ class LxdHosts:
         return pids[0] if all(pids) else None
 
     def ready(self) -> bool:
-        return all(api_answers(h) for h in self.settings.lxd_hosts)
+        return all(api_answers(h) for h in self.settings.local_lxd_hosts)
 
     def start(self) -> int:
         pids = [m.start() for m in self.members]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import signal
 from pathlib import Path
+from typing import Any
 
 import httpx
 import orjson
@@ -54,6 +55,11 @@ def _ours(env: Env, name: str) -> dict[str, list[str]]:
     return {h: sorted(d.instances(name)) for h, d in drivers(env.settings()).items()}
 
 
+def _nets(env: Env, name: str | None = None) -> dict[str, list[str]]:
+    """Bridges on each host that carry our owner key (of `name`, or of any OverCloud)."""
+    return {h: sorted(d.networks(name)) for h, d in drivers(env.settings()).items()}
+
+
 def _processes(env: Env, logs: Path) -> tuple[Background, Background]:
     lake = Background(["devlake", "run"], env, logs / "devlake.log").start()
     orch = Background(["orchestrator", "run"], env, logs / "orchestrator.log").start()
@@ -71,6 +77,8 @@ def test_two_node_overcloud_end_to_end(uc: Env, tmp_path: Path) -> None:
         assert _page(port), "the WordPress install page answers on the published port"
         placed = _ours(uc, name)
         assert sorted(len(v) for v in placed.values()) == [1, 1], placed  # spread: one per host
+        nets = _nets(uc, name)
+        assert sorted(len(v) for v in nets.values()) == [1, 1], nets  # its own bridge per host
 
         def samples() -> bool:
             res = run_cli(["metrics", "query",
@@ -93,6 +101,7 @@ def test_two_node_overcloud_end_to_end(uc: Env, tmp_path: Path) -> None:
         gone = run_cli(["delete", name, "--wait"], uc, timeout=300)
         assert gone.returncode == 0, gone.stdout + gone.stderr
         assert _ours(uc, name) == {"lxd1": [], "lxd2": []}
+        assert _nets(uc) == {"lxd1": [], "lxd2": []}, "its networks are gone with it"
         assert not any(d.instances() for d in drivers(uc.settings()).values())
         assert not list((Path(uc["OVERCLOUD_STATE_DIR"]) / "run").glob(f"agent-{name}-*"))
         assert not (Path(uc["OVERCLOUD_STATE_DIR"]) / "secrets" / f"{name}.json").exists()
@@ -153,6 +162,10 @@ def test_killed_orchestrator_resumes_and_overclouds_stay_apart(uc: Env, tmp_path
                                                               .stat().st_mode)[-3:] == "600"
         assert set(_ours(uc, alpha)["lxd1"] + _ours(uc, alpha)["lxd2"]).isdisjoint(
             _ours(uc, beta)["lxd1"] + _ours(uc, beta)["lxd2"])
+        net_a, net_b = ([b for v in _nets(uc, n).values() for b in v] for n in (alpha, beta))
+        assert net_a and net_b and set(net_a).isdisjoint(net_b), (net_a, net_b)
+        addr = {n: _addresses(uc, n) for n in (alpha, beta)}
+        assert addr[alpha].isdisjoint(addr[beta]) and all(addr.values()), addr
 
         run_cli(["delete", beta, "--wait"], uc, check=True, timeout=300)
         assert _page(pa), "deleting beta leaves alpha serving"
@@ -166,3 +179,73 @@ def test_killed_orchestrator_resumes_and_overclouds_stay_apart(uc: Env, tmp_path
 
 def test_owner_key_marks_our_containers() -> None:
     assert OWNER_KEY.startswith("user.")
+
+
+def _addresses(env: Env, name: str) -> set[str]:
+    import ipaddress
+
+    from orchestrator.registry import Registry
+
+    rec = Registry(env.settings()).get(name)
+    assert rec is not None
+    # the /27 subnet each node sits in (every OverCloud network is one /27)
+    return {str(ipaddress.ip_network(f"{n.address}/27", strict=False)) for n in rec.nodes}
+
+
+def test_failed_workflow_reports_the_task_and_delete_cleans_up(uc: Env, tmp_path: Path) -> None:
+    """The exposure port is taken after placement: `expose` fails (mid-workflow, with its
+    containers running and the stack deployed) → OverCloudFailed names the task and the
+    reason, the OverCloud is marked failed, and `delete` leaves nothing on either host."""
+    import socket
+
+    from orchestrator.registry import Registry
+
+    lake, orch = _processes(uc, tmp_path)
+    name, port = "e2e-fail", free_port()
+    blocker = socket.socket()
+    try:
+        apply = Background(["request", "apply", str(_request(tmp_path, name, 1, port)), "--wait"],
+                           uc, tmp_path / "apply.log").start()
+        reg = Registry(uc.settings())
+
+        def placed() -> bool:
+            rec = reg.get(name)
+            return rec is not None and rec.port == port and bool(rec.nodes)
+
+        wait_until(placed, timeout=120, interval=0.05, what="placement to record the port")
+        blocker.bind(("127.0.0.1", port))
+        blocker.listen()
+        assert apply.proc is not None
+        assert apply.proc.wait(600) == 1, apply.output()
+        assert "failed" in apply.output() and "expose" in apply.output(), apply.output()
+        rec = reg.get(name)
+        assert rec is not None and rec.state == "failed" and rec.error.startswith("expose: ")
+        assert "taken" in rec.error, rec.error
+        failed = _events(uc, "OverCloudFailed", name)
+        assert [e["payload"]["task"] for e in failed] == ["expose"], failed
+        assert sum(len(v) for v in _ours(uc, name).values()) == 1  # half-made: a node is there
+        blocker.close()
+
+        gone = run_cli(["delete", name, "--wait"], uc, timeout=300)
+        assert gone.returncode == 0, gone.stdout + gone.stderr
+        assert _ours(uc, name) == {"lxd1": [], "lxd2": []}
+        assert _nets(uc, name) == {"lxd1": [], "lxd2": []}
+        assert reg.get(name) is None
+        assert not (Path(uc["OVERCLOUD_STATE_DIR"]) / "secrets" / f"{name}.json").exists()
+    finally:
+        blocker.close()
+        orch.stop()
+        lake.stop()
+
+
+def _events(env: Env, kind: str, name: str) -> list[dict[str, Any]]:
+    from kafka import KafkaConsumer
+
+    s = env.settings()
+    c = KafkaConsumer(events_topic(s), bootstrap_servers=s.kafka.bootstrap,
+                      auto_offset_reset="earliest", enable_auto_commit=False,
+                      consumer_timeout_ms=3000)
+    out = [e for e in (orjson.loads(m.value) for m in c)
+           if e.get("type") == kind and e.get("payload", {}).get("name") == name]
+    c.close()
+    return out
