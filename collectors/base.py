@@ -32,7 +32,7 @@ def register(name: str) -> Callable[[Callable[..., Collector]], Callable[..., Co
 
 
 def build(name: str, **options: Any) -> Collector:
-    import collectors.resource  # noqa: F401  (registers the built-in collectors)
+    _register_builtins()
 
     try:
         factory = REGISTRY[name]
@@ -42,6 +42,12 @@ def build(name: str, **options: Any) -> Collector:
 
 
 def for_layer(layer: Layer) -> list[str]:
-    import collectors.resource  # noqa: F401
+    _register_builtins()
 
     return sorted(n for n, f in REGISTRY.items() if getattr(f, "layer", None) == layer)
+
+
+def _register_builtins() -> None:
+    import collectors.flow
+    import collectors.resource
+    import collectors.service  # noqa: F401  (importing registers them)

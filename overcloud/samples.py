@@ -31,7 +31,8 @@ class Layer(StrEnum):
 TAG_KEYS = frozenset(
     {"overcloud", "cluster", "node", "host", "layer", "service", "cpu", "device", "interface",
      "path", "instance", "peer", "tier", "direction", "container", "rule", "agent", "proto",
-     "port", "mount", "state", "src", "dst", "src_tier", "dst_tier"}
+     "port", "mount", "state", "src", "dst", "src_tier", "dst_tier", "iface", "peer_tier",
+     "target"}
 )
 
 
