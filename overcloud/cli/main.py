@@ -10,12 +10,14 @@ import typer
 
 from overcloud.cli import common
 from overcloud.cli.agent import app as agent_app
+from overcloud.cli.dashboards import app as dashboards_app
 from overcloud.cli.devlake import app as devlake_app
 from overcloud.cli.images import app as images_app
 from overcloud.cli.metrics import app as metrics_app
 from overcloud.cli.overclouds import delete, list_, orchestrator_app, show
 from overcloud.cli.request import app as request_app
 from overcloud.cli.services import app as services_app
+from overcloud.cli.top import top
 from overcloud.errors import OverCloudError
 
 app = typer.Typer(
@@ -35,6 +37,8 @@ app.add_typer(orchestrator_app, name="orchestrator")
 app.command("list")(list_)
 app.command("show")(show)
 app.command("delete")(delete)
+app.add_typer(dashboards_app, name="dashboards")
+app.command("top")(top)
 
 
 @app.callback()
