@@ -267,6 +267,12 @@ class Evaluator:
                         st = c.states[key] = GroupState(PENDING, last, float("nan"), last)
                         self._fire(c, key, st, now_ns, "no_data")
 
+    def firing(self, now_ns: int) -> list[Transition]:
+        """Every firing alert as it stands (for re-sending to Alertmanager)."""
+        return [Transition(c.rule, "firing", c.group(key), st.value, st.since_ns, now_ns, "threshold",
+                           transition_key(c.rule.name, c.group(key), st.since_ns, "firing"))
+                for c in self.rules for key, st in c.states.items() if st.status == FIRING]
+
     def drain(self) -> list[Transition]:
         out, self.transitions = self.transitions, []
         return out

@@ -571,3 +571,8 @@ def _allowed(model: type[BaseModel], loc: Loc) -> list[str]:
     if isinstance(current, type) and issubclass(current, BaseModel):
         return [f.alias or n for n, f in current.model_fields.items()]
     return []
+
+
+def rules_in_force(path: Path | str | None) -> list[Rule]:
+    """Built-ins, plus and overridden by the rule file when one is given."""
+    return load_rule_file(Path(path)) if path else [r for r in builtin_rules() if r.enabled]

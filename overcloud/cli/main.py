@@ -10,6 +10,7 @@ import typer
 
 from overcloud.cli import common
 from overcloud.cli.agent import app as agent_app
+from overcloud.cli.alerts import app as alerts_app
 from overcloud.cli.dashboards import app as dashboards_app
 from overcloud.cli.devlake import app as devlake_app
 from overcloud.cli.images import app as images_app
@@ -34,6 +35,7 @@ app.add_typer(metrics_app, name="metrics")
 app.add_typer(images_app, name="images")
 app.add_typer(request_app, name="request")
 app.add_typer(orchestrator_app, name="orchestrator")
+app.add_typer(alerts_app, name="alerts")
 app.command("list")(list_)
 app.command("show")(show)
 app.command("delete")(delete)

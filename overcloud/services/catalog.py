@@ -7,6 +7,8 @@
   (`/api/v2/write`) on a real server; not started by default.
 - `dockerd`: a Docker engine of our own that builds the stack images (services/dockerd.py).
 - `lxd`: the local LXD daemons, one per UnderCloud host (services/lxd.py).
+- `alertmanager`: Prometheus Alertmanager, loopback only, no gossip (services/alertmanager.py);
+  `alerts`: the alert-rule evaluator (`overcloud alerts run`).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import httpx
 
 from overcloud.bus import ensure_topics
 from overcloud.errors import ServiceError, TemporaryError
+from overcloud.services.alertmanager import alertmanager_daemon
 from overcloud.services.dockerd import dockerd_daemon
 from overcloud.services.lxd import lxd_service
 from overcloud.services.process import Daemon, Supervised, port_open
@@ -201,6 +204,10 @@ def orchestrator_daemon(s: Settings) -> Daemon:
                       f"{s.topic('events')} on {s.kafka.bootstrap}", "orchestrator:")
 
 
+def alerts_daemon(s: Settings) -> Daemon:
+    return cli_daemon(s, "alerts", ["alerts", "run"], f"rules → {s.topic('events')}", "alerts:")
+
+
 def _images(s: Settings) -> None:
     """`services up lxd` also prepares the node image on every host (cached, keyed by inputs)."""
     from orchestrator.images import ensure_images
@@ -220,5 +227,7 @@ CATALOG: dict[str, ServiceSpec] = {
         ServiceSpec("devlake", [], devlake_daemon, default=False),
         ServiceSpec("orchestrator", [], orchestrator_daemon, default=False),
         ServiceSpec("agent", [], agent_daemon, default=False),
+        ServiceSpec("alertmanager", ["prometheus-alertmanager"], alertmanager_daemon, default=False),
+        ServiceSpec("alerts", [], alerts_daemon, default=False),
     )
 }

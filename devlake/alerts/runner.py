@@ -1,0 +1,212 @@
+"""`overcloud alerts run`: the metric topics → the evaluator → the outbox, offsets last.
+
+Order of a step, and why: poll samples → feed the evaluator → tick the clock → record the
+transitions in the outbox (durable) → save the evaluator's state file → commit the offsets.
+A crash anywhere re-reads samples since the last commit; the restored state skips samples it
+already accounted for, and recomputed transitions have the same keys, so the outbox ignores
+them: no second notification, no lost one.
+
+The evaluator has its own consumer group and starts at the *latest* offsets when the group
+is new: alerts are about the present, not about whatever history the broker still holds.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+from kafka import KafkaConsumer, KafkaProducer
+from kafka.errors import KafkaError
+from kafka.structs import OffsetAndMetadata, TopicPartition
+
+from devlake.alerts.evaluator import Evaluator
+from devlake.alerts.outbox import Outbox, Worker, alertmanager_alert, http_post
+from devlake.alerts.rules import Rule
+from devlake.sinks import MetricSink
+from overcloud.bus import events_topic
+from overcloud.errors import DecodeError, TemporaryError
+from overcloud.settings import Settings
+from overcloud.wire import sample_rows
+
+log = logging.getLogger(__name__)
+
+
+def state_dir(s: Settings) -> Path:
+    return s.state_dir / "alerts"
+
+
+def state_file(s: Settings) -> Path:
+    return state_dir(s) / "state.json"
+
+
+def read_state(s: Settings) -> dict[str, Any] | None:
+    """The running (or last) evaluator's state file, None when there is none."""
+    try:
+        data = orjson.loads(state_file(s).read_bytes())
+    except (OSError, orjson.JSONDecodeError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        return False
+    return True
+
+
+def evaluator_running(state: dict[str, Any] | None) -> bool:
+    pid = state.get("pid") if state else None
+    return isinstance(pid, int) and _pid_alive(pid)
+
+
+class Senders:
+    """The four delivery channels' send functions, with their clients."""
+
+    def __init__(self, s: Settings, producer: KafkaProducer, sink: MetricSink) -> None:
+        self._s = s
+        self._producer = producer
+        self._sink = sink
+        self._http = httpx.Client(timeout=5.0)
+        self._dbs: set[str] = set()
+        self._topic = events_topic(s)
+
+    def event(self, key: str, target: str, body: bytes) -> None:
+        try:
+            self._producer.send(self._topic, key=target.encode(), value=body).get(timeout=10)
+        except KafkaError as exc:
+            raise TemporaryError(f"events topic: {exc}") from None
+
+    def webhook(self, key: str, target: str, body: bytes) -> None:
+        http_post(self._http, target, body, {"Idempotency-Key": key})
+
+    def alertmanager(self, key: str, target: str, body: bytes) -> None:
+        http_post(self._http, f"{self._s.alerts.alertmanager_base}/api/v2/alerts", body, {})
+
+    def devlake(self, key: str, target: str, body: bytes) -> None:
+        if target not in self._dbs:
+            self._sink.ensure_database(target)
+            self._dbs.add(target)
+        self._sink.write(target, body)
+
+    def close(self) -> None:
+        self._http.close()
+
+
+class AlertRunner:
+    def __init__(self, s: Settings, rules: list[Rule], consumer: KafkaConsumer, outbox: Outbox,
+                 senders: Senders, clock: Callable[[], int] = time.time_ns) -> None:
+        self._s = s
+        self.rules = rules
+        self.evaluator = Evaluator(rules)
+        self._consumer = consumer
+        self._outbox = outbox
+        self._senders = senders
+        self._clock = clock
+        self._offsets: dict[TopicPartition, int] = {}
+        self._last_tick = 0
+        self._last_save = 0.0
+        self._last_resend = 0.0
+        self._dirty = True
+        self.transitions = 0
+        self.am_uses = any(a.type == "alertmanager" for r in rules for a in r.actions)
+
+    def workers(self, stop: threading.Event) -> list[Worker]:
+        s = self._senders
+        return [
+            Worker(self._outbox, "events", s.event, stop),
+            Worker(self._outbox, "webhook", s.webhook, stop, max_attempts=8),
+            Worker(self._outbox, "alertmanager", s.alertmanager, stop, max_attempts=20),
+            Worker(self._outbox, "devlake", s.devlake, stop),
+        ]
+
+    def run(self, stop: threading.Event) -> None:
+        previous = read_state(self._s)
+        if previous:
+            self.evaluator.restore(previous.get("groups") or [])
+        workers = self.workers(stop)
+        for w in workers:
+            w.start()
+        try:
+            while not stop.is_set():
+                self.step()
+        finally:
+            self.save()
+            stop.set()
+            for w in workers:
+                w.join(timeout=5)
+
+    def step(self) -> None:
+        tick_ns = int(self._s.alerts.tick * 1e9)
+        records = self._consumer.poll(timeout_ms=min(200, tick_ns // 1_000_000), max_records=5000)
+        ev = self.evaluator
+        for tp, messages in records.items():
+            for msg in messages:
+                try:
+                    _, _, rows = sample_rows(msg.value)
+                except DecodeError:
+                    pass  # DevLake dead-letters it; the evaluator only skips it
+                else:
+                    ev.feed_rows(rows)
+                self._offsets[tp] = msg.offset + 1
+        if records:
+            self._dirty = True
+        now = self._clock()
+        if now - self._last_tick >= tick_ns:
+            ev.tick(now)
+            self._last_tick = now
+        transitions = ev.drain()
+        if transitions:
+            self._outbox.add(transitions, self._s)
+            self.transitions += len(transitions)
+            for t in transitions:
+                log.info("%s %s %s value=%.3f (%s)", t.rule.name, t.state,
+                         ",".join(f"{k}={v}" for k, v in t.group.items()) or "-", t.value, t.reason)
+            self._dirty = True
+        mono = time.monotonic()
+        if self._dirty and (transitions or mono - self._last_save >= self._s.alerts.tick):
+            self.save()
+            self._commit()
+        if self.am_uses and mono - self._last_resend >= self._s.alerts.resend:
+            self._last_resend = mono
+            self._resend(now)
+
+    def save(self) -> None:
+        path = state_file(self._s)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_bytes(orjson.dumps({
+            "pid": os.getpid(), "updated_ns": self._clock(), "samples": self.evaluator.samples,
+            "rules": [r.name for r in self.rules], "groups": self.evaluator.snapshot(),
+        }))
+        os.replace(tmp, path)
+        self._last_save = time.monotonic()
+        self._dirty = False
+
+    def _commit(self) -> None:
+        if not self._offsets:
+            return
+        try:
+            self._consumer.commit({tp: OffsetAndMetadata(o, "", -1) for tp, o in self._offsets.items()})
+            self._offsets.clear()
+        except KafkaError as exc:
+            log.warning("commit failed (samples will be re-read; state skips them): %s", exc)
+
+    def _resend(self, now: int) -> None:
+        """Alertmanager forgets alerts it stops hearing about: re-send every firing one."""
+        alerts = [alertmanager_alert(t) for t in self.evaluator.firing(now)
+                  if any(a.type == "alertmanager" for a in t.rule.actions)]
+        if not alerts:
+            return
+        try:
+            self._senders.alertmanager("resend", "", orjson.dumps(alerts))
+        except Exception as exc:  # a resend is best effort: the next one comes in `resend` s
+            log.warning("re-sending %d firing alerts to Alertmanager failed: %s", len(alerts), exc)
