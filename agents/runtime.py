@@ -46,9 +46,12 @@ class AgentIdentity:
         return tags
 
 
-def spool_path(settings: Settings, identity: AgentIdentity, layer: Layer) -> Path:
+def spool_path(settings: Settings, identity: AgentIdentity, layer: Layer, *more: Layer) -> Path:
+    """One spool per agent process; an agent of several layers spools them all in one file
+    (each message keeps its own topic), named after its layers."""
     scope = identity.overcloud or "_undercloud"
-    return settings.state_dir / "spool" / f"{scope}.{identity.node}.{layer.value}.sqlite"
+    layers = "+".join(x.value for x in (layer, *more))
+    return settings.state_dir / "spool" / f"{scope}.{identity.node}.{layers}.sqlite"
 
 
 class Agent:

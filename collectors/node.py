@@ -22,6 +22,7 @@ from typing import Any
 
 import httpx
 
+from collectors.resource.instance import InstanceReading, InstanceSource
 from overcloud.errors import ServiceError
 from overcloud.samples import now_ns
 from overcloud.settings import LxdHost
@@ -35,11 +36,15 @@ class StateReading:
     time_ns: int
     state: dict[str, Any] | None
     """The `metadata` of `GET /1.0/instances/<name>/state`; None when the node is not there."""
+    local: bool = True
+    """The node runs on this machine, so its init pid is one of ours to look into."""
 
     @property
     def pid(self) -> int | None:
+        """The node's init pid on this machine; None when it is stopped, gone or remote."""
         pid = (self.state or {}).get("pid")
-        return int(pid) if pid and (self.state or {}).get("status") == "Running" else None
+        running = (self.state or {}).get("status") == "Running"
+        return int(pid) if pid and running and self.local else None
 
 
 def read_instance_state(host: LxdHost, instance: str) -> dict[str, Any] | None:
@@ -56,21 +61,25 @@ def read_instance_state(host: LxdHost, instance: str) -> dict[str, Any] | None:
 class NodeState:
     """One node's LXD state, read at most once per `max_age` seconds (one read per cycle)."""
 
-    def __init__(self, read: Callable[[], dict[str, Any] | None], max_age: float = 0.5) -> None:
+    def __init__(self, read: Callable[[], dict[str, Any] | None], max_age: float = 0.5,
+                 local: bool = True) -> None:
         self._read = read
         self._max_age = max_age
+        self._local = local
         self._lock = threading.Lock()
         self._last: StateReading | None = None
         self._at = 0.0
 
     @classmethod
     def from_lxd(cls, host: LxdHost, instance: str) -> NodeState:
-        return cls(lambda: read_instance_state(host, instance))
+        # a remote host's API reports pids of *its* machine: only its addresses and counters
+        # are usable from here (flow_iface); conntrack and Docker need an agent on that host
+        return cls(lambda: read_instance_state(host, instance), local=not host.remote)
 
     def read(self) -> StateReading:
         with self._lock:
             if self._last is None or time.monotonic() - self._at > self._max_age:
-                self._last = StateReading(now_ns(), self._read())
+                self._last = StateReading(now_ns(), self._read(), self._local)
                 self._at = time.monotonic()
             return self._last
 
@@ -173,3 +182,17 @@ class PeerDirectory:
             self._map = self._lookup()
             self._at = time.monotonic()
         return {a: self._map[a] for a in addresses if a in self._map}
+
+
+class _SharedInstanceSource:
+    def __init__(self, node: NodeState) -> None:
+        self._node = node
+
+    def read(self) -> InstanceReading:
+        r = self._node.read()
+        return InstanceReading(r.time_ns, r.state)
+
+
+def shared_instance_source(node: NodeState) -> InstanceSource:
+    """`resource_instance` from the same per-cycle state read as the flow/service collectors."""
+    return _SharedInstanceSource(node)

@@ -230,8 +230,15 @@ def register_actions(actions: ActionRegistry, c: Context) -> None:
         rec = c.registry.get(req.name)
         assert rec is not None
         started = []
+        layout = req.tier_layout()
+        tiers = {n.node: "+".join(n.tiers) for n in rec.nodes}
+        # the node that serves the exposed URL also probes it: one probe per OverCloud
+        front = next((n for n in req.node_names() if "web" in layout[n]), req.node_names()[0])
+        probe = rec.url.rstrip("/") + req.saas.expose.path_check if rec.url else ""
         for n in rec.nodes:
-            agent_daemon(c.settings, req.name, n.node, n.host).start()
+            agent_daemon(c.settings, req.name, n.node, n.host, tiers=tiers,
+                         url=probe if n.node == front else "",
+                         expect="WordPress" if req.saas.stack == "wordpress" else "").start()
             started.append(n.node)
         return started
 
@@ -294,12 +301,23 @@ def register_actions(actions: ActionRegistry, c: Context) -> None:
         c.bus.publish(OverCloudDeleted(name=name), key=name)
 
 
-def agent_daemon(settings: Settings, overcloud: str, node: str, host: str) -> Daemon:
-    """The resource agent of one node: the node's container, seen from its UnderCloud host."""
+def agent_daemon(settings: Settings, overcloud: str, node: str, host: str, *,
+                 tiers: dict[str, str] | None = None, url: str = "",
+                 expect: str = "") -> Daemon:
+    """The agent of one node, seen from its UnderCloud host: resources (LXD API), flows
+    (interfaces; conntrack per peer node, `tiers` naming each node's tiers) and services (its
+    stack containers; and the HTTP probe of `url` when this node serves the OverCloud's URL).
+    Stopping needs only the name: the other arguments matter when it starts."""
     from overcloud.services.catalog import cli_daemon
 
-    args = ["agent", "run", "--layer", "resource", "--overcloud", overcloud, "--node", node,
-            "--instance", node, "--lxd-host", host]
+    args = ["agent", "run", "--layer", "resource,flow,service", "--overcloud", overcloud,
+            "--node", node, "--instance", node, "--lxd-host", host]
+    if tiers:
+        args += ["--tiers", ",".join(f"{n}={t}" for n, t in sorted(tiers.items()))]
+    if url:
+        args += ["--url", url]
+    if expect:
+        args += ["--expect", expect]
     return cli_daemon(settings, f"agent-{overcloud}-{node}", args, f"{node}@{host}", "agent:")
 
 

@@ -22,7 +22,9 @@ LAYER_COLLECTORS = {"resource": ["host"]}
 
 @app.command()
 def run(
-    layer: Annotated[str, typer.Option(help="Which layer to collect: resource.")] = "resource",
+    layer: Annotated[str, typer.Option(
+        help="Layers to collect, comma-separated: resource, flow, service."
+    )] = "resource",
     interval: Annotated[float | None, typer.Option(help="Seconds between collections (>= 1).")] = None,
     once: Annotated[bool, typer.Option("--once", help="Collect once, deliver, exit.")] = False,
     overcloud: Annotated[str, typer.Option(help="OverCloud the samples belong to.")] = "",
@@ -32,6 +34,11 @@ def run(
         help="Collect a machine container's resources from its LXD host instead of this host's."
     )] = "",
     lxd_host: Annotated[str, typer.Option(help="UnderCloud host (LXD daemon) of --instance.")] = "",
+    tiers: Annotated[str, typer.Option(
+        help="Tiers of the OverCloud's nodes for flow_peer tags, e.g. 'web-n1=db,web-n2=app+web'."
+    )] = "",
+    url: Annotated[str, typer.Option(help="Service layer: probe this URL (service_http).")] = "",
+    expect: Annotated[str, typer.Option(help="Text the probed page must contain.")] = "",
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Run an agent for one layer until SIGTERM/SIGINT (or once with --once)."""
@@ -41,8 +48,8 @@ def run(
     from collectors.base import build
     from overcloud.samples import Layer
 
-    if layer not in LAYER_COLLECTORS:
-        raise UserError(f"unknown layer {layer!r}; available: {', '.join(LAYER_COLLECTORS)}")
+    layers = _layers(layer)
+    tier_map = _tiers(tiers)
     s = settings()
     every = s.agent.interval if interval is None else interval
     if every < 1:
@@ -51,13 +58,24 @@ def run(
         raise UserError("--overcloud and --node take names of letters, digits, '-' and '_'")
     setup_logging(verbose)
     identity = default_identity(overcloud, node, cluster)
+    if url and not url.startswith(("http://", "https://")):
+        raise UserError(f"--url must be an http:// or https:// URL, got {url!r}")
+    collectors: list[Collector] = []
     if instance:
-        collectors = [_instance_collector(s, instance, lxd_host)]
+        collectors = _node_collectors(s, layers, instance, lxd_host, overcloud,
+                                      node or instance, tier_map, url, expect)
     else:
-        collectors = [build(name) for name in LAYER_COLLECTORS[layer]]
-        if layer == "resource":
+        if "flow" in layers:
+            raise UserError("the flow layer measures a machine container: give --instance and "
+                            "--lxd-host")
+        if "service" in layers and not url:
+            raise UserError("the service layer needs --url (and --instance for containers)")
+        if "resource" in layers:
+            collectors = [build(name) for name in LAYER_COLLECTORS["resource"]]
             collectors += _undercloud_collectors(s)
-    spool = Spool(spool_path(s, identity, Layer(layer)), s.agent.spool_max_bytes)
+        if "service" in layers:
+            collectors.append(_http_collector(url, expect))
+    spool = Spool(spool_path(s, identity, *(Layer(x) for x in layers)), s.agent.spool_max_bytes)
     publisher = Publisher(s, spool)
     agent = Agent(s, identity, collectors, publisher)
     if once:
@@ -74,7 +92,7 @@ def run(
     stop = threading.Event()
     install_signal_handlers(stop)
     console.print(
-        f"agent: layer={layer} node={identity.node} overcloud={overcloud or '-'} "
+        f"agent: layer={','.join(layers)} node={identity.node} overcloud={overcloud or '-'} "
         f"every {every:g}s → {s.kafka.bootstrap}"
     )
     sys.stdout.flush()  # the banner is how `services up` sees it ready
@@ -92,8 +110,45 @@ def _undercloud_collectors(s: Settings) -> list[Collector]:
             for h in s.lxd_hosts if api_answers(h)]
 
 
-def _instance_collector(s: Settings, instance: str, lxd_host: str) -> Collector:
-    from collectors.resource.instance import InstanceCollector, LxdApiSource
+LAYERS = ("resource", "flow", "service")
+
+
+def _layers(value: str) -> list[str]:
+    layers = [x.strip() for x in value.split(",") if x.strip()]
+    unknown = [x for x in layers if x not in LAYERS]
+    if unknown or not layers:
+        raise UserError(f"unknown layer {(','.join(unknown) or value)!r}; available: "
+                        f"{', '.join(LAYERS)} (comma-separated)")
+    return list(dict.fromkeys(layers))
+
+
+def _tiers(value: str) -> dict[str, str]:
+    """`n1=db,n2=app+web` → {n1: db, n2: app+web}."""
+    out = {}
+    for item in (x.strip() for x in value.split(",") if x.strip()):
+        name, sep, tier = item.partition("=")
+        if not sep or not _valid_name(name.strip()) or not tier.strip():
+            raise UserError(f"--tiers takes NODE=TIERS pairs separated by commas, got {item!r}")
+        out[name.strip()] = tier.strip()
+    return out
+
+
+def _http_collector(url: str, expect: str) -> Collector:
+    from collectors.service.http import HttpProbeCollector
+
+    return HttpProbeCollector(url, expect)
+
+
+def _node_collectors(s: Settings, layers: list[str], instance: str, lxd_host: str,
+                     overcloud: str, node: str, tiers: dict[str, str], url: str,
+                     expect: str) -> list[Collector]:
+    """One machine container seen from its UnderCloud host: one LXD state read per cycle,
+    shared by the resource, flow and service collectors."""
+    from collectors.flow.iface import IfaceCollector
+    from collectors.flow.peer import PeerCollector
+    from collectors.node import NodeState, PeerDirectory, overcloud_nodes, shared_instance_source
+    from collectors.resource.instance import InstanceCollector
+    from collectors.service.container import ContainerCollector, DockerSource
 
     hosts = {h.name: h for h in s.lxd_hosts}
     if lxd_host not in hosts:
@@ -101,7 +156,21 @@ def _instance_collector(s: Settings, instance: str, lxd_host: str) -> Collector:
             f"--lxd-host must name an UnderCloud host ({', '.join(hosts) or 'none configured'}), "
             f"got {lxd_host!r}"
         )
-    return InstanceCollector(LxdApiSource(hosts[lxd_host], instance), lxd_host, instance)
+    state = NodeState.from_lxd(hosts[lxd_host], instance)
+    out: list[Collector] = []
+    if "resource" in layers:
+        out.append(InstanceCollector(shared_instance_source(state), lxd_host, instance))
+    if "flow" in layers:
+        if not overcloud:
+            raise UserError("the flow layer names peers among an OverCloud's nodes: give --overcloud")
+        host_list = s.lxd_hosts
+        directory = PeerDirectory(lambda: overcloud_nodes(host_list, overcloud))
+        out += [IfaceCollector(state), PeerCollector(state, directory, tiers, node)]
+    if "service" in layers:
+        out.append(ContainerCollector(DockerSource(state)))
+        if url:
+            out.append(_http_collector(url, expect))
+    return out
 
 
 def _valid_name(name: str) -> bool:
