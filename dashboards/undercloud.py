@@ -46,7 +46,8 @@ def build() -> dm.Dashboard:
         .with_panel(stat("UnderCloud hosts", 'SELECT count("cpu_percent") FROM (SELECT last("cpu_percent") '
                          'AS "cpu_percent" FROM "resource_undercloud" WHERE $timeFilter GROUP BY "host")'))
         .with_panel(stat("Running machine containers",
-                         'SELECT sum("running") FROM (SELECT last("running_instances") AS "running" '
+                         'SELECT sum("running_instances") FROM (SELECT last("running_instances") '
+                         'AS "running_instances" '
                          'FROM "resource_undercloud" WHERE $timeFilter GROUP BY "host")'))
         .with_panel(stat("Machines reporting", 'SELECT count("cpu_percent") FROM (SELECT last("cpu_percent") '
                          'AS "cpu_percent" FROM "resource_host" WHERE $timeFilter GROUP BY "host")'))
