@@ -25,6 +25,7 @@ import httpx
 from collectors.resource.instance import InstanceReading, InstanceSource
 from overcloud.errors import ServiceError
 from overcloud.samples import now_ns
+from overcloud.services.lxd import LocalApi
 from overcloud.settings import LxdHost
 
 OWNER_KEY = "user.overcloud"
@@ -47,12 +48,32 @@ class StateReading:
         return int(pid) if pid and running and self.local else None
 
 
-def read_instance_state(host: LxdHost, instance: str) -> dict[str, Any] | None:
-    from overcloud.services.lxd import LocalApi
+class Apis:
+    """Long-lived LXD API clients, one per host. A client costs ~10 ms of CPU to build (httpx
+    sets up TLS even for a unix socket), more than the call itself: agents keep them, and drop
+    one only when its connection failed."""
 
+    def __init__(self) -> None:
+        self._clients: dict[str, LocalApi] = {}
+        self._lock = threading.Lock()
+
+    def get(self, host: LxdHost, path: str) -> Any:
+        with self._lock:
+            api = self._clients.get(host.name)
+            if api is None:
+                api = self._clients[host.name] = LocalApi(host, timeout=5.0)
+        try:
+            return api.get(path)
+        except (OSError, httpx.TransportError):
+            with self._lock:
+                self._clients.pop(host.name, None)
+            api.__exit__()
+            raise
+
+
+def read_instance_state(apis: Apis, host: LxdHost, instance: str) -> dict[str, Any] | None:
     try:
-        with LocalApi(host, timeout=5.0) as api:
-            state: dict[str, Any] = api.get(f"/1.0/instances/{instance}/state")
+        state: dict[str, Any] = apis.get(host, f"/1.0/instances/{instance}/state")
     except (ServiceError, OSError, ValueError, httpx.HTTPError):
         return None  # the host is away or the node is not (or no longer) there
     return state
@@ -71,10 +92,11 @@ class NodeState:
         self._at = 0.0
 
     @classmethod
-    def from_lxd(cls, host: LxdHost, instance: str) -> NodeState:
+    def from_lxd(cls, host: LxdHost, instance: str, apis: Apis | None = None) -> NodeState:
         # a remote host's API reports pids of *its* machine: only its addresses and counters
         # are usable from here (flow_iface); conntrack and Docker need an agent on that host
-        return cls(lambda: read_instance_state(host, instance), local=not host.remote)
+        pool = apis or Apis()
+        return cls(lambda: read_instance_state(pool, host, instance), local=not host.remote)
 
     def read(self) -> StateReading:
         with self._lock:
@@ -143,22 +165,19 @@ class Peer:
     host: str
 
 
-def overcloud_nodes(hosts: Sequence[LxdHost], overcloud: str) -> dict[str, Peer]:
+def overcloud_nodes(apis: Apis, hosts: Sequence[LxdHost], overcloud: str) -> dict[str, Peer]:
     """address → node, for every node of `overcloud` on every reachable host."""
-    from overcloud.services.lxd import LocalApi
-
     found: dict[str, Peer] = {}
     for host in hosts:
         try:
-            with LocalApi(host, timeout=5.0) as api:
-                for inst in api.get("/1.0/instances?recursion=1"):
-                    config = inst.get("config") or {}
-                    if config.get(OWNER_KEY) != overcloud:
-                        continue
-                    state = api.get(f"/1.0/instances/{inst['name']}/state")
-                    peer = Peer(str(config.get(NODE_KEY) or inst["name"]), host.name)
-                    for address in nic_addresses(state or {}):
-                        found[address] = peer
+            for inst in apis.get(host, "/1.0/instances?recursion=1"):
+                config = inst.get("config") or {}
+                if config.get(OWNER_KEY) != overcloud:
+                    continue
+                state = apis.get(host, f"/1.0/instances/{inst['name']}/state")
+                peer = Peer(str(config.get(NODE_KEY) or inst["name"]), host.name)
+                for address in nic_addresses(state or {}):
+                    found[address] = peer
         except (ServiceError, OSError, ValueError, httpx.HTTPError):
             continue  # a host that is away names no peers this time
     return found

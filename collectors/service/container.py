@@ -135,6 +135,19 @@ class DockerSource:
         self._node = node
         self._proc = proc
         self._timeout = timeout
+        self._client: tuple[int, httpx.Client] | None = None
+
+    def _docker(self, pid: int, root: Path) -> httpx.Client:
+        """One client per node init pid (a restarted node has a new socket path); building
+        one costs more CPU than the calls themselves."""
+        if self._client is None or self._client[0] != pid:
+            if self._client is not None:
+                self._client[1].close()
+            transport = httpx.HTTPTransport(uds=str(root / "run/docker.sock"))
+            self._client = (pid, httpx.Client(transport=transport,
+                                              base_url="http://docker/v1.41",
+                                              timeout=self._timeout))
+        return self._client[1]
 
     def read(self) -> ContainerReading:
         at = now_ns()
@@ -142,14 +155,13 @@ class DockerSource:
         if pid is None:
             return ContainerReading(at, None)
         root = self._proc / str(pid) / "root"
+        c = self._docker(pid, root)
         try:
-            with httpx.Client(transport=httpx.HTTPTransport(uds=str(root / "run/docker.sock")),
-                              base_url="http://docker/v1.41", timeout=self._timeout) as c:
-                listing = c.get("/containers/json", params={"all": "1"}).raise_for_status().json()
-                inspects = {
-                    x["Id"]: c.get(f"/containers/{x['Id']}/json").raise_for_status().json()
-                    for x in listing if (x.get("Labels") or {}).get(SERVICE_LABEL)
-                }
+            listing = c.get("/containers/json", params={"all": "1"}).raise_for_status().json()
+            inspects = {
+                x["Id"]: c.get(f"/containers/{x['Id']}/json").raise_for_status().json()
+                for x in listing if (x.get("Labels") or {}).get(SERVICE_LABEL)
+            }
         except (httpx.HTTPError, OSError, ValueError):
             return ContainerReading(at, None)
         usage = {

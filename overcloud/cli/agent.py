@@ -146,7 +146,13 @@ def _node_collectors(s: Settings, layers: list[str], instance: str, lxd_host: st
     shared by the resource, flow and service collectors."""
     from collectors.flow.iface import IfaceCollector
     from collectors.flow.peer import PeerCollector
-    from collectors.node import NodeState, PeerDirectory, overcloud_nodes, shared_instance_source
+    from collectors.node import (
+        Apis,
+        NodeState,
+        PeerDirectory,
+        overcloud_nodes,
+        shared_instance_source,
+    )
     from collectors.resource.instance import InstanceCollector
     from collectors.service.container import ContainerCollector, DockerSource
 
@@ -156,7 +162,8 @@ def _node_collectors(s: Settings, layers: list[str], instance: str, lxd_host: st
             f"--lxd-host must name an UnderCloud host ({', '.join(hosts) or 'none configured'}), "
             f"got {lxd_host!r}"
         )
-    state = NodeState.from_lxd(hosts[lxd_host], instance)
+    apis = Apis()
+    state = NodeState.from_lxd(hosts[lxd_host], instance, apis)
     out: list[Collector] = []
     if "resource" in layers:
         out.append(InstanceCollector(shared_instance_source(state), lxd_host, instance))
@@ -164,7 +171,7 @@ def _node_collectors(s: Settings, layers: list[str], instance: str, lxd_host: st
         if not overcloud:
             raise UserError("the flow layer names peers among an OverCloud's nodes: give --overcloud")
         host_list = s.lxd_hosts
-        directory = PeerDirectory(lambda: overcloud_nodes(host_list, overcloud))
+        directory = PeerDirectory(lambda: overcloud_nodes(apis, host_list, overcloud))
         out += [IfaceCollector(state), PeerCollector(state, directory, tiers, node)]
     if "service" in layers:
         out.append(ContainerCollector(DockerSource(state)))
