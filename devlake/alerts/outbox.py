@@ -78,7 +78,8 @@ def events_for(t: Transition) -> list[Event]:
     else:
         out.append(AlertResolved(id=_event_id(t.key, "alert"), time=when, rule=t.rule.name,
                                  labels=t.labels, value=value))
-    if any(isinstance(a, EventAction) for a in t.rule.actions):
+    # no data from a host is not a busy host: the orchestrator must not migrate on silence
+    if any(isinstance(a, EventAction) for a in t.rule.actions) and t.reason != "no_data":
         g = t.group
         host, node, oc = g.get("host", ""), g.get("node", ""), g.get("overcloud", "")
         if t.state == "firing":

@@ -120,9 +120,10 @@ class LocalApi:
         self.host = host
         if host.remote:
             assert host.tls is not None
+            ctx = _pinned(host.tls[2])
+            ctx.load_cert_chain(host.tls[0], host.tls[1])
             self._client = httpx.Client(base_url=host.url.rstrip("/"), timeout=timeout,
-                                        verify=_pinned(host.tls[2]),
-                                        cert=(str(host.tls[0]), str(host.tls[1])))
+                                        verify=ctx)
         else:
             self._client = httpx.Client(
                 transport=httpx.HTTPTransport(uds=str(host.socket)),
