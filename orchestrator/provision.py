@@ -2,8 +2,9 @@
 
 The provisioning graph (N nodes; `launch`, `docker` and `deploy` run per node in parallel):
 
-    admit → place → launch:<node> … → docker:<node> … → deploy:<db node> → deploy:<web nodes>
-          → expose → verify → devlake → agents → ready          (on failure: `failed`)
+    admit → place → launch:<node> … → docker:<node> … → deploy:<node> … (web nodes start
+          as soon as the DB node has an address) → expose → verify → devlake → agents → ready
+          (on failure: `failed`)
 
 Decide, then act: `place` decides every node's host once and records it; the acting tasks
 only carry that decision out, and each is safe to repeat after a crash (a node that exists
@@ -67,8 +68,10 @@ def provision_spec(request: OverCloudRequest) -> WorkflowSpec:
                           after=(f"docker:{db_node}",), retries=2, timeout=300))
     for n in web_nodes:
         if n != db_node:
+            # needs only the DB node's address (known after its launch), not a healthy DB:
+            # WordPress connects per request, and `verify` polls until the page answers
             tasks.append(TaskSpec(f"deploy:{n}", "deploy_stack", {"node": n},
-                                  after=(f"docker:{n}", f"deploy:{db_node}"), retries=2,
+                                  after=(f"docker:{n}", f"launch:{db_node}"), retries=2,
                                   timeout=300))
     front = web_nodes[0] if web_nodes else db_node
     tasks += [

@@ -102,3 +102,9 @@ def uc(services: Env) -> Iterator[Env]:
         yield env
     finally:
         manager.down(settings, ["orchestrator", "devlake", "agent", "lxd", "dockerd"])
+        # the hosts' pools (loop files with the imported node image) are gigabytes: drop
+        # the state dir unless something is still mounted from it
+        import shutil
+
+        if str(state) not in Path("/proc/mounts").read_text():
+            shutil.rmtree(state, ignore_errors=True)
