@@ -19,16 +19,26 @@ def export(
     directory: Annotated[Path, typer.Argument(help="Where to write provisioning/ and dashboards/.")],
     grafana_path: Annotated[str, typer.Option(
         help="Path of DIR/dashboards as Grafana sees it (default: DIR/dashboards, absolute).")] = "",
+    rules: Annotated[Path | None, typer.Option(
+        help="Alert rule file to export as Grafana alert rules (default: the built-in rules).")] = None,
 ) -> None:
-    """Write Grafana provisioning files (data source, dashboard provider) and the dashboards JSON."""
+    """Write Grafana provisioning: data source, dashboard provider, dashboards, alert rules."""
+    import yaml
+
     import dashboards
     from dashboards import provisioning
+    from devlake.alerts.grafana import provisioning as alert_provisioning
+    from devlake.alerts.rules import builtin_rules, load_rule_file
 
     directory = directory.resolve()
     if directory.exists() and not directory.is_dir():
         raise UserError(f"{directory} exists and is not a directory")
+    alerting = alert_provisioning(load_rule_file(rules) if rules else builtin_rules(),
+                                  datasource_uid=dashboards.DATASOURCE_UID, folder=provisioning.FOLDER)
+    rules_file = provisioning.ProvisioningFile(
+        Path("provisioning/alerting/overcloud.yaml"), yaml.safe_dump(alerting, sort_keys=False))
     files = provisioning.plan(settings().influx, dashboards.all_dashboards(),
-                              grafana_path or str(directory / "dashboards"))
+                              grafana_path or str(directory / "dashboards"), extra=[rules_file])
     written = provisioning.write(files, directory)
     for f in files:
         mark = "wrote" if directory / f.path in written else "unchanged"

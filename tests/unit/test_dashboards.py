@@ -121,3 +121,17 @@ def test_provisioning_files_and_idempotent_write(tmp_path: Path) -> None:
     assert provisioning.write(files, tmp_path) == []  # same inputs, nothing rewritten
     back = dashboards.from_json(json.loads((tmp_path / "dashboards/overcloud-alerts.json").read_text()))
     assert back.uid == "overcloud-alerts"
+
+
+def test_export_cli_writes_dashboards_and_alert_rules(tmp_path: Path) -> None:
+    from tests.helpers import run_cli
+
+    env = {"OVERCLOUD_CONFIG": "", "OVERCLOUD_STATE_DIR": str(tmp_path / "state")}
+    out = run_cli(["dashboards", "export", str(tmp_path / "grafana")], env, check=True)
+    assert out.stdout.count("wrote") == 6
+    rules = yaml.safe_load((tmp_path / "grafana/provisioning/alerting/overcloud.yaml").read_text())
+    assert rules["groups"][0]["rules"], "the built-in rules are exported"
+    assert all(q["datasourceUid"] == DATASOURCE_UID for r in rules["groups"][0]["rules"] for q in r["data"]
+               if "datasourceUid" in q and q["datasourceUid"] != "__expr__")
+    again = run_cli(["dashboards", "export", str(tmp_path / "grafana")], env, check=True)
+    assert again.stdout.count("unchanged") == 6
