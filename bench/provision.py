@@ -1,7 +1,7 @@
 """Provisioning benchmark: `overcloud request apply` → the WordPress install page answering.
 
 What one run of the bench does (everything on this machine, in a private state directory under
-/tmp with mode 0711, on free 127.0.0.1 ports, with bridges `ocbn1/2` on 10.236.{1,2}.0/24):
+/tmp with mode 0711, on free 127.0.0.1 ports, with bridges `ocbn1/2` on 10.238.{1,2}.0/24):
 
 1. starts its own broker and InfluxDB with `overcloud.services.manager`, then its own two LXD
    daemons (the two UnderCloud hosts) the way `manager.up(settings, ["lxd"])` does: the
@@ -322,7 +322,7 @@ def main(argv: list[str] | None = None) -> int:
     env = bench_env(state, free_port(), free_port())
     env.update({
         "OVERCLOUD_UNDERCLOUD_BRIDGE_PREFIX": "ocbn",
-        "OVERCLOUD_UNDERCLOUD_SUBNET_PREFIX": "10.236",
+        "OVERCLOUD_UNDERCLOUD_SUBNET_PREFIX": "10.238",
         "OVERCLOUD_UNDERCLOUD_HTTPS_PORT": str(free_port_pair()),
     })
     settings = load_settings(config=None, env=env)
