@@ -62,7 +62,7 @@ def run(
         raise UserError(f"--url must be an http:// or https:// URL, got {url!r}")
     collectors: list[Collector] = []
     if instance:
-        collectors = _node_collectors(s, layers, instance, lxd_host, overcloud,
+        collectors = _node_collectors(s, layers, instance, lxd_host, overcloud, every,
                                       node or instance, tier_map, url, expect)
     else:
         if "flow" in layers:
@@ -74,7 +74,7 @@ def run(
             collectors = [build(name) for name in LAYER_COLLECTORS["resource"]]
             collectors += _undercloud_collectors(s)
         if "service" in layers:
-            collectors.append(_http_collector(url, expect))
+            collectors.append(_http_collector(url, expect, every))
     spool = Spool(spool_path(s, identity, *(Layer(x) for x in layers)), s.agent.spool_max_bytes)
     publisher = Publisher(s, spool)
     agent = Agent(s, identity, collectors, publisher)
@@ -133,14 +133,16 @@ def _tiers(value: str) -> dict[str, str]:
     return out
 
 
-def _http_collector(url: str, expect: str) -> Collector:
+def _http_collector(url: str, expect: str, every: float) -> Collector:
     from collectors.service.http import HttpProbeCollector
 
-    return HttpProbeCollector(url, expect)
+    # a probe that hangs (nginx waiting on a stopped upstream) holds up the agent's cycle:
+    # give up within half an interval, so an outage is reported in the next one
+    return HttpProbeCollector(url, expect, timeout=min(5.0, max(1.0, every / 2)))
 
 
 def _node_collectors(s: Settings, layers: list[str], instance: str, lxd_host: str,
-                     overcloud: str, node: str, tiers: dict[str, str], url: str,
+                     overcloud: str, every: float, node: str, tiers: dict[str, str], url: str,
                      expect: str) -> list[Collector]:
     """One machine container seen from its UnderCloud host: one LXD state read per cycle,
     shared by the resource, flow and service collectors."""
@@ -176,7 +178,7 @@ def _node_collectors(s: Settings, layers: list[str], instance: str, lxd_host: st
     if "service" in layers:
         out.append(ContainerCollector(DockerSource(state)))
         if url:
-            out.append(_http_collector(url, expect))
+            out.append(_http_collector(url, expect, every))
     return out
 
 
