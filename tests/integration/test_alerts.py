@@ -126,7 +126,7 @@ def test_node_overloaded(uc: Env, hook: int, tmp_path: Path) -> None:
         events.poll()
         assert ours("/hook") == []
 
-        # --- load: two busy loops in the container (capacity 0.5 CPU: robust on a busy 2-core machine) ---------------
+        # --- load: two busy loops in the container (capacity 0.5 CPU) ---------------------------
         onset = time.time_ns()
         busy = subprocess.run(
             ["lxc", "exec", name, "--", "sh", "-c",
