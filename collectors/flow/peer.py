@@ -207,7 +207,8 @@ class PeerCollector:
         pid = reading.pid
         if pid is None or reading.state is None:
             return []
-        if pid != self._enabled_pid and self._enable(pid):
+        if pid != self._enabled_pid:  # once per init pid; a failure is logged once
+            self._enable(pid)
             self._enabled_pid = pid
         local = LocalNets.of(reading.state)
         fl = flows(read_table(self._proc / str(pid) / "net" / "nf_conntrack"), local)

@@ -134,3 +134,29 @@ def test_iface_counters_and_rates() -> None:
     assert rates["bytes_received_per_s"] == 2000.0 and rates["packets_sent_per_s"] == 5.0
     assert rates["bytes_sent_per_s"] == 0.0
     assert all(s.measurement == "flow_iface" for s in second)
+
+
+def test_peer_collector_reads_the_node_table_and_the_hosts(tmp_path: Path) -> None:
+    from collectors.flow.peer import PeerCollector
+    from collectors.node import NodeState
+
+    state = {**_state("db_node"), "pid": 4242, "status": "Running"}
+    (tmp_path / "4242" / "net").mkdir(parents=True)
+    (tmp_path / "self" / "net").mkdir(parents=True)
+    (tmp_path / "4242" / "net" / "nf_conntrack").write_text(_table("db_node"))
+    (tmp_path / "self" / "net" / "nf_conntrack").write_text(_table("host"))
+    enabled: list[int] = []
+
+    def enable(pid: int) -> bool:
+        enabled.append(pid)
+        return True
+
+    peers = PeerDirectory(lambda: {a: Peer(n, "lxd") for a, n in ADDRESSES.items()})
+    c = PeerCollector(NodeState(lambda: state), peers, TIERS, DB, proc=tmp_path,
+                      enable=enable)
+    (s,) = c.collect()
+    assert s.tags["peer"] == WEB and s.fields["bytes_received"] == 121431
+    c.collect()
+    assert enabled == [4242]  # accounting switched on once per init pid
+    stopped = NodeState(lambda: {**state, "status": "Stopped"})
+    assert PeerCollector(stopped, peers, TIERS, DB, proc=tmp_path).collect() == []
