@@ -166,5 +166,9 @@ class LxdDriver:
 
 
 def drivers(settings: Settings) -> dict[str, LxdDriver]:
-    """One driver per configured UnderCloud host, by host name."""
-    return {h.name: LxdDriver(settings, h) for h in settings.lxd_hosts}
+    """One driver per UnderCloud host, by host name: the configured ones, then the HTTPS
+    remotes an operator added (`overcloud undercloud add`, kept in the inventory)."""
+    from orchestrator.inventory import added_lxd_hosts
+
+    hosts = [*settings.lxd_hosts, *added_lxd_hosts(settings)]
+    return {h.name: LxdDriver(settings, h) for h in hosts}
