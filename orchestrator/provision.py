@@ -27,7 +27,7 @@ import httpx
 
 from orchestrator.hosts import HostDriver, NodeSpec
 from orchestrator.images import NODE_ALIAS
-from orchestrator.registry import Registry
+from orchestrator.registry import OverCloudRecord, Registry
 from orchestrator.request import OverCloudRequest
 from orchestrator.stack.compose import COMPOSE_FILE, Role, env_file
 from orchestrator.workflow import ActionRegistry, TaskContext, TaskSpec, WorkflowSpec
@@ -170,26 +170,10 @@ def register_actions(actions: ActionRegistry, c: Context) -> None:
         req = _request(ctx)
         node = ctx.args["node"]
         tiers = req.tier_layout()[node]
-        host = host_of(req.name, node)
         rec = c.registry.get(req.name)
         assert rec is not None
-        addresses = {n.node: n.address for n in rec.nodes}
-        db_node = req.nodes_of("db")[0]
-        creds = c.registry.secrets(req.name)
-        if node == db_node and len(tiers) == 3:
-            env = env_file(req.name, creds, Role.ALL, http_port=80)
-        elif node == db_node:
-            env = env_file(req.name, creds, Role.DB, db_bind=addresses[node])
-        else:
-            env = env_file(req.name, creds, Role.WEB, db_host=addresses[db_node])
-        with tempfile.TemporaryDirectory() as tmp:
-            env_path = Path(tmp) / "stack.env"
-            env_path.write_text(env)
-            env_path.chmod(0o600)
-            host.push(node, COMPOSE_FILE, f"{STACK_DIR}/compose.yml")
-            host.push(node, env_path, f"{STACK_DIR}/.env", mode="0600")
-        host.exec(node, "docker", "compose", "--project-directory", STACK_DIR, "up", "-d",
-                  "--wait", "--wait-timeout", "240", timeout=280)
+        deploy(host_of(req.name, node), node, stack_env(c, req, node,
+                                                        {n.node: n.address for n in rec.nodes}))
         ctx.report(f"{node}: {', '.join(tiers)} up")
         return {"tiers": ",".join(tiers)}
 
@@ -232,18 +216,9 @@ def register_actions(actions: ActionRegistry, c: Context) -> None:
         req = _request(ctx)
         rec = c.registry.get(req.name)
         assert rec is not None
-        started = []
-        layout = req.tier_layout()
-        tiers = {n.node: "+".join(n.tiers) for n in rec.nodes}
-        # the node that serves the exposed URL also probes it: one probe per OverCloud
-        front = next((n for n in req.node_names() if "web" in layout[n]), req.node_names()[0])
-        probe = rec.url.rstrip("/") + req.saas.expose.path_check if rec.url else ""
         for n in rec.nodes:
-            agent_daemon(c.settings, req.name, n.node, n.host, tiers=tiers,
-                         url=probe if n.node == front else "",
-                         expect="WordPress" if req.saas.stack == "wordpress" else "").start()
-            started.append(n.node)
-        return started
+            node_agent(c.settings, req, rec, n.node).start()
+        return [n.node for n in rec.nodes]
 
     @actions.action("ready")
     def ready(ctx: TaskContext) -> dict[str, str]:
@@ -302,6 +277,46 @@ def register_actions(actions: ActionRegistry, c: Context) -> None:
         name = ctx.input["name"]
         c.registry.forget(name)
         c.bus.publish(OverCloudDeleted(name=name), key=name)
+
+
+def stack_env(c: Context, req: OverCloudRequest, node: str, addresses: dict[str, str]) -> str:
+    """The Compose .env of one node: its role from the tier layout, the DB node's address for
+    web nodes, the OverCloud's generated credentials."""
+    tiers = req.tier_layout()[node]
+    db_node = req.nodes_of("db")[0]
+    creds = c.registry.secrets(req.name)
+    if node == db_node and len(tiers) == 3:
+        return env_file(req.name, creds, Role.ALL, http_port=80)
+    if node == db_node:
+        return env_file(req.name, creds, Role.DB, db_bind=addresses[node])
+    return env_file(req.name, creds, Role.WEB, db_host=addresses[db_node])
+
+
+def deploy(host: HostDriver, node: str, env: str, *, start: bool = True) -> None:
+    """Push the compose file and `env`, then converge (`up --wait`); `start=False` only creates
+    the containers and volumes (a migration target waiting for its data)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        env_path = Path(tmp) / "stack.env"
+        env_path.write_text(env)
+        env_path.chmod(0o600)
+        host.push(node, COMPOSE_FILE, f"{STACK_DIR}/compose.yml")
+        host.push(node, env_path, f"{STACK_DIR}/.env", mode="0600")
+    up = ("up", "-d", "--wait", "--wait-timeout", "240") if start else ("up", "--no-start",)
+    host.exec(node, "docker", "compose", "--project-directory", STACK_DIR, *up, timeout=280)
+
+
+def node_agent(settings: Settings, req: OverCloudRequest, rec: OverCloudRecord,
+               node: str) -> Daemon:
+    """The agent of `node` as the OverCloud is now (its host, the tiers of every node; the
+    node serving the URL also probes it: one probe per OverCloud)."""
+    layout = req.tier_layout()
+    front = next((n for n in req.node_names() if "web" in layout[n]), req.node_names()[0])
+    probe = rec.url.rstrip("/") + req.saas.expose.path_check if rec.url else ""
+    host = next(n.host for n in rec.nodes if n.node == node)
+    return agent_daemon(settings, req.name, node, host,
+                        tiers={n.node: "+".join(n.tiers) for n in rec.nodes},
+                        url=probe if node == front else "",
+                        expect="WordPress" if req.saas.stack == "wordpress" else "")
 
 
 def agent_daemon(settings: Settings, overcloud: str, node: str, host: str, *,
