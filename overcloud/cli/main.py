@@ -19,6 +19,7 @@ from overcloud.cli.overclouds import delete, list_, orchestrator_app, show
 from overcloud.cli.request import app as request_app
 from overcloud.cli.services import app as services_app
 from overcloud.cli.top import top
+from overcloud.cli.undercloud import app as undercloud_app
 from overcloud.errors import OverCloudError
 
 app = typer.Typer(
@@ -41,6 +42,7 @@ app.command("show")(show)
 app.command("delete")(delete)
 app.add_typer(dashboards_app, name="dashboards")
 app.command("top")(top)
+app.add_typer(undercloud_app, name="undercloud")
 
 
 @app.callback()

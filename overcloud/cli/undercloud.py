@@ -1,0 +1,231 @@
+"""`overcloud undercloud …`: the UnderCloud's hosts and sites, as operators see and change them.
+
+`list`/`show` join the inventory (sites, labels, capacity, drain flags), what is observed now
+(is the host's API reachable, which OverCloud nodes the registry put there) and the load the
+DevLake holds (`resource_undercloud`, mean over the last few minutes). The changes (`add`,
+`remove`, `drain`, `undrain`, `set`, `add-site`, `remove-site`) go to the inventory only: they
+never touch a host, so they are instant and safe to repeat.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.table import Table
+
+from overcloud.cli.common import console, settings
+
+if TYPE_CHECKING:
+    from orchestrator.inventory import Inventory, Snapshot
+
+app = typer.Typer(help="UnderCloud hosts and sites: list, add, remove, drain.", no_args_is_help=True)
+
+HostArg = Annotated[str, typer.Argument(help="UnderCloud host name (see: overcloud undercloud list).")]
+Labels = Annotated[list[str] | None, typer.Option("--label", help="key=value; repeat for more.")]
+Cpus = Annotated[float | None, typer.Option("--cpus", help="Capacity override: cores.")]
+Memory = Annotated[str | None, typer.Option("--memory", help="Capacity override, e.g. 16GiB.")]
+
+
+def _inventory() -> Inventory:
+    from orchestrator.inventory import Inventory
+
+    return Inventory(settings())
+
+
+def _snapshot(inv: Inventory) -> Snapshot:
+    from orchestrator.hosts import drivers
+    from orchestrator.inventory import snapshot
+    from orchestrator.registry import Registry
+
+    s = settings()
+    hosts = drivers(s)
+    return snapshot(s, inv, {n: d.reachable for n, d in hosts.items()}, Registry(s))
+
+
+def _mem(n: float | int | None) -> str:
+    from orchestrator.request import human_bytes
+
+    return "-" if n is None else human_bytes(int(n))
+
+
+def _pct(v: float | None) -> str:
+    return "-" if v is None else f"{v:.1f}%"
+
+
+STATE_STYLE = {"ready": "green", "draining": "yellow", "unreachable": "red"}
+
+
+@app.command("list")
+def list_(json_out: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False
+          ) -> None:
+    """Every site and host: kind, state, capacity, what our nodes hold, current load."""
+    inv = _inventory()
+    snap = _snapshot(inv)
+    views = {v.name: v for v in snap.views}
+    rows: list[dict[str, Any]] = []
+    for r in snap.records:
+        v = views[r.name]
+        a = snap.allocated.get(r.name)
+        ld = snap.load.get(r.name)
+        rows.append({
+            "site": r.site, "host": r.name, "kind": f"lxd-{r.kind}", "state": v.state,
+            "reachable": snap.reachable.get(r.name, False), "url": r.url,
+            "labels": dict(r.labels),
+            "capacity": {"cpu": v.capacity_cpu, "memory": v.capacity_memory},
+            "allocated": {"cpu": v.allocated_cpu, "memory": v.allocated_memory,
+                          "nodes": list(a.nodes) if a else []},
+            "load": {"cpu_percent": v.cpu_util, "mem_percent": v.mem_util,
+                     "net_bytes_per_s": v.net_bytes_per_s},
+            "instances": ld.instances if ld else None,
+        })
+    sites = [{"site": s.name, "kind": s.kind, "cloud": s.cloud} for s in inv.sites()]
+    if json_out:
+        import orjson
+
+        console.print_json(orjson.dumps({"hosts": rows, "sites": sites,
+                                         "load_error": snap.load_error}).decode())
+        return
+    t = Table(title="UnderCloud", title_justify="left")
+    for col in ("site", "host", "kind", "state", "capacity", "allocated", "cpu", "mem",
+                "instances", "labels"):
+        t.add_column(col, justify="right" if col in ("cpu", "mem", "instances") else "left")
+    for row in rows:
+        cap, al = row["capacity"], row["allocated"]
+        t.add_row(row["site"], row["host"], row["kind"],
+                  f"[{STATE_STYLE.get(row['state'], 'white')}]{row['state']}[/]",
+                  f"{cap['cpu']:g} cpu, {_mem(cap['memory'])}",
+                  f"{al['cpu']:g} cpu, {_mem(al['memory'])} ({len(al['nodes'])} nodes)",
+                  _pct(row["load"]["cpu_percent"]), _pct(row["load"]["mem_percent"]),
+                  "-" if row["instances"] is None else str(row["instances"]),
+                  ",".join(f"{k}={v}" for k, v in sorted(row["labels"].items())))
+    hosted = {row["site"] for row in rows}
+    for s in sites:
+        if s["kind"] == "openstack" or s["site"] not in hosted:
+            t.add_row(s["site"], "-", s["kind"] + (f" (cloud {s['cloud']})" if s["cloud"] else ""),
+                      "-", "", "", "", "", "", "")
+    console.print(t)
+    if snap.load_error:
+        console.print(f"[dim]load: the DevLake could not be read ({snap.load_error})[/]")
+
+
+@app.command()
+def show(host: HostArg) -> None:
+    """One host: site, kind, state, capacity, labels, load and the OverCloud nodes on it."""
+    inv = _inventory()
+    rec = inv.host(host)
+    snap = _snapshot(inv)
+    v = next(x for x in snap.views if x.name == host)
+    a = snap.allocated.get(host)
+    ld = snap.load.get(host)
+    lines = [
+        f"{rec.name}: {v.state} (site {rec.site}, {'added remote' if rec.added else rec.kind})",
+        f"  url        {rec.url or 'local socket'}",
+        f"  cert       {rec.server_cert or '-'}",
+        f"  capacity   {v.capacity_cpu:g} cpu, {_mem(v.capacity_memory)}"
+        + (" (override)" if rec.cpus or rec.memory else ""),
+        f"  allocated  {v.allocated_cpu:g} cpu, {_mem(v.allocated_memory)}",
+        f"  load       cpu {_pct(v.cpu_util)}, mem {_pct(v.mem_util)}, net "
+        + ("-" if v.net_bytes_per_s is None else f"{v.net_bytes_per_s:.0f} B/s")
+        + (f", {ld.instances} instances" if ld and ld.instances is not None else ""),
+        f"  labels     {', '.join(f'{k}={x}' for k, x in sorted(rec.labels.items())) or '-'}",
+        f"  nodes      {', '.join(a.nodes) if a else '-'}",
+    ]
+    for line in lines:
+        console.print(line, markup=False, highlight=False)
+    if snap.load_error:
+        console.print(f"  (the DevLake could not be read: {snap.load_error})", markup=False)
+
+
+@app.command()
+def add(
+    name: Annotated[str, typer.Argument(help="Name of the new host.")],
+    url: Annotated[str, typer.Option("--url", help="https://address:port of its LXD API.")],
+    server_cert: Annotated[Path, typer.Option("--server-cert",
+                                              help="Its server certificate (PEM), pinned.")],
+    site: Annotated[str, typer.Option("--site", help="Site it belongs to.")] = "local",
+    label: Labels = None,
+    cpus: Cpus = None,
+    memory: Memory = None,
+) -> None:
+    """Add an HTTPS LXD remote as an UnderCloud host (it must trust our client certificate)."""
+    from orchestrator.inventory import parse_labels, parse_memory
+
+    labels = parse_labels(label or [])
+    mem = parse_memory(memory) if memory is not None else None
+    rec = _inventory().add_remote(name, url, server_cert, site=site, labels=labels, cpus=cpus,
+                                  memory=mem)
+    crt = settings().state_dir / "lxd" / "client" / "client.crt"
+    console.print(f"added {rec.name} ({rec.url}) to site {rec.site}; it must trust our client "
+                  f"certificate: on it run `lxc config trust add {crt}`", markup=False)
+
+
+@app.command()
+def remove(name: HostArg) -> None:
+    """Forget an added host; refused while it holds OverCloud nodes."""
+    from orchestrator.inventory import allocations
+    from orchestrator.registry import Registry
+
+    inv = _inventory()
+    inv.host(name)  # unknown host: its own clear error first
+    held = allocations(Registry(settings())).get(name)
+    inv.remove(name, held.nodes if held else ())
+    console.print(f"removed {name}", markup=False)
+
+
+@app.command()
+def drain(host: HostArg) -> None:
+    """Mark HOST unschedulable: no new node is placed on it (nodes on it keep running)."""
+    rec = _inventory().set_draining(host, True)
+    console.print(f"{rec.name} is draining: no new node goes there", markup=False)
+    # Evacuation hooks in here (after the flag is set, so nothing new lands on the host
+    # while its nodes move): e.g. an option `--no-evacuate` and, unless given, the
+    # migration workflow for every node the registry has on `host`.
+
+
+@app.command()
+def undrain(host: HostArg) -> None:
+    """Make HOST schedulable again."""
+    rec = _inventory().set_draining(host, False)
+    console.print(f"{rec.name} is ready for new nodes again", markup=False)
+
+
+@app.command("set")
+def set_(host: HostArg,
+         site: Annotated[str | None, typer.Option("--site", help="Move it to this site.")] = None,
+         label: Labels = None, cpus: Cpus = None, memory: Memory = None) -> None:
+    """Change a host's site, add labels, or override its capacity (kept across restarts)."""
+    from orchestrator.inventory import parse_labels, parse_memory
+    from overcloud.errors import UserError
+
+    labels = parse_labels(label or [])
+    mem = parse_memory(memory) if memory is not None else None
+    if cpus is not None and cpus <= 0:
+        raise UserError(f"--cpus must be > 0, got {cpus:g}")
+    if site is None and not labels and cpus is None and mem is None:
+        raise UserError("nothing to change: give --site, --label, --cpus or --memory")
+    rec = _inventory().update(host, site=site, labels=labels, cpus=cpus, memory=mem)
+    console.print(f"{rec.name}: site {rec.site}, labels "
+                  f"{','.join(f'{k}={v}' for k, v in sorted(rec.labels.items())) or '-'}, capacity "
+                  f"{rec.cpus if rec.cpus is not None else 'default'} cpu, "
+                  f"{_mem(rec.memory) if rec.memory else 'default'}", markup=False)
+
+
+@app.command("add-site")
+def add_site(
+    name: Annotated[str, typer.Argument(help="Site name.")],
+    openstack: Annotated[str, typer.Option("--openstack", metavar="CLOUD",
+                                           help="An OpenStack site: its clouds.yaml entry.")] = "",
+) -> None:
+    """Record a site; with --openstack CLOUD, an OpenStack cloud whose nodes are VMs."""
+    site = _inventory().add_site(name, openstack_cloud=openstack)
+    console.print(f"added {site.kind} site {site.name}"
+                  + (f" (clouds.yaml entry {site.cloud})" if site.cloud else ""), markup=False)
+
+
+@app.command("remove-site")
+def remove_site(name: Annotated[str, typer.Argument(help="Site name.")]) -> None:
+    """Forget a site that has no hosts."""
+    _inventory().remove_site(name)
+    console.print(f"removed site {name}", markup=False)
