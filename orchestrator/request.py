@@ -243,10 +243,14 @@ class DevLake(_Model):
 class Placement(_Model):
     """Hints for choosing UnderCloud hosts for the nodes."""
 
-    strategy: Literal["spread", "pack"] = "spread"
-    """`spread`: nodes on as many hosts as possible; `pack`: as few hosts as possible."""
+    strategy: Literal["spread", "pack", "least-loaded", "network-aware"] = "spread"
+    """`spread`: nodes on as many hosts as possible; `pack`: as few hosts as possible;
+    `least-loaded`: the hosts with the lowest live CPU/memory use (DevLake, recent window);
+    `network-aware`: the hosts whose links carry the least traffic (see orchestrator/placement.py)."""
     network_heavy: bool = False
     """Prefer hosts whose network is idle."""
+    separate_tiers: bool = False
+    """Keep the db node and the app/web nodes on different hosts when the hosts allow it."""
 
 
 class Tier(_Model):
