@@ -29,12 +29,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
-from orchestrator.placement import HostState, HostView
+from orchestrator.placement import HostState, HostView, Plan
 from overcloud.errors import TemporaryError, UserError
 from overcloud.settings import LxdHost, Settings
 
 if TYPE_CHECKING:
     from orchestrator.registry import Registry
+    from orchestrator.request import OverCloudRequest
 
 LOCAL_SITE = "local"
 NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
@@ -513,11 +514,48 @@ class Snapshot:
 
 def snapshot(settings: Settings, inventory: Inventory, reachable: Mapping[str, Callable[[], bool]],
              registry: Registry, load: tuple[dict[str, HostLoad], str] | None = None) -> Snapshot:
-    """Gather everything placement needs: records, reachability, allocation and live load."""
+    """Gather everything placement needs: records, reachability, allocation and live load.
+
+    `reachable`: one check per driven host; a driver the inventory has no record of (e.g. a
+    test's own host) counts as a host of site `local`."""
     records = inventory.hosts()
+    known = {r.name for r in records}
+    records += [HostRecord(name) for name in sorted(reachable) if name not in known]
     up = probe({r.name: reachable[r.name] for r in records if r.name in reachable})
     alloc = allocations(registry)
     ld, why = load if load is not None else live_load(settings)
     views = host_views(records, reachable=up, allocated=alloc, load=ld,
                        capacity=default_capacity(settings))
     return Snapshot(records, views, alloc, ld, up, why)
+
+
+def plan_request(settings: Settings, reachable: Mapping[str, Callable[[], bool]],
+                 registry: Registry, request: OverCloudRequest,
+                 load: tuple[dict[str, HostLoad], str] | None = None) -> tuple[Plan, Snapshot]:
+    """The placement of a request's nodes on the driven hosts (`reachable`), as `place` and
+    `request apply --dry-run` both decide it: same inputs, same plan.
+
+    No valid plan: `PlacementError`, or `TemporaryError` when a host is unreachable (it may
+    come back, so a retry can succeed)."""
+    from orchestrator.placement import NodeDemand, PlacementError, plan
+
+    inv = Inventory(settings)
+    try:
+        snap = snapshot(settings, inv, reachable, registry, load)
+    finally:
+        inv.close()
+    views = [v for v in snap.views if v.name in reachable]
+    layout = request.tier_layout()
+    demands = [NodeDemand(n, tuple(layout[n]), float(request.cluster.cpu),
+                          request.cluster.memory_bytes) for n in request.node_names()]
+    try:
+        p = plan(demands, views, request.placement.strategy,
+                 separate_tiers=request.placement.separate_tiers,
+                 network_heavy=request.placement.network_heavy)
+    except PlacementError as exc:
+        if any(v.state == "unreachable" for v in views):  # it may answer again: retry later
+            raise TemporaryError(str(exc), delay=2) from None
+        raise
+    return p, Snapshot(snap.records, views, snap.allocated, snap.load, snap.reachable,
+                       snap.load_error)
+

@@ -123,24 +123,24 @@ def register_actions(actions: ActionRegistry, c: Context) -> None:
         rec = c.registry.get(req.name)
         if rec is not None and rec.nodes:  # decided before a crash: keep that decision
             return {n.node: n.host for n in rec.nodes}
-        up = [h for h in sorted(c.hosts) if c.hosts[h].reachable()]
-        if not up:
-            raise TemporaryError("no UnderCloud host is reachable", delay=2)
-        load = {h: len(c.hosts[h].instances()) for h in up}
+        # decide (orchestrator/placement.py: pure) on a snapshot of the hosts: inventory
+        # (sites, drain flags, capacity), reachability, our allocations, DevLake load
+        from orchestrator.inventory import plan_request
+
+        # (no valid plan: PlacementError, or TemporaryError while a host is unreachable)
+        chosen, snap = plan_request(c.settings, {h: c.hosts[h].reachable for h in c.hosts},
+                                    c.registry, req)
         layout = req.tier_layout()
-        decision: dict[str, str] = {}
-        for node in req.node_names():
-            # pack: the first host; spread: the host with the fewest containers (ties by name)
-            pack = req.placement.strategy == "pack"
-            host = up[0] if pack else min(up, key=lambda h: (load[h], h))
-            load[host] += 1
-            decision[node] = host
+        decision = {n: chosen.assignments[n] for n in req.node_names()}
         for node, host in decision.items():
             c.registry.set_node(req.name, node, host, layout[node])
         for host in sorted(set(decision.values())):
             c.registry.allocate_network(req.name, host)
         c.registry.allocate_port(req.name, _wanted_port(req))
-        ctx.report(", ".join(f"{n}→{h}" for n, h in decision.items()))
+        scores = ", ".join(f"{h} {v:.1f}" for h, v in sorted(chosen.scores.items()))
+        ctx.report(", ".join(f"{n}→{h}" for n, h in decision.items())
+                   + f" ({chosen.strategy}; scores {scores})"
+                   + (f"; no load data: {snap.load_error}" if snap.load_error else ""))
         return decision
 
     @actions.action("launch_node")
