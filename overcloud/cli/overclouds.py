@@ -19,10 +19,11 @@ from rich.table import Table
 
 from overcloud.cli.common import console, install_signal_handlers, settings, setup_logging
 from overcloud.cli.request import app as request_app
-from overcloud.cli.request import print_problems
+from overcloud.cli.request import print_problems, summary
 from overcloud.errors import UserError
 
 if TYPE_CHECKING:
+    from orchestrator.request import OverCloudRequest
     from orchestrator.store import WorkflowRecord, WorkflowStore
 
 orchestrator_app = typer.Typer(help="The orchestrator: events → workflows.", no_args_is_help=True)
@@ -88,6 +89,8 @@ def apply(
     file: Annotated[Path, typer.Argument(help="The request document (YAML).")],
     wait: Annotated[bool, typer.Option("--wait", help="Follow the workflow until ready or failed.")] = False,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for the orchestrator to start.")] = 60,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the placement plan (which node "
+                                          "goes where, each host's score), create nothing.")] = False,
 ) -> None:
     """Publish an `OverCloudRequested` event for a valid request; prints its id."""
     from orchestrator.registry import Registry
@@ -106,6 +109,9 @@ def apply(
     if existing is not None:
         raise UserError(f"an OverCloud named {req.name!r} already exists ({existing.state}); "
                         f"delete it first: overcloud delete {req.name}")
+    if dry_run:
+        _print_plan(req)
+        return
     event = OverCloudRequested(name=req.name, owner=req.owner, spec=req.to_spec())
     try:
         ensure_topics(s)
@@ -122,6 +128,28 @@ def apply(
     if str(wf.state) != "succeeded" or rec is None:
         raise UserError(f"OverCloud {req.name} failed: {wf.error or (rec.error if rec else '?')}")
     console.print(f"[green]OverCloud {req.name} is ready:[/] {rec.url}")
+
+
+def _print_plan(req: OverCloudRequest) -> None:
+    """Decide the placement as the orchestrator's `place` would, print it; publish nothing."""
+    from orchestrator.hosts import drivers
+    from orchestrator.inventory import plan_request
+    from orchestrator.placement import describe
+    from orchestrator.registry import Registry
+    from overcloud.errors import TemporaryError
+
+    s = settings()
+    hosts = drivers(s)
+    try:
+        chosen, snap = plan_request(s, {n: d.reachable for n, d in hosts.items()}, Registry(s), req)
+    except TemporaryError as exc:
+        raise UserError(f"no placement now: {exc}") from None
+    for line in [*summary(req), *describe(chosen, snap.views)]:
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
+    if snap.load_error:
+        console.print(f"(no live load: the DevLake could not be read: {snap.load_error})",
+                      markup=False, highlight=False)
+    console.print("dry run: nothing was created, no event was published", markup=False)
 
 
 request_app.command("apply")(apply)
