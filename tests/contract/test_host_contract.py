@@ -27,7 +27,7 @@ from collections.abc import Iterator
 import pytest
 
 from orchestrator.hosts import NodeSpec
-from overcloud.errors import PermanentError
+from overcloud.errors import OverCloudError, PermanentError
 from overcloud.waiting import wait_until
 from tests.contract.conftest import Site
 
@@ -129,11 +129,18 @@ def test_networks_ensure_use_and_delete(site: Site, oc: str) -> None:
     assert net not in site.driver.networks()
 
 
-def test_an_impossible_image_is_a_clear_error_and_leaves_nothing(site: Site, oc: str) -> None:
+def test_an_impossible_image_is_a_clear_error_and_leaves_nothing(
+        site: Site, oc: str, request: pytest.FixtureRequest) -> None:
+    if site.kind == "lxd":
+        # found by this suite: LxdDriver.launch turns lxc's "Error: Image not found" into a
+        # TemporaryError, so a workflow retries a launch that can never succeed
+        request.applymarker(pytest.mark.xfail(
+            strict=True, reason="LxdDriver: unknown image is a TemporaryError, not a PermanentError"))
     node = spec(oc, "n1", f"no-such-image-{uuid.uuid4().hex[:6]}")
-    with pytest.raises(PermanentError) as err:
+    with pytest.raises(OverCloudError) as err:
         site.driver.launch(node)
     assert node.image in str(err.value)
     assert "\n" not in str(err.value).strip(), "one line, please"
     assert site.driver.instances(oc) == {}
     assert not site.running(node.name)
+    assert isinstance(err.value, PermanentError), f"retrying cannot help, yet: {err.value!r}"
