@@ -70,6 +70,7 @@ class Registry:
             CREATE TABLE IF NOT EXISTS networks (
               overcloud TEXT NOT NULL, host TEXT NOT NULL, slot INTEGER NOT NULL UNIQUE,
               PRIMARY KEY (overcloud, host));
+            CREATE TABLE IF NOT EXISTS marks (key TEXT PRIMARY KEY, time REAL NOT NULL);
             """
         )
 
@@ -151,6 +152,24 @@ class Registry:
             self._db.execute("INSERT INTO networks (overcloud, host, slot) VALUES (?, ?, ?)",
                              (name, host, slot))
             return slot
+
+    def release_network(self, name: str, host: str) -> None:
+        with self._lock:
+            self._db.execute("DELETE FROM networks WHERE overcloud = ? AND host = ?", (name, host))
+
+    def mark(self, key: str, now: float | None = None) -> float | None:
+        """Record that `key` happened now; returns when it happened before (None: never)."""
+        with self._lock:
+            row = self._db.execute("SELECT time FROM marks WHERE key = ?", (key,)).fetchone()
+            self._db.execute("INSERT INTO marks (key, time) VALUES (?, ?) ON CONFLICT(key)"
+                             " DO UPDATE SET time = excluded.time",
+                             (key, time.time() if now is None else now))
+        return None if row is None else float(row[0])
+
+    def last(self, key: str) -> float | None:
+        with self._lock:
+            row = self._db.execute("SELECT time FROM marks WHERE key = ?", (key,)).fetchone()
+        return None if row is None else float(row[0])
 
     def network_slots(self, name: str) -> dict[str, int]:
         with self._lock:

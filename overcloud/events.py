@@ -94,6 +94,8 @@ class NodeOverloaded(Event):
     threshold: float
     node: str = ""
     overcloud: str = ""
+    recovery: float = 0.0
+    """The rule's recovery threshold (what a relief migration aims under); 0: not given."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -103,6 +105,19 @@ class NodeRecovered(Event):
     value: float
     node: str = ""
     overcloud: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class MigrationRequested(Event):
+    """Move nodes by hand: one `node` of `overcloud`, or all of `overcloud`'s nodes, or every
+    node on `source` (a drain); to `target` host, to hosts of `site`, or where placement says."""
+
+    overcloud: str = ""
+    node: str = ""
+    source: str = ""
+    target: str = ""
+    site: str = ""
+    reason: str = "by hand"
 
 
 @dataclass(frozen=True, kw_only=True)
