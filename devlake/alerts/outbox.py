@@ -85,7 +85,8 @@ def events_for(t: Transition) -> list[Event]:
         if t.state == "firing":
             out.append(NodeOverloaded(id=_event_id(t.key, "node"), time=when, host=host,
                                       rule=t.rule.name, value=value, threshold=t.rule.threshold,
-                                      node=node, overcloud=oc))
+                                      node=node, overcloud=oc,
+                                      recovery=finite(t.rule.recover_at)))
         else:
             out.append(NodeRecovered(id=_event_id(t.key, "node"), time=when, host=host,
                                      rule=t.rule.name, value=value, node=node, overcloud=oc))
