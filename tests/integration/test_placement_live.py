@@ -159,3 +159,52 @@ def test_least_loaded_follows_devlake_load_and_dry_run_creates_nothing(
         assert events_topic(s) not in consumer.topics()
     finally:
         consumer.close()
+
+
+def test_place_action_records_the_least_loaded_plan_once(bare_hosts: Env, tmp_path: Path) -> None:
+    """The orchestrator's `place` task on the same live inputs: it records the plan in the
+    registry (where `launch` reads it) and keeps it when re-run after a crash."""
+    import threading
+
+    from orchestrator.hosts import drivers
+    from orchestrator.provision import Context, register_actions
+    from orchestrator.request import load_request
+    from orchestrator.workflow import ActionRegistry, TaskContext
+    from overcloud.bus import KafkaEventBus
+
+    env = bare_hosts
+    s = env.settings()
+    _write_load(env)
+    req = load_request(_request(tmp_path, env["TEST_OVERCLOUD"] + "p", "least-loaded"))
+    registry = Registry(s)
+    registry.admit(req.name, req.owner, req.to_spec(), "request-1")
+    bus = KafkaEventBus(s)
+    sink = make_sink(s.influx)
+    actions = ActionRegistry()
+    register_actions(actions, Context(settings=s, hosts=dict(drivers(s)), registry=registry,
+                                      bus=bus, database_admin=sink))
+    reports: list[str] = []
+
+    def run_place() -> object:
+        return actions.get("place")(TaskContext(
+            workflow_id="wf-1", task="place", args={}, results={}, input={"spec": req.to_spec()},
+            attempt=1, cancelled=threading.Event(), _report=reports.append))
+
+    try:
+        ql = InfluxQL(s.influx)
+        wait_until(lambda: {"pl1", "pl2"} <= set(read_load(ql, s.influx.default_database)),
+                   timeout=20, interval=0.2, what="load in the DevLake")
+        ql.close()
+        decision = run_place()
+        assert decision == {f"{req.name}-n1": "pl2", f"{req.name}-n2": "pl2"}
+        rec = registry.get(req.name)
+        assert rec is not None and {n.node: n.host for n in rec.nodes} == decision
+        assert rec.port is not None and set(registry.network_slots(req.name)) == {"pl2"}
+        assert "least-loaded; scores pl1 20.0, pl2 93.8" in reports[-1], reports
+        # a re-run (after a crash) keeps the recorded decision, even if the hosts changed since
+        run_cli(["undercloud", "drain", "pl2"], env, timeout=60, check=True)
+        assert run_place() == decision
+    finally:
+        registry.forget(req.name)
+        bus.close()
+        sink.close()
