@@ -24,6 +24,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,7 @@ from _common import median, overcloud_cli, percentile, print_machine, private_se
 from devlake.alerts.evaluator import _OPS, _RECOVERED, GroupState
 from devlake.alerts.evaluator import Evaluator as StreamEvaluator
 from devlake.alerts.rules import Rule, compile_expression
+from overcloud.samples import Sample
 from overcloud.wire import encode_samples, sample_rows
 
 MEASUREMENTS: dict[str, tuple[list[str], list[str]]] = {
@@ -90,7 +92,10 @@ class NaiveEvaluator:
     """Every rule on every sample: the same state machine without index or shared values."""
 
     def __init__(self, rules: list[Rule]) -> None:
-        self.rules = [(r, compile_expression(r.watch.field)[0], _OPS[r.condition],
+        self.rules: list[tuple[Rule, Callable[[Mapping[str, Any]], float | None],
+                               Callable[[float, float], bool], Callable[[float, float], bool],
+                               dict[tuple[str, ...], GroupState]]] = [
+            (r, compile_expression(r.watch.field)[0], _OPS[r.condition],
                        _RECOVERED[r.condition], {}) for r in rules]
 
     def feed_rows(self, rows: list[list[Any]]) -> None:
@@ -119,13 +124,14 @@ class NaiveEvaluator:
 def throughput(samples: int) -> None:
     rules = make_rules()
     rows = make_rows(samples)
-    messages = [encode_samples([_S(*r) for r in rows[i:i + 500]]) for i in range(0, len(rows), 500)]
+    messages = [encode_samples([Sample(*r) for r in rows[i:i + 500]]) for i in range(0, len(rows), 500)]
     results = {}
-    for label, run in (
+    runs: list[tuple[str, Callable[[], None]]] = [
         ("evaluator (decoded rows)", lambda: StreamEvaluator(rules).feed_rows(rows)),
         ("evaluator + JSON decode", lambda: _decode_and_feed(StreamEvaluator(rules), messages)),
         ("naive: every rule, every sample", lambda: NaiveEvaluator(rules).feed_rows(rows)),
-    ):
+    ]
+    for label, run in runs:
         best = float("inf")
         for _ in range(3):
             t0 = time.perf_counter()
@@ -136,13 +142,6 @@ def throughput(samples: int) -> None:
     ratio = results["evaluator (decoded rows)"] / results["naive: every rule, every sample"]
     print(f"  speed-up over naive: {ratio:.1f}x  (100 rules, {len(MEASUREMENTS)} measurements, "
           f"{len(rows):,} samples, best of 3)")
-
-
-class _S:
-    __slots__ = ("fields", "measurement", "tags", "time_ns")
-
-    def __init__(self, m: str, tags: dict[str, str], fields: dict[str, float], ts: int) -> None:
-        self.measurement, self.tags, self.fields, self.time_ns = m, tags, fields, ts
 
 
 def _decode_and_feed(ev: StreamEvaluator, messages: list[bytes]) -> None:
@@ -161,8 +160,16 @@ def detection(onsets: int, interval: float, for_s: float) -> None:
     with private_services(extra_env={"OVERCLOUD_ALERTS_TICK": "0.2",
                                      "OVERCLOUD_ALERTS_GROUP": "bench-alerts"}) as (s, env):
         ensure_topics(s)
+        started = time.monotonic()
         proc = spawn([*overcloud_cli(), "alerts", "run", "--rules", str(rules)], env,
                      work / "alerts.log", work)
+        # ready = its banner, printed once the group is joined and partitions are assigned
+        while "alerts: 1 rules" not in (work / "alerts.log").read_text(errors="replace"):
+            if proc.poll() is not None or time.monotonic() - started > 60:
+                raise SystemExit(f"evaluator not ready: {(work / 'alerts.log').read_text()[-2000:]}")
+            time.sleep(0.05)
+        print(f"  evaluator ready (group joined, partitions assigned) "
+              f"{time.monotonic() - started:.2f}s after start")
         producer = make_producer(s)
         consumer = make_consumer(s, [events_topic(s)], "bench-events")
         topic = metrics_topic(s, "resource")
@@ -171,8 +178,9 @@ def detection(onsets: int, interval: float, for_s: float) -> None:
 
         def agent() -> None:
             while not stop.is_set():
-                sample = _S("resource_undercloud", {"host": "bench", "node": "bench", "layer": "resource"},
-                            {"cpu_percent": cpu["value"], "capacity_cpus": 1.0}, time.time_ns())
+                sample = Sample("resource_undercloud",
+                                {"host": "bench", "node": "bench", "layer": "resource"},
+                                    {"cpu_percent": cpu["value"], "capacity_cpus": 1.0}, time.time_ns())
                 producer.send(topic, key=b"bench", value=encode_samples([sample]))
                 producer.flush()
                 stop.wait(interval)
@@ -190,7 +198,8 @@ def detection(onsets: int, interval: float, for_s: float) -> None:
         thread.start()
         latencies = []
         try:
-            # warm up: the evaluator has joined when a first short episode is detected
+            # onset 0 warms up the producer, the events consumer's group and the evaluator's
+            # first fetch; it is not counted
             rng = random.Random(3)
             for i in range(onsets + 1):
                 time.sleep(interval * 2 + rng.random() * interval)   # random phase vs. the agent

@@ -8,6 +8,10 @@ them: no second notification, no lost one.
 
 The evaluator has its own consumer group and starts at the *latest* offsets when the group
 is new: alerts are about the present, not about whatever history the broker still holds.
+Because of that it is only *ready* once the group is joined and partitions are assigned (a
+join takes seconds on tansu): `run` calls `on_ready` then, and the CLI prints its banner
+only at that point, so `services up alerts` and tests that wait for it do not send samples
+the evaluator would never see.
 """
 
 from __future__ import annotations
@@ -128,7 +132,8 @@ class AlertRunner:
             Worker(self._outbox, "devlake", s.devlake, stop),
         ]
 
-    def run(self, stop: threading.Event) -> None:
+    def run(self, stop: threading.Event, on_ready: Callable[[], None] | None = None) -> None:
+        """Evaluate until `stop`; `on_ready` is called once partitions are assigned."""
         previous = read_state(self._s)
         if previous:
             self.evaluator.restore(previous.get("groups") or [])
@@ -138,6 +143,10 @@ class AlertRunner:
         try:
             while not stop.is_set():
                 self.step()
+                if on_ready is not None and self._consumer.assignment():
+                    self.save()  # the state file says who runs before the first sample
+                    on_ready()
+                    on_ready = None
         finally:
             self.save()
             stop.set()

@@ -165,11 +165,16 @@ def run(rules: RulesOpt = None, verbose: Annotated[bool, typer.Option("--verbose
     runner = AlertRunner(s, in_force, consumer, Outbox(state_dir(s) / "outbox.db"), senders)
     stop = threading.Event()
     install_signal_handlers(stop)
-    console.print(f"alerts: {len(in_force)} rules ({', '.join(r.name for r in in_force)}) on "
-                  f"{s.kafka.bootstrap}, rules → {s.topic('events')}")
-    sys.stdout.flush()  # the banner is how `services up` sees it ready
+
+    def ready() -> None:
+        console.print(f"alerts: {len(in_force)} rules ({', '.join(r.name for r in in_force)}) on "
+                      f"{s.kafka.bootstrap}, rules → {s.topic('events')}")
+        # the banner is how `services up` sees it ready: only once partitions are assigned
+        # (a new group starts at the latest offsets; samples sent while it joins are not seen)
+        sys.stdout.flush()
+
     try:
-        runner.run(stop)
+        runner.run(stop, on_ready=ready)
     finally:
         consumer.close(autocommit=False)
         producer.flush(timeout=10)
