@@ -13,13 +13,14 @@ an operator would use to look at what we did, and it waits on LXD operations for
 from __future__ import annotations
 
 import json
+import subprocess
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from overcloud.errors import PermanentError, ServiceError, TemporaryError
-from overcloud.services.lxd import api_answers, lxc
+from overcloud.services.lxd import api_answers, lxc, lxc_env
 from overcloud.settings import LxdHost, Settings
 
 OWNER_KEY = "user.overcloud"
@@ -53,6 +54,16 @@ class HostDriver(Protocol):
     def ensure_network(self, bridge: str, address: str, overcloud: str) -> None: ...
     def delete_network(self, bridge: str) -> None: ...
     def networks(self, overcloud: str | None = None) -> dict[str, str]: ...
+
+
+class MovableHost(HostDriver, Protocol):
+    """What migration needs on top: device removal, CPU accounting, and a byte stream out of /
+    into a node (a database volume travels as a tar stream between two nodes)."""
+
+    def remove_device(self, name: str, device: str) -> None: ...
+    def cpu_usage_ns(self) -> dict[str, int]: ...
+    def exec_stream(self, name: str, *cmd: str, stdin: Any = None,
+                    stdout: Any = None) -> subprocess.Popen[bytes]: ...
 
 
 class LxdDriver:
@@ -133,6 +144,27 @@ class LxdDriver:
     def delete(self, name: str) -> None:
         if self._state(name) is not None:
             self._lxc("delete", "--force", name)
+
+    def remove_device(self, name: str, device: str) -> None:
+        current = self._lxc("config", "device", "show", name, timeout=60)
+        if f"{device}:" in current.split():
+            self._lxc("config", "device", "remove", name, device)
+
+    def cpu_usage_ns(self) -> dict[str, int]:
+        """CPU time used so far by each of our running containers (LXD's cgroup accounting)."""
+        out = self._lxc("list", "--format", "json", timeout=60)
+        usage = {}
+        for inst in json.loads(out or "[]"):
+            if (inst.get("config") or {}).get(OWNER_KEY) and inst.get("status") == "Running":
+                usage[inst["name"]] = int(((inst.get("state") or {}).get("cpu") or {})
+                                          .get("usage", 0))
+        return usage
+
+    def exec_stream(self, name: str, *cmd: str, stdin: Any = None,
+                    stdout: Any = None) -> subprocess.Popen[bytes]:
+        """`lxc exec NAME -- CMD` with its stdin/stdout wired to the given pipes or files."""
+        return subprocess.Popen(["lxc", "exec", name, "--", *cmd], env=lxc_env(self._s, self.host),
+                                stdin=stdin, stdout=stdout, stderr=subprocess.PIPE)
 
     # --- OverCloud networks ---------------------------------------------------------------
 

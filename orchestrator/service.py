@@ -11,18 +11,27 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import Any
 
 from kafka import KafkaConsumer
 from kafka.structs import OffsetAndMetadata
 
 from orchestrator.handlers import Handlers
+from orchestrator.migration import Move
 from orchestrator.provision import Context, delete_spec, provision_spec
 from orchestrator.request import OverCloudRequest, RequestInvalid
 from orchestrator.store import WorkflowStore
 from orchestrator.workflow import Engine, WorkflowState
-from overcloud.errors import DecodeError
-from overcloud.events import OverCloudDeleteRequested, OverCloudFailed, OverCloudRequested
+from overcloud.errors import DecodeError, PermanentError
+from overcloud.events import (
+    MigrationFinished,
+    MigrationRequested,
+    NodeOverloaded,
+    OverCloudDeleteRequested,
+    OverCloudFailed,
+    OverCloudRequested,
+)
 from overcloud.wire import decode_event, describe
 
 log = logging.getLogger(__name__)
@@ -39,6 +48,8 @@ class Orchestrator:
         self._threads: list[threading.Thread] = []
         self.handlers.on(OverCloudRequested)(self.on_requested)
         self.handlers.on(OverCloudDeleteRequested)(self.on_delete)
+        self.handlers.on(NodeOverloaded)(self.on_overloaded)
+        self.handlers.on(MigrationRequested)(self.on_migration_requested)
 
     def _start(self, workflow_id: str) -> None:
         t = threading.Thread(target=self.engine.run, args=(workflow_id,), daemon=True,
@@ -78,6 +89,72 @@ class Orchestrator:
                                        {"name": event.name}, workflow_id=event.id)
         self._start(wid)
 
+    # --- migration ------------------------------------------------------------------------
+
+    def on_overloaded(self, event: NodeOverloaded) -> None:
+        """Relieve an overloaded host: measure our nodes there, plan the fewest moves that
+        bring it under the rule's recovery threshold, run them. At most once per cool-down
+        per host, however often the alert flaps."""
+        from orchestrator.migration import node_loads, placement_chooser, relief_moves
+
+        s, host = self.ctx.settings, event.host
+        if host not in self.ctx.hosts:
+            log.info("overloaded host %s is not one of ours: nothing to move", host)
+            return
+        if self.store.exists(event.id):
+            log.info("overload %s already handled", event.id)
+            return
+        last = self.ctx.registry.last(f"relief:{host}")
+        cooldown = s.undercloud.migration_cooldown
+        if last is not None and time.time() - last < cooldown:
+            log.info("%s overloaded again within its %gs cool-down: no migration", host, cooldown)
+            return
+        self.ctx.registry.mark(f"relief:{host}")
+        loads, other = node_loads(self.ctx, host)
+        recover = event.recovery or s.undercloud.relief_below
+        moves = relief_moves(loads, _capacity(self.ctx, host), recover,
+                             placement_chooser(self.ctx), other)
+        if not moves:
+            log.info("%s overloaded (%.0f%%) but no node of ours can help by moving", host,
+                     event.value)
+            return
+        self._migrate(moves, f"{event.rule}: {host} at {event.value:.0f}%", host, event.id)
+
+    def on_migration_requested(self, event: MigrationRequested) -> None:
+        from orchestrator.migration import manual_moves, verdict_spec
+
+        if self.store.exists(event.id):
+            log.info("migration request %s already handled", event.id)
+            return
+        subject = event.overcloud or event.source
+        try:
+            moves = manual_moves(self.ctx, event)
+        except (PermanentError, ValueError) as exc:
+            log.warning("migration request %s refused: %s", event.id, exc)
+            self.ctx.bus.publish(MigrationFinished(
+                overcloud=event.overcloud, node=event.node, source=event.source,
+                target=event.target or event.site, downtime_s=0.0, ok=False, reason=str(exc)),
+                key=subject)
+            spec = verdict_spec(subject, str(exc), refused=True)
+        else:
+            if moves:
+                self._migrate(moves, event.reason, subject, event.id)
+                return
+            spec = verdict_spec(subject, "nothing to move: every node is where asked",
+                                refused=False)
+        self.store.create(spec, {"moves": []}, workflow_id=event.id)
+        self._start(event.id)
+
+    def _migrate(self, moves: list[Move], reason: str, subject: str, wid: str) -> None:
+        from orchestrator.migration import migrate_spec
+
+        self.store.create(migrate_spec(moves, reason, subject),
+                          {"moves": [m.to_dict() for m in moves], "reason": reason},
+                          workflow_id=wid)
+        log.info("migration %s (%s): %s", wid, reason,
+                 ", ".join(f"{m.node} {m.source}→{m.target}" for m in moves))
+        self._start(wid)
+
     def run(self, consumer: KafkaConsumer, stop: threading.Event) -> None:
         for state in (WorkflowState.RUNNING, WorkflowState.PENDING):
             for wf in self.store.list(state=state):
@@ -99,3 +176,15 @@ class Orchestrator:
             if offsets:
                 self._dead.flush()
                 consumer.commit(offsets)
+
+
+def _capacity(ctx: Context, host: str) -> float:
+    """CPU capacity of `host`: the inventory's override, else the settings' host size."""
+    from orchestrator.inventory import Inventory, default_capacity
+
+    inv = Inventory(ctx.settings)
+    try:
+        rec = next((h for h in inv.hosts() if h.name == host), None)
+    finally:
+        inv.close()
+    return float(rec.cpus) if rec is not None and rec.cpus else default_capacity(ctx.settings)[0]

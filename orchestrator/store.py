@@ -202,6 +202,13 @@ class WorkflowStore:
             self._history(db, now, wid, None, "created", f"{spec.kind} {spec.subject}")
         return wid
 
+    def exists(self, workflow_id: str) -> bool:
+        try:
+            self.get(workflow_id)
+        except WorkflowNotFound:
+            return False
+        return True
+
     def get(self, workflow_id: str) -> WorkflowRecord:
         with self._lock:
             row = self._db.execute("SELECT * FROM workflows WHERE id = ?", (workflow_id,)).fetchone()

@@ -152,6 +152,10 @@ class UnderCloudSettings:
     """CPU capacity of each UnderCloud host for `resource_undercloud` (0: this machine's cores)."""
     host_memory: int = 0
     """Memory capacity of each UnderCloud host in bytes (0: this machine's memory)."""
+    migration_cooldown: float = 120.0
+    """Seconds after relieving an overloaded host before it may be relieved again (no flapping)."""
+    relief_below: float = 70.0
+    """Relief aims under this CPU percent when the overload event names no recovery threshold."""
     remotes: str = ""
     """Remote UnderCloud hosts reached over HTTPS: `name=https://address:port`, comma-separated.
     They must trust our client certificate (`<state>/lxd/client/client.crt`, or `client_cert`)

@@ -15,6 +15,7 @@ from overcloud.cli.dashboards import app as dashboards_app
 from overcloud.cli.devlake import app as devlake_app
 from overcloud.cli.images import app as images_app
 from overcloud.cli.metrics import app as metrics_app
+from overcloud.cli.migrate import migrate
 from overcloud.cli.overclouds import delete, list_, orchestrator_app, show
 from overcloud.cli.request import app as request_app
 from overcloud.cli.services import app as services_app
@@ -40,6 +41,7 @@ app.add_typer(alerts_app, name="alerts")
 app.command("list")(list_)
 app.command("show")(show)
 app.command("delete")(delete)
+app.command("migrate")(migrate)
 app.add_typer(dashboards_app, name="dashboards")
 app.command("top")(top)
 app.add_typer(undercloud_app, name="undercloud")

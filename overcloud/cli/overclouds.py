@@ -256,6 +256,7 @@ def run_orchestrator(verbose: Annotated[bool, typer.Option("--verbose", "-v")] =
     from devlake.consumer import KafkaDeadLetters
     from devlake.sinks import make_sink
     from orchestrator.hosts import drivers
+    from orchestrator.migration import register_migration_actions
     from orchestrator.provision import Context, register_actions
     from orchestrator.registry import Registry
     from orchestrator.service import Orchestrator
@@ -269,6 +270,7 @@ def run_orchestrator(verbose: Annotated[bool, typer.Option("--verbose", "-v")] =
                   database_admin=make_sink(s.influx))
     actions = ActionRegistry()
     register_actions(actions, ctx)
+    register_migration_actions(actions, ctx)
     store = _store()
     engine = Engine(store, actions)
     orch = Orchestrator(ctx, engine, store, KafkaDeadLetters(s))
