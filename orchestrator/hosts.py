@@ -100,15 +100,20 @@ class LxdDriver:
     def launch(self, spec: NodeSpec) -> None:
         state = self._state(spec.name)
         if state is None:
-            self._lxc(
-                "launch", spec.image, spec.name,
-                *(("--network", spec.network) if spec.network else ()),
-                "-c", "security.nesting=true",
-                "-c", f"limits.cpu={spec.cpu}",
-                "-c", f"limits.memory={spec.memory_bytes}",
-                "-c", f"{OWNER_KEY}={spec.overcloud}",
-                "-c", f"{NODE_KEY}={spec.node}",
-            )
+            try:
+                lxc(self._s, self.host,
+                    "launch", spec.image, spec.name,
+                    *(("--network", spec.network) if spec.network else ()),
+                    "-c", "security.nesting=true",
+                    "-c", f"limits.cpu={spec.cpu}",
+                    "-c", f"limits.memory={spec.memory_bytes}",
+                    "-c", f"{OWNER_KEY}={spec.overcloud}",
+                    "-c", f"{NODE_KEY}={spec.node}")
+            except ServiceError as exc:
+                if "Image not found" in str(exc):  # retrying cannot make it appear
+                    self.delete(spec.name)
+                    raise PermanentError(str(exc)) from None
+                raise TemporaryError(str(exc), delay=1.0) from None
         elif state != "Running":
             self._lxc("start", spec.name)
 

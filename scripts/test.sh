@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 export PATH="$PWD/.venv/bin:$PATH"
 # Debian packages the integration tests start (no-op when present)
 .venv/bin/python -c 'from overcloud.services.install import ensure_packages as e; e(["influxdb", "victoria-metrics"])'
-echo "== ruff";        ruff check overcloud collectors agents devlake tests bench
+echo "== ruff";        ruff check .
 echo "== mypy";        mypy
 echo "== import layers"; lint-imports
 echo "== pytest"

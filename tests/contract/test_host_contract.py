@@ -131,11 +131,6 @@ def test_networks_ensure_use_and_delete(site: Site, oc: str) -> None:
 
 def test_an_impossible_image_is_a_clear_error_and_leaves_nothing(
         site: Site, oc: str, request: pytest.FixtureRequest) -> None:
-    if site.kind == "lxd":
-        # found by this suite: LxdDriver.launch turns lxc's "Error: Image not found" into a
-        # TemporaryError, so a workflow retries a launch that can never succeed
-        request.applymarker(pytest.mark.xfail(
-            strict=True, reason="LxdDriver: unknown image is a TemporaryError, not a PermanentError"))
     node = spec(oc, "n1", f"no-such-image-{uuid.uuid4().hex[:6]}")
     with pytest.raises(OverCloudError) as err:
         site.driver.launch(node)

@@ -208,7 +208,8 @@ CASES: dict[str, list[tuple[str, int | None, str]]] = {
         ("devlake.retention", 6, f"'30 days' {DUR}"),
         ("devtower.notify[0]", 9, "'ftp://hooks.example.com/x' is not a webhook URL"),
         ("devtower.notify[1]", 10, "must be text, got 42"),
-        ("placement.strategy", 12, "must be 'spread', 'pack', 'least-loaded' or 'network-aware', got the text 'random'"),
+        ("placement.strategy", 12,
+         "must be 'spread', 'pack', 'least-loaded' or 'network-aware', got the text 'random'"),
     ],
     "python_tag.yaml": [("", 3, "the YAML tag !!python/object/apply:os.system is not allowed")],
     "many_problems.yaml": [
