@@ -175,13 +175,45 @@ def remove(name: HostArg) -> None:
 
 
 @app.command()
-def drain(host: HostArg) -> None:
-    """Mark HOST unschedulable: no new node is placed on it (nodes on it keep running)."""
+def drain(
+    host: HostArg,
+    evacuate: Annotated[bool, typer.Option(
+        "--evacuate/--no-evacuate", help="Move every OverCloud node off HOST (default).")] = True,
+    wait: Annotated[bool, typer.Option("--wait", help="Follow the evacuation until done.")] = False,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for the orchestrator to start.")] = 60,
+) -> None:
+    """Mark HOST unschedulable and move its nodes elsewhere (like `lxc cluster evacuate`)."""
+    from orchestrator.inventory import allocations
+    from orchestrator.registry import Registry
+    from overcloud.bus import KafkaEventBus, ensure_topics
+    from overcloud.cli.overclouds import _follow
+    from overcloud.errors import TemporaryError, UserError
+    from overcloud.events import MigrationRequested
+
     rec = _inventory().set_draining(host, True)
     console.print(f"{rec.name} is draining: no new node goes there", markup=False)
-    # Evacuation hooks in here (after the flag is set, so nothing new lands on the host
-    # while its nodes move): e.g. an option `--no-evacuate` and, unless given, the
-    # migration workflow for every node the registry has on `host`.
+    s = settings()
+    nodes = allocations(Registry(s)).get(host)
+    if not evacuate or nodes is None or not nodes.nodes:
+        if evacuate:
+            console.print(f"no OverCloud node on {host}: nothing to move", markup=False)
+        return
+    # the flag is set first, so nothing new lands on the host while its nodes move
+    event = MigrationRequested(source=host, reason=f"drain {host}")
+    try:
+        ensure_topics(s)
+        bus = KafkaEventBus(s)
+        bus.publish(event, key=host)
+        bus.close()
+    except TemporaryError as exc:
+        raise UserError(f"{exc} (is it running? overcloud services up)") from None
+    console.print(f"evacuating {len(nodes.nodes)} node(s) from {host}: id {event.id}",
+                  markup=False)
+    if wait:
+        wf = _follow(event.id, "evacuation", timeout)
+        if str(wf.state) != "succeeded":
+            raise UserError(f"evacuating {host} failed: {wf.error}")
+        console.print(f"[green]{host} is empty[/]")
 
 
 @app.command()
