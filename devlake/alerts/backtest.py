@@ -29,14 +29,23 @@ def _query(rule: Rule, since_s: float) -> str:
     _, names = compile_expression(w.field)
     cols = ", ".join(f'"{n}"' for n in dict.fromkeys(names))
     where = "".join(f" AND \"{k}\" = '{v}'" for k, v in w.where.items())
-    group = f" GROUP BY {', '.join(chr(34) + g + chr(34) for g in w.group_by)}" if w.group_by else ""
+    # the `where` tags too: InfluxDB returns only the tags grouped by, and the evaluator checks
+    # the scope on every point again (without them no scoped rule could ever fire here)
+    tags = list(dict.fromkeys([*w.group_by, *w.where]))
+    group = f" GROUP BY {', '.join(chr(34) + g + chr(34) for g in tags)}" if tags else ""
     return f'SELECT {cols} FROM "{w.measurement}" WHERE time > now() - {int(since_s)}s{where}{group}'
 
 
 def backtest(ql: InfluxQL, rules: list[Rule], since_s: float, prefix: str, now_ns: int) -> Backtest:
     dbs = sorted(d for d in ql.databases() if d.startswith(prefix))
-    points: list[tuple[int, str, dict[str, str], dict[str, Any]]] = []
+    transitions: list[Transition] = []
+    states: list[dict[str, Any]] = []
+    total = 0
+    # one evaluator per rule, fed only that rule's query: a point carries just the tags its
+    # rule's query grouped by, and fed to another rule of the same measurement it would open
+    # a group with empty tags (a phantom `host=` alert)
     for rule in rules:
+        points: list[tuple[int, str, dict[str, str], dict[str, Any]]] = []
         for db in dbs:
             for series in ql.query(_query(rule, since_s), db):
                 cols = series.get("columns") or []
@@ -45,14 +54,14 @@ def backtest(ql: InfluxQL, rules: list[Rule], since_s: float, prefix: str, now_n
                     fields = {c: v for c, v in zip(cols[1:], row[1:], strict=False) if v is not None}
                     if fields:
                         points.append((int(row[0]), series["name"], tags, fields))
-    points.sort(key=lambda p: p[0])
-    ev = Evaluator(rules)
-    out: list[Transition] = []
-    for ts, measurement, tags, fields in points:
-        ev.feed(measurement, tags, fields, ts)
-        out += ev.drain()
-    ev.tick(now_ns)
-    out += ev.drain()
-    # one query per rule: the same point may be fed for two rules of one measurement; the
-    # evaluator skips a group's already-seen times, so duplicates change nothing
-    return Backtest(out, ev.snapshot(), len(points), dbs)
+        points.sort(key=lambda p: p[0])
+        total += len(points)
+        ev = Evaluator([rule])
+        for ts, measurement, tags, fields in points:
+            ev.feed(measurement, tags, fields, ts)
+            transitions += ev.drain()
+        ev.tick(now_ns)
+        transitions += ev.drain()
+        states += ev.snapshot()
+    transitions.sort(key=lambda t: t.at_ns)  # stable: rules in file order at equal times
+    return Backtest(transitions, states, total, dbs)

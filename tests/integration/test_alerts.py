@@ -2,7 +2,8 @@
 host agent (`resource_undercloud`, every 1 s) → tansu → the evaluator process → one webhook
 notification, the alert in a real Alertmanager, `NodeOverloaded` on the events topic, the
 `alerts` measurement in the DevLake; load stopped → resolved at the first sample below the
-recovery threshold; agent stopped → the no-data policy (`alert`) fires.
+recovery threshold (not while throttled to 80 %, between recovery and threshold); agent
+stopped → the no-data policy (`alert`) fires.
 
 Run with OC_TEST_BRIDGE_PREFIX=ocal OC_TEST_SUBNET_PREFIX=10.237 (own bridges and subnets).
 """
@@ -22,12 +23,13 @@ import httpx
 import orjson
 import pytest
 
+from collectors.resource.undercloud import Capacity, LxdHostSource, UnderCloudCollector
 from devlake.alerts.runner import read_state
-from devlake.sinks import InfluxQL
+from devlake.sinks import InfluxQL, make_sink
 from orchestrator.hosts import LxdDriver, NodeSpec
 from orchestrator.images import NODE_ALIAS
 from overcloud.bus import events_topic, make_consumer
-from overcloud.events import AlertFiring, AlertResolved, Event, NodeOverloaded
+from overcloud.events import AlertFiring, AlertResolved, Event, NodeOverloaded, NodeRecovered
 from overcloud.services import manager
 from overcloud.services.lxd import lxc_env
 from overcloud.settings import Settings
@@ -40,6 +42,14 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 
 FOR_S = 5.0
 INTERVAL_S = 1.0
+TICK_S = 0.2
+HOST_CPUS = 0.1
+"""Capacity of lxd1 for this test. The machine is shared (2 cores, load often 8-10): a busy
+container gets only its fair share of a core, which is unknowable in advance, so the host is
+declared small enough that the share of two busy loops is far above 85 % of it, while the
+idle container (systemd, dockerd) stays far below 70 %."""
+BURN = "/root/oc-burn.sh"
+BURN_RE = "oc-bur[n]"  # matches the loops' command line, not the shell that searches for them
 
 
 class Hook(BaseHTTPRequestHandler):
@@ -83,11 +93,58 @@ class Events:
         return [e for e in self.poll() if isinstance(e, cls)]
 
 
+class Box:
+    """Commands inside the machine container, through `lxc exec` on its LXD host."""
+
+    def __init__(self, s: Settings, host: Any, name: str) -> None:
+        self.env = lxc_env(s, host)
+        self.name = name
+
+    def sh(self, script: str) -> str:
+        out = subprocess.run(["lxc", "exec", self.name, "--", "sh", "-c", script], env=self.env,
+                             capture_output=True, text=True, timeout=60, check=True)
+        return out.stdout
+
+    def burners(self) -> list[int]:
+        """Pids of the busy loops, from /proc (the node image has no procps)."""
+        out = self.sh(f"grep -l '{BURN_RE}' /proc/[0-9]*/cmdline 2>/dev/null || true")
+        return sorted(int(line.split("/")[2]) for line in out.split())
+
+    def start_load(self, loops: int) -> None:
+        # detached from the exec session (nohup, own stdio), so they outlive it; checked by pid
+        self.sh(f"printf 'while :; do :; done\\n' >{BURN}; "
+                f"for i in $(seq {loops}); do nohup sh {BURN} >/dev/null 2>&1 </dev/null & done")
+
+    def cap_cpu(self, allowance: str) -> None:
+        """A CFS quota on the container (`limits.cpu.allowance`, e.g. `8ms/100ms`; "" lifts it)."""
+        args = ["set", self.name, "limits.cpu.allowance", allowance] if allowance else \
+            ["unset", self.name, "limits.cpu.allowance"]
+        subprocess.run(["lxc", "config", *args], env=self.env, capture_output=True, timeout=60,
+                       check=True)
+
+    def stop_load(self) -> None:
+        self.sh(f"for p in $(grep -l '{BURN_RE}' /proc/[0-9]*/cmdline 2>/dev/null | cut -d/ -f3); "
+                "do kill $p; done; true")
+
+
+def idle_for(probe: UnderCloudCollector, readings: int) -> Any:
+    """A predicate: the host's load stayed under 30 % of capacity for `readings` readings."""
+    calm = [0]
+
+    def check() -> bool:
+        (sample,) = probe.collect()
+        cpu = sample.fields.get("cpu_percent")
+        calm[0] = calm[0] + 1 if isinstance(cpu, float) and cpu < 30 else 0
+        return calm[0] >= readings
+
+    return check
+
+
 def test_node_overloaded(uc: Env, hook: int, tmp_path: Path) -> None:
     tag = uuid.uuid4().hex[:6]
     env = Env(uc, OVERCLOUD_KAFKA_TOPIC_PREFIX=f"al{tag}", OVERCLOUD_DEVLAKE_GROUP=f"dl{tag}",
               OVERCLOUD_ALERTS_GROUP=f"al{tag}", OVERCLOUD_AGENT_INTERVAL=str(INTERVAL_S),
-              OVERCLOUD_UNDERCLOUD_HOST_CPUS="0.5", OVERCLOUD_ALERTS_TICK="0.2",
+              OVERCLOUD_UNDERCLOUD_HOST_CPUS=str(HOST_CPUS), OVERCLOUD_ALERTS_TICK=str(TICK_S),
               OVERCLOUD_ALERTS_RESEND="2", OVERCLOUD_DEVLAKE_LINGER="0.1",
               OVERCLOUD_ALERTS_ALERTMANAGER_PORT=str(free_port()),
               OVERCLOUD_ALERTS_WEBHOOK_URL=f"http://127.0.0.1:{hook}/am")
@@ -107,41 +164,80 @@ def test_node_overloaded(uc: Env, hook: int, tmp_path: Path) -> None:
     name = f"al{tag}"
     logs = tmp_path / "logs"
     procs: list[Background] = []
+    ql = InfluxQL(s.influx)
+    db = s.influx.default_database
+    marks: dict[str, float] = {}
+
+    def cpu_series(since_s: float, until_s: float | None = None) -> list[tuple[float, float]]:
+        """(time s, cpu_percent) of lxd1 in the DevLake."""
+        # event times are datetimes (µs): the sample at an event's instant is within 1 µs after
+        until = f" AND time <= {(until_s + 1e-6) * 1e9:.0f}" if until_s is not None else ""
+        series = ql.query(f"SELECT cpu_percent FROM resource_undercloud WHERE host = 'lxd1' "
+                          f"AND time >= {since_s * 1e9:.0f}{until}", db)
+        return [(t / 1e9, v) for t, v in series[0]["values"]] if series else []
+
+    def timeline() -> None:
+        t0 = marks.get("load_confirmed", time.time() - 120)
+        print("\nmarks (s from load confirmed):",
+              {k: round(v - t0, 2) for k, v in marks.items()})
+        print("lxd1 cpu_percent:", [(round(t - t0, 2), v) for t, v in cpu_series(t0 - 15)])
+        for p in procs:
+            print(f"--- {p.args[0:2]} log ---\n{p.output()[-3000:]}")
+
     manager.up(s, ["alertmanager"])
     try:
         driver.launch(NodeSpec(name=name, overcloud="alerts-test", node="n1", image=NODE_ALIAS,
                                cpu=2, memory_bytes=512 << 20))
+        box = Box(s, lxd1, name)
+        # the container's own start-up (systemd, dockerd) is not the load under test
+        probe = UnderCloudCollector(LxdHostSource(lxd1), "lxd1", Capacity(HOST_CPUS, 1 << 30))
+        wait_until(idle_for(probe, 3), timeout=180, interval=1.0, what="lxd1 idle after the launch")
         events = Events(s)
         procs += [Background(["devlake", "run"], env, logs / "devlake.log").start(),
-                  Background(["alerts", "run", "--rules", str(rules)], env, logs / "alerts.log").start(),
-                  Background(["agent", "run", "--layer", "resource"], env, logs / "agent.log").start()]
-        alerts_proc, agent = procs[1], procs[2]
+                  Background(["alerts", "run", "--rules", str(rules)], env, logs / "alerts.log").start()]
+        alerts_proc = procs[1]
+        # ready (banner) only once its group is joined and partitions assigned
+        wait_until(lambda: "alerts: 1 rules" in alerts_proc.output(), timeout=60,
+                   what="the evaluator's ready banner")
+        agent = Background(["agent", "run", "--layer", "resource"], env, logs / "agent.log").start()
+        procs.append(agent)
 
-        def samples() -> int:
-            st = read_state(s)
-            return int(st["samples"]) if st else 0
+        def seen_hosts() -> set[str]:
+            st = read_state(s) or {}
+            return {g["group"].get("host", "") for g in st.get("groups") or []}
 
-        # the evaluator has joined its group and sees the host agent's samples
-        wait_until(lambda: samples() > 20, timeout=90, interval=0.3, what="samples at the evaluator")
+        # started before the agent, the evaluator sees its very first samples of lxd1
+        wait_until(lambda: "lxd1" in seen_hosts(), timeout=60, interval=0.2,
+                   what="lxd1's samples at the evaluator")
+        marks["first_seen"] = time.time()
+        # two readings with a rate (the first has none): the idle baseline, below recovery
+        before = wait_until(lambda: len(v := cpu_series(marks["first_seen"] - 60)) >= 2 and v,
+                            timeout=30, what="two cpu_percent samples of lxd1 in the DevLake")
+        assert all(v < 70 for _, v in before), before
         events.poll()
         assert ours("/hook") == []
 
-        # --- load: two busy loops in the container (capacity 0.5 CPU) ---------------------------
-        onset = time.time_ns()
-        busy = subprocess.run(
-            ["lxc", "exec", name, "--", "sh", "-c",
-             "for i in 1 2; do nohup sh -c 'while :; do :; done' >/dev/null 2>&1 & done; echo ok"],
-            env=lxc_env(s, lxd1), capture_output=True, text=True, timeout=60, check=True)
-        assert "ok" in busy.stdout
-        (over,) = wait_until(lambda: events.of(NodeOverloaded), timeout=FOR_S + 30, interval=0.2,
+        # --- load: two busy loops in the container --------------------------------------------
+        marks["load_cmd"] = time.time()
+        box.start_load(2)
+        (p1, p2) = wait_until(lambda: len(box.burners()) == 2 and box.burners(), timeout=30,
+                              interval=0.1, what="the busy loops running")
+        marks["load_confirmed"] = onset = time.time()
+        (over,) = wait_until(lambda: events.of(NodeOverloaded), timeout=FOR_S + 60, interval=0.1,
                              what="NodeOverloaded")
-        detection = (over.time.timestamp() * 1e9 - onset) / 1e9
-        print(f"\ndetection: load onset → NodeOverloaded {detection:.2f}s (for {FOR_S:g}s, "
+        marks["event_received"] = time.time()
+        marks["fired"] = over.time.timestamp()
+        detection = over.time.timestamp() - onset
+        print(f"\ndetection: load running → NodeOverloaded fired {detection:.2f}s "
+              f"(received {marks['event_received'] - onset:.2f}s; load command → fired "
+              f"{over.time.timestamp() - marks['load_cmd']:.2f}s; for {FOR_S:g}s, "
               f"interval {INTERVAL_S:g}s)")
+        assert box.burners() == [p1, p2]  # the loops outlived their exec session
         assert over.host == "lxd1" and over.value > 85 and over.threshold == 85
-        assert detection <= FOR_S + 2 * INTERVAL_S + 0.5, detection
+        assert detection <= FOR_S + 2 * INTERVAL_S + TICK_S, detection
         (firing,) = wait_until(lambda: ours("/hook"), timeout=15, what="webhook notification")
         assert firing["status"] == "firing" and firing["labels"]["host"] == "lxd1"
+        assert firing["value"] > 85 and firing["reason"] == "threshold"
         assert [e.rule for e in events.of(AlertFiring)] == ["node-overloaded"]
 
         # Alertmanager holds it (and, routed by its own receiver, notified /am)
@@ -152,50 +248,129 @@ def test_node_overloaded(uc: Env, hook: int, tmp_path: Path) -> None:
 
         (am,) = wait_until(am_alerts, timeout=15, what="the alert in Alertmanager")
         assert am["status"]["state"] == "active" and am["labels"]["severity"] == "critical"
-        wait_until(lambda: ours("/am"), timeout=30, what="Alertmanager's own webhook receiver")
+        (am_hook,) = wait_until(lambda: ours("/am"), timeout=30,
+                                what="Alertmanager's own webhook receiver")
+        assert am_hook["status"] == "firing"
+        assert [a["labels"]["host"] for a in am_hook["alerts"]] == ["lxd1"]
 
         # still firing for several more samples: no second notification (no storm)
-        seen = samples()
-        wait_until(lambda: samples() >= seen + 5, timeout=30, what="5 more samples while firing")
+        n = len(cpu_series(onset))
+        wait_until(lambda: len(cpu_series(onset)) >= n + 5, timeout=30,
+                   what="5 more samples while firing")
+        assert all(v > 85 for _, v in cpu_series(marks["fired"])), cpu_series(marks["fired"])
+        events.poll()
         assert len(ours("/hook")) == 1 and len(events.of(NodeOverloaded)) == 1
+        assert len(events.of(AlertFiring)) == 1
+
+        # --- hysteresis: the loops throttled to 80 % of lxd1's capacity (a CFS quota of 0.08
+        # CPU), between recovery (70) and threshold (85): below the threshold, still firing
+        box.cap_cpu(f"{int(HOST_CPUS * 0.8 * 100)}ms/100ms")
+        marks["throttled"] = time.time()
+
+        def in_band() -> list[float]:
+            v = [x for _, x in cpu_series(marks["throttled"] + INTERVAL_S)]
+            return v if len(v) >= 3 and all(70 <= x < 85 for x in v[-3:]) else []
+
+        band = wait_until(in_band, timeout=30, interval=0.3, what="3 samples between 70 and 85")
+        print(f"throttled to 80 % of capacity: {band}")
+        events.poll()
+        assert events.of(AlertResolved) == [] and len(ours("/hook")) == 1
 
         # --- load stopped: resolved at the first sample below the recovery threshold -------
-        subprocess.run(["lxc", "exec", name, "--", "sh", "-c", "pkill -f 'while :' || true"],
-                       env=lxc_env(s, lxd1), capture_output=True, timeout=60, check=True)
+        box.stop_load()
+        wait_until(lambda: box.burners() == [], timeout=30, interval=0.2, what="the loops gone")
+        marks["load_stopped"] = time.time()
         (resolved,) = wait_until(lambda: events.of(AlertResolved), timeout=30, what="AlertResolved")
+        marks["resolved"] = resolved.time.timestamp()
         assert resolved.value < 70
         hooks = wait_until(lambda: len(ours("/hook")) == 2 and ours("/hook"), timeout=15,
                            what="the resolved notification")
         assert hooks[1]["status"] == "resolved" and hooks[1]["reason"] == "recovered"
-        ql = InfluxQL(s.influx)
-        series = ql.query(
-            "SELECT cpu_percent FROM resource_undercloud WHERE host = 'lxd1' AND "
-            f"time >= {over.time.timestamp() * 1e9:.0f} AND time <= {resolved.time.timestamp() * 1e9:.0f}",
-            s.influx.default_database)
-        values = [v for _, v in series[0]["values"]] if series else []
-        assert values and values[-1] < 70 and all(v >= 70 for v in values[:-1]), values
+        # every sample between firing and resolution stayed at or above 70 %: hysteresis
+        values = wait_until(
+            lambda: (v := [x for _, x in cpu_series(marks["fired"], marks["resolved"])])
+            and v[-1] < 70 and v, timeout=15, what="the resolving sample in the DevLake")
+        assert all(v >= 70 for v in values[:-1]) and values[-1] == resolved.value, values
+        assert any(70 <= v < 85 for v in values[:-1]), values
+        print(f"values from firing to resolved: {values}")
+        assert len(events.of(NodeRecovered)) == 1
         # the alerts measurement, for the dashboards' alerts view
-        wait_until(lambda: ql.query("SELECT count(value) FROM alerts WHERE rule = 'node-overloaded' "
-                                    "AND host = 'lxd1'", s.influx.default_database), timeout=15,
-                   what="alerts measurement")
-        (alert_series,) = ql.query("SELECT firing, value FROM alerts WHERE host = 'lxd1'",
-                                   s.influx.default_database)
-        assert [row[1] for row in alert_series["values"]] == [True, False]
-        ql.close()
+        alert_rows = wait_until(
+            lambda: (q := ql.query("SELECT firing, value FROM alerts WHERE host = 'lxd1' AND "
+                                   "rule = 'node-overloaded'", db)) and len(q[0]["values"]) == 2
+            and q[0]["values"], timeout=15, what="alerts measurement")
+        assert [row[1] for row in alert_rows] == [True, False]
+        assert alert_rows[0][2] == over.value and alert_rows[1][2] == resolved.value
 
         # --- the agent stops: the no-data policy (alert) fires --------------------------------
         assert agent.stop() == 0
-        nodata = wait_until(lambda: [h for h in ours("/hook") if h.get("reason") == "no_data"],
+        marks["agent_stopped"] = time.time()
+        nodata = wait_until(lambda: [h for h in ours("/hook") if h.get("reason") == "no_data"
+                                     and h["labels"]["host"] == "lxd1"],
                             timeout=30, what="no-data notification")
+        marks["no_data"] = time.time()
         assert nodata[0]["status"] == "firing" and "no_data" in nodata[0]["annotations"]
+        events.poll()
         assert len(events.of(NodeOverloaded)) == 1   # silence is not overload
         assert alerts_proc.alive()
         listing = run_cli(["alerts", "list", "--rules", str(rules)], env)
         assert "node-overloaded" in listing.stdout and "firing" in listing.stdout, listing.stdout
+        print("marks (s from load confirmed):", {k: round(v - onset, 2) for k, v in marks.items()})
         events.consumer.close()
+    except BaseException:
+        timeline()
+        raise
     finally:
         for p in procs:
             p.stop()
+        ql.close()
         driver.delete(name)
         manager.down(s, ["alertmanager"])
     assert name not in driver.instances()
+
+
+def test_alerts_test_over_devlake_data(env: Env, tmp_path: Path) -> None:
+    """`overcloud alerts test FILE` over points in a real InfluxDB: the transitions and what
+    would fire now, for a grouped rule and for a rule scoped by a tag it does not group by."""
+    tag = uuid.uuid4().hex[:6]
+    env = Env(env, OVERCLOUD_INFLUX_DATABASE_PREFIX=f"bt{tag}_",
+              OVERCLOUD_INFLUX_DEFAULT_DATABASE=f"bt{tag}_undercloud")
+    s = env.settings()
+    sink = make_sink(s.influx)
+    db = s.influx.default_database
+    sink.ensure_database(db)
+    now = time.time_ns() // 10**9 * 10**9
+    lines = []
+    for i in range(40):   # the last 40 s: lxd1 at 95 % for 10 s, 80 % (hysteresis), 40 %; lxd2 busy
+        ts = now - (40 - i) * 10**9
+        lxd1 = 40.0 if i < 5 else 95.0 if i < 15 else 80.0 if i < 25 else 40.0
+        lines.append(f"resource_undercloud,host=lxd1 cpu_percent={lxd1} {ts}")
+        lines.append(f"resource_undercloud,host=lxd2 cpu_percent={95.0 if i >= 30 else 10.0} {ts}")
+    sink.write(db, "\n".join(lines).encode())
+    sink.close()
+    rules = tmp_path / "rules.yaml"
+    rules.write_text("""rules:
+  - {name: node-overloaded, for: 5s}
+  - name: lxd2-busy
+    watch: {measurement: resource_undercloud, field: cpu_percent, where: {host: lxd2}}
+    condition: ">"
+    threshold: 90
+    for: 5s
+  - name: any-busy
+    watch: {measurement: resource_undercloud, field: cpu_percent}
+    condition: ">"
+    threshold: 90
+    for: 20s
+""")
+    out = run_cli(["alerts", "test", str(rules), "--since", "1m"], env, check=True).stdout
+    lines_out = [line.strip() for line in out.splitlines()]
+    assert lines_out[0].startswith(f"3 rules over 200 points of the last 1m ({db})"), out
+    changes = [line.split(" ", 1)[1] for line in lines_out[1:] if line[:2].isdigit()]
+    assert changes == [
+        "node-overloaded host=lxd1: firing (value 95.000, threshold)",
+        "node-overloaded host=lxd1: resolved (value 40.000, recovered)",
+        "node-overloaded host=lxd2: firing (value 95.000, threshold)",
+        "lxd2-busy -: firing (value 95.000, threshold)",
+    ], out   # no phantom `host=` group from another rule's points; any-busy never held 20 s
+    assert "would be firing now: node-overloaded host=lxd2" in out
+    assert "would be firing now: lxd2-busy -" in out
