@@ -336,7 +336,9 @@ def agent_daemon(settings: Settings, overcloud: str, node: str, host: str, *,
         args += ["--url", url]
     if expect:
         args += ["--expect", expect]
-    return cli_daemon(settings, f"agent-{overcloud}-{node}", args, f"{node}@{host}", "agent:")
+    d = cli_daemon(settings, f"agent-{overcloud}-{node}", args, f"{node}@{host}", "agent:")
+    d.start_timeout = 60  # a Python start on a busy 2-core host has taken ~30 s
+    return d
 
 
 def _wanted_port(req: OverCloudRequest) -> int | None:

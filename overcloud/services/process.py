@@ -139,7 +139,7 @@ class Daemon:
             if not _alive(pid):
                 self.pid_file.unlink(missing_ok=True)
                 raise ServiceError(f"{self.name} exited during start-up: {self.log_tail()}")
-            if time.monotonic() > deadline:
+            if time.monotonic() > deadline and not self.ready():  # one last look
                 raise ServiceError(
                     f"{self.name} not ready after {self.start_timeout:g}s: {self.log_tail()}"
                 )
