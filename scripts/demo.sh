@@ -2,8 +2,10 @@
 # The main job on one machine: broker, InfluxDB, DevLake, two LXD UnderCloud hosts and the
 # orchestrator; then an OverCloud request (examples/my-overcloud.yaml: 2 nodes, WordPress on
 # nginx + MariaDB) applied and followed until ready, its URL, and the latest samples read
-# back from its DevLake. `scripts/demo.sh stop` deletes the OverCloud and stops everything
-# it started (by recorded pid).
+# back from its DevLake; where to look (`overcloud top`, Grafana dashboards as code, the alert
+# rules in force); and an "overload act": a busy loop in the web node overloads its host, the
+# node-overloaded rule fires, the orchestrator moves the node, the site stays up.
+# `scripts/demo.sh stop` deletes the OverCloud and stops everything it started (by pid).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/bootstrap.sh
@@ -11,12 +13,13 @@ OC=.venv/bin/overcloud
 REQUEST=${REQUEST:-examples/my-overcloud.yaml}
 NAME=$(sed -n 's/^name: *\([a-z0-9-]*\).*/\1/p' "$REQUEST")
 export OVERCLOUD_AGENT_INTERVAL=${OVERCLOUD_AGENT_INTERVAL:-2}
+export OVERCLOUD_ALERTS_RULES=${OVERCLOUD_ALERTS_RULES:-$PWD/examples/alert-rules.yaml}
 if [ "${1:-}" = "stop" ]; then
   $OC delete "$NAME" --wait 2>/dev/null || true
   exec $OC services down
 fi
 echo "== services (installs what is missing; first run builds the node image, minutes)"
-$OC services up kafka influxdb devlake lxd orchestrator agent
+$OC services up kafka influxdb devlake lxd orchestrator agent alertmanager alerts
 echo "== OverCloud request: $REQUEST"
 $OC request validate "$REQUEST"
 if ! $OC show "$NAME" >/dev/null 2>&1; then
@@ -32,7 +35,35 @@ for _ in $(seq 1 60); do
   sleep 0.5
 done
 $OC metrics latest --overcloud "$NAME"
+echo "== where to look"
+$OC top --overcloud "$NAME" --once || true
+$OC dashboards export ./grafana | tail -3
+$OC alerts list
+echo
+echo "== overload act: a busy loop in $NAME's web node"
+WEB=$($OC list --json | .venv/bin/python -c 'import json,sys; o=next(o for o in json.load(sys.stdin) if o["name"] == sys.argv[1]); print(sorted(o["nodes"])[-1])' "$NAME")
+BEFORE=$($OC list --json | .venv/bin/python -c 'import json,sys; o=next(o for o in json.load(sys.stdin) if o["name"] == sys.argv[1]); print(o["nodes"][sys.argv[2]])' "$NAME" "$WEB")
+.venv/bin/python - "$WEB" "$BEFORE" <<'PY'
+import subprocess, sys
+from orchestrator.hosts import drivers
+from overcloud.settings import load_settings
+node, host = sys.argv[1], sys.argv[2]
+d = drivers(load_settings())[host]
+d.exec_stream(node, "sh", "-c", "while :; do :; done", stdout=subprocess.DEVNULL)
+print(f"loading {node} on {host}: one core busy")
+PY
+echo "(watch it live in another terminal: $OC top --overcloud $NAME)"
+for i in $(seq 1 120); do
+  NOW=$($OC list --json | .venv/bin/python -c 'import json,sys; o=next(o for o in json.load(sys.stdin) if o["name"] == sys.argv[1]); print(o["nodes"][sys.argv[2]], o["state"])' "$NAME" "$WEB")
+  CODE=$(curl -s -o /dev/null -w '%{http_code}' "${URL}wp-admin/install.php" || true)
+  printf '%3ss  %s on %-6s  site %s\n' "$((i * 2))" "$WEB" "$NOW" "$CODE"
+  case "$NOW" in "$BEFORE "*) ;; *" ready") break ;; esac
+  sleep 2
+done
+$OC show "$NAME" | head -12
+$OC top --overcloud "$NAME" --once || true
 echo
 echo "WordPress of OverCloud '$NAME': $URL"
-echo "Look closer:  $OC show $NAME    |   $OC services status"
+echo "Look closer:  $OC show $NAME   |   $OC top --overcloud $NAME   |   $OC services status"
+echo "Dashboards:   ./grafana (Grafana provisioning)   |   alert rules: $OC alerts list"
 echo "Stop it all:  scripts/demo.sh stop"
