@@ -199,7 +199,8 @@ def test_database_and_web_nodes_move_by_hand_and_the_url_stays(
         assert "lxd1" not in shown.split("networks:")[0], shown
         # the database came with its volume
         assert _sql(env, name, db, "lxd2", "SELECT v FROM wordpress.oc_marker").strip() == "42"
-        finished = events.of("MigrationFinished", overcloud=name)
+        finished = wait_until(lambda: len(v := events.of("MigrationFinished", overcloud=name))
+                              >= 2 and v, timeout=30, what="both MigrationFinished events")
         assert [(e["payload"]["node"], e["payload"]["target"], e["payload"]["ok"])
                 for e in finished] == [(web, "lxd2", True), (db, "lxd2", True)]
         # stateless: the page is down only while the proxy device moves; the database
@@ -241,7 +242,8 @@ def test_drain_evacuates_a_host_and_new_requests_avoid_it(
             assert out.returncode == 0, out.stdout + out.stderr
         assert set(_hosts(env, name).values()) == {"lxd1"}
         assert all(v == ["lxd1"] for v in _where(env, name).values())
-        drained = events.of("MigrationFinished", overcloud=name, source="lxd2")
+        drained = wait_until(lambda: events.of("MigrationFinished", overcloud=name,
+                                               source="lxd2"), timeout=30, what="the event")
         assert [e["payload"]["ok"] for e in drained] == [True], drained
         assert probe.ok > 0 and probe.downtime < 20.0, probe.downtime
         listed = orjson.loads(run_cli(["undercloud", "list", "--json"], env, check=True).stdout)
@@ -285,7 +287,8 @@ def test_a_target_that_dies_mid_move_leaves_one_copy_and_a_retry_completes(
         assert _hosts(env, name)[web] == "lxd1"
         r = httpx.get(f"http://127.0.0.1:{port}/wp-admin/install.php", timeout=10)
         assert r.status_code == 200 and "WordPress" in r.text, "still served from lxd1"
-        failed = events.of("MigrationFinished", overcloud=name, ok=False)
+        failed = wait_until(lambda: events.of("MigrationFinished", overcloud=name, ok=False),
+                            timeout=30, what="the failed move's event")
         assert failed and failed[-1]["payload"]["node"] == web
 
         lxd2.start()
