@@ -218,6 +218,24 @@ def preseed(host: LxdHost, storage_driver: str = "dir", storage_size: str = "") 
     return yaml.safe_dump(doc, sort_keys=False)
 
 
+KERNEL_LIMITS = {"kernel/keys/maxkeys": 2000, "kernel/keys/maxbytes": 2000000}
+"""LXD's production settings for the per-user key quota. Every container started inside a
+node (runc) takes a session keyring from the quota of the node's mapped root uid, shared by
+all nodes of a host: with the kernel default of 200 keys, a few nodes running the stack hit
+"unable to create session key: disk quota exceeded"."""
+
+
+def raise_kernel_limits(limits: dict[str, int] = KERNEL_LIMITS) -> None:
+    """Raise each limit to at least the given value (never lowers one)."""
+    for key, want in limits.items():
+        path = Path("/proc/sys") / key
+        try:
+            if int(path.read_text().split()[0]) < want:
+                path.write_text(str(want))
+        except (OSError, ValueError) as exc:
+            raise ServiceError(f"cannot raise {key.replace('/', '.')} to {want}: {exc}") from None
+
+
 @dataclass
 class LxdHostService:
     """One LXD daemon: start it, apply the preseed, stop it with its instances."""
@@ -252,6 +270,7 @@ class LxdHostService:
 
     def _prepare(self) -> None:
         h = self.host
+        raise_kernel_limits()
         h.lxd_dir.mkdir(parents=True, exist_ok=True)
         os.chmod(h.lxd_dir, 0o711)
         if api_answers(h):
