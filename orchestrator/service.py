@@ -112,7 +112,7 @@ class Orchestrator:
         self.ctx.registry.mark(f"relief:{host}")
         loads, other = node_loads(self.ctx, host)
         recover = event.recovery or s.undercloud.relief_below
-        moves = relief_moves(loads, _capacity(self.ctx, host), recover,
+        moves = relief_moves(loads, _measured_capacity(self.ctx, host), recover,
                              placement_chooser(self.ctx), other)
         if not moves:
             log.info("%s overloaded (%.0f%%) but no node of ours can help by moving", host,
@@ -176,6 +176,16 @@ class Orchestrator:
             if offsets:
                 self._dead.flush()
                 consumer.commit(offsets)
+
+
+def _measured_capacity(ctx: Context, host: str) -> float:
+    """The CPU capacity the overload was measured against: what the host agent reports with
+    `resource_undercloud` (its `capacity_cpus`), else the inventory's or the settings' size."""
+    from orchestrator.inventory import live_load
+
+    load, _ = live_load(ctx.settings)
+    reported = load[host].capacity_cpus if host in load else None
+    return float(reported) if reported else _capacity(ctx, host)
 
 
 def _capacity(ctx: Context, host: str) -> float:
