@@ -364,7 +364,10 @@ def test_overload_moves_nodes_until_the_host_recovers(
                        interval=0.2, what="the relief migration")
             wait_until(lambda: events.of("NodeRecovered", host="lxd1"), timeout=120,
                        interval=0.2, what="lxd1 to recover")
-        moved = events.of("MigrationFinished", overcloud=name)
+        # every planned move done (one workflow: as many Finished as Started)
+        moved = wait_until(lambda: len(v := events.of("MigrationFinished", overcloud=name))
+                           == len(events.of("MigrationStarted", overcloud=name)) and v,
+                           timeout=300, interval=0.2, what="every planned move to finish")
         print(f"\noverloaded after {_t(events.of('NodeOverloaded', host='lxd1')[0]) - started:.1f}s;"
               f" moves {[(e['payload']['node'], e['payload']['downtime_s']) for e in moved]};"
               f" probe downtime {probe.downtime:.2f}s ({probe.failed} failed)")
