@@ -8,6 +8,7 @@ instead of silently colliding.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -93,21 +94,42 @@ class Daemon:
     def log_file(self) -> Path:
         return self.state_dir / "log" / f"{self.name}.log"
 
-    def pid(self) -> int | None:
-        """The recorded pid if that process is still ours and alive; clears stale pid files."""
+    def _recorded(self) -> tuple[int, list[str]] | None:
+        """(pid, command line) from the pid file; the command line is the one we started
+        (older files hold only the pid: then it is this daemon's own)."""
         try:
-            pid = int(self.pid_file.read_text().strip())
-        except (OSError, ValueError):
+            first, *rest = self.pid_file.read_text().splitlines()
+            pid = int(first.strip())
+            argv = json.loads(rest[0]) if rest and rest[0].strip() else list(self.argv)
+        except (OSError, ValueError, IndexError):
             return None
-        # ours only if it still runs the very command line we started (pids get reused)
-        if _alive(pid) and _cmdline(pid) == self.argv:
+        return pid, [str(a) for a in argv]
+
+    def pid(self) -> int | None:
+        """The recorded pid if that process is still ours and alive; clears stale pid files.
+
+        Ours means it still runs the very command line we recorded when starting it (pids get
+        reused) — not necessarily today's `argv`: a daemon started with other options (an
+        agent of a node that has moved since) is still ours to stop."""
+        rec = self._recorded()
+        if rec is None:
+            return None
+        pid, argv = rec
+        if _alive(pid) and _cmdline(pid) == argv:
             return pid
         self.pid_file.unlink(missing_ok=True)
         return None
 
     def start(self) -> int:
-        """Start unless already running; wait until ready. Returns the pid."""
+        """Start unless already running as asked; wait until ready. Returns the pid.
+
+        Running with other options (the recorded command line differs from `argv`): that
+        process is stopped and this one started."""
         pid = self.pid()
+        rec = self._recorded()
+        if pid is not None and rec is not None and rec[1] != self.argv:
+            self.stop()
+            pid = None
         if pid is None:
             if self.port and port_open(*self.port):
                 raise ServiceError(
@@ -133,7 +155,7 @@ class Daemon:
             finally:
                 log.close()
             pid = proc.pid
-            self.pid_file.write_text(f"{pid}\n")
+            self.pid_file.write_text(f"{pid}\n{json.dumps(self.argv)}\n")
         deadline = time.monotonic() + self.start_timeout
         while not self.ready():
             if not _alive(pid):

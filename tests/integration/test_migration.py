@@ -201,6 +201,10 @@ def test_database_and_web_nodes_move_by_hand_and_the_url_stays(
               f"after the db move: downtime {probe.downtime:.2f}s "
               f"({probe.failed} failed / {probe.ok} good probes)")
         assert _hosts(env, name) == {db: "lxd2", web: "lxd2"}
+        # one agent per node, following it (the old one stopped)
+        from tests.integration.test_provisioning import _agent_processes
+
+        assert len(_agent_processes(name)) == 2
         assert _where(env, name) == {db: ["lxd2"], web: ["lxd2"]}, "one copy of each node"
         shown = run_cli(["show", name], env, check=True).stdout
         assert "lxd1" not in shown.split("networks:")[0], shown

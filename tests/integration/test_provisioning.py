@@ -104,6 +104,7 @@ def test_two_node_overcloud_end_to_end(uc: Env, tmp_path: Path) -> None:
         assert _nets(uc) == {"lxd1": [], "lxd2": []}, "its networks are gone with it"
         assert not any(d.instances() for d in drivers(uc.settings()).values())
         assert not list((Path(uc["OVERCLOUD_STATE_DIR"]) / "run").glob(f"agent-{name}-*"))
+        assert not _agent_processes(name), "its agents stopped, not only their pid files gone"
         assert not (Path(uc["OVERCLOUD_STATE_DIR"]) / "secrets" / f"{name}.json").exists()
         dbs = run_cli(["metrics", "query", "SHOW DATABASES"], uc, check=True).stdout
         assert f"devlake_{name}" not in dbs
@@ -249,3 +250,16 @@ def _events(env: Env, kind: str, name: str) -> list[dict[str, Any]]:
            if e.get("type") == kind and e.get("payload", {}).get("name") == name]
     c.close()
     return out
+
+
+def _agent_processes(name: str) -> list[int]:
+    """Pids of agent processes of OverCloud `name` on this machine (from /proc)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"agent" in argv and b"--overcloud" in argv and name.encode() in argv:
+            found.append(int(proc.name))
+    return found

@@ -22,7 +22,7 @@ def own_env(tmp_path: Path) -> dict[str, str]:
 
 
 def _pids(state: Path) -> dict[str, int]:
-    return {p.stem: int(p.read_text()) for p in (state / "run").glob("*.pid")}
+    return {p.stem: int(p.read_text().split()[0]) for p in (state / "run").glob("*.pid")}
 
 
 def test_up_is_idempotent_status_and_down(own_env: dict[str, str]) -> None:

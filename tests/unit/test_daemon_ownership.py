@@ -1,0 +1,49 @@
+"""A daemon started with one command line is still ours to stop after its options change
+(an agent whose node moved), and starting it with new options replaces the old process."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from overcloud.services.process import Daemon
+
+
+def _sleeper(tmp: Path, seconds: str) -> Daemon:
+    return Daemon(name="sleeper", argv=[sys.executable, "-c", "import time; time.sleep(60)",
+                                        seconds], state_dir=tmp, ready=lambda: True,
+                  address="-")
+
+
+def test_stop_finds_the_process_started_with_other_options(tmp_path: Path) -> None:
+    first = _sleeper(tmp_path, "a")
+    pid = first.start()
+    try:
+        later = _sleeper(tmp_path, "b")  # same name, other options
+        assert later.pid() == pid
+        assert later.stop()
+        assert first.pid() is None and not first.pid_file.exists()
+    finally:
+        first.stop()
+
+
+def test_start_with_other_options_replaces_the_old_process(tmp_path: Path) -> None:
+    old = _sleeper(tmp_path, "a")
+    old_pid = old.start()
+    new = _sleeper(tmp_path, "b")
+    try:
+        new_pid = new.start()
+        assert new_pid != old_pid
+        assert not Path(f"/proc/{old_pid}").exists() or Path(
+            f"/proc/{old_pid}/status").read_text().find("zombie") >= 0
+        assert new.start() == new_pid  # as asked already: left alone
+    finally:
+        new.stop()
+        old.stop()
+
+
+def test_a_pid_file_of_someone_else_is_stale(tmp_path: Path) -> None:
+    d = _sleeper(tmp_path, "a")
+    d.pid_file.parent.mkdir(parents=True)
+    d.pid_file.write_text(f"{1}\n")  # pid 1 does not run our command line
+    assert d.pid() is None and not d.pid_file.exists()
