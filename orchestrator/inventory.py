@@ -446,14 +446,16 @@ def host_views(records: Sequence[HostRecord], *, reachable: Mapping[str, bool],
                capacity: tuple[float, int]) -> list[HostView]:
     """Join records, observations and load into placement's view (pure).
 
-    Capacity: the operator's override, else what the host agent reports, else `capacity`.
+    Capacity: the operator's override, else `capacity` (the settings' host size). Not what
+    a host agent reported: that is whatever `host_cpus` *its* settings had (a test's or a
+    demo's small measuring capacity would make every host look full to placement).
     Utilisation is recomputed against that capacity from the used cores/bytes when known.
     """
     views = []
     for r in records:
         ld = load.get(r.name, HostLoad())
-        cap_cpu = r.cpus or ld.capacity_cpus or capacity[0]
-        cap_mem = r.memory or ld.capacity_memory or capacity[1]
+        cap_cpu = r.cpus or capacity[0]
+        cap_mem = r.memory or capacity[1]
         cpu_util = (100 * ld.cpu_cores_used / cap_cpu if ld.cpu_cores_used is not None and cap_cpu
                     else ld.cpu_percent)
         mem_util = (100 * ld.mem_usage / cap_mem if ld.mem_usage is not None and cap_mem

@@ -345,7 +345,10 @@ def test_overload_moves_nodes_until_the_host_recovers(
     watch = Env(env, OVERCLOUD_UNDERCLOUD_HOST_CPUS="0.5", OVERCLOUD_AGENT_INTERVAL="1",
                 OVERCLOUD_ALERTS_GROUP=f"al{uuid.uuid4().hex[:5]}",
                 OVERCLOUD_ALERTS_TICK="0.5")
-    evaluator = Background(["alerts", "run", "--rules", str(rules)], watch,
+    # its own state dir: the evaluator restores its alert states across restarts, and an
+    # earlier test's evaluator left lxd1 firing in the session's
+    evaluator = Background(["alerts", "run", "--rules", str(rules)],
+                           Env(watch, OVERCLOUD_STATE_DIR=str(tmp_path / "alerts-state")),
                            tmp_path / "alerts.log").start()
     agent = Background(["agent", "run", "--layer", "resource"], watch,
                        tmp_path / "agent.log").start()

@@ -122,8 +122,10 @@ def test_views_join_records_observations_and_load() -> None:
     views = {v.name: v for v in host_views(
         records, reachable={"a": True, "b": True, "c": True, "d": False},
         allocated={"a": Allocation(2.0, GiB, ("x-n1",))}, load=load, capacity=(2.0, 4 * GiB))}
-    assert views["a"].state == "ready" and views["a"].capacity_cpu == 8.0
-    assert views["a"].cpu_util == pytest.approx(12.5)  # 1 core of the 8 the host agent reports
+    # capacity: the override, else the settings' size; never what an agent reported (8)
+    assert views["a"].state == "ready" and views["a"].capacity_cpu == 2.0
+    assert views["a"].capacity_memory == 4 * GiB
+    assert views["a"].cpu_util == pytest.approx(50.0)  # 1 core of the 2
     assert views["a"].allocated_cpu == 2.0 and views["a"].net_bytes_per_s == 7.0
     assert views["b"].state == "draining"
     assert views["c"].capacity_cpu == 4.0 and views["c"].cpu_util == pytest.approx(50.0)  # override
@@ -226,7 +228,8 @@ def test_cli_remove_while_in_use_keeps_the_host(tmp_path: Path, cert: Path) -> N
     assert far["allocated"]["nodes"] == ["blog-n2"] and far["allocated"]["cpu"] == 1.0
     assert far["state"] == "unreachable"  # nothing answers on that port
     assert {"site": "os1", "kind": "openstack", "cloud": "mycloud"} in doc["sites"]
-    drained = run_cli(["undercloud", "drain", "far"], env, timeout=60, check=True)
+    drained = run_cli(["undercloud", "drain", "far", "--no-evacuate"], env, timeout=60,
+                      check=True)
     assert "far is draining" in drained.stdout
     doc = json.loads(run_cli(["undercloud", "list", "--json"], env, timeout=60, check=True).stdout)
     assert next(h for h in doc["hosts"] if h["host"] == "far")["state"] == "draining"
