@@ -403,6 +403,28 @@ def read_load(ql: QueryApi, database: str, window: str = LOAD_WINDOW) -> dict[st
     return out
 
 
+def latest_undercloud(settings: Settings) -> dict[str, tuple[float, float]]:
+    """Per host: (CPU cores used, CPU capacity) of its latest `resource_undercloud` sample of
+    the last minute — the units the overload rule measured in. {} when the DevLake is down."""
+    from devlake.sinks import InfluxQL
+    from overcloud.errors import PermanentError
+
+    q = ('SELECT last("cpu_cores_used") AS used, last("capacity_cpus") AS cap '
+         'FROM "resource_undercloud" WHERE time > now() - 1m GROUP BY "host"')
+    try:
+        series = InfluxQL(settings.influx, timeout=5.0).query(q, settings.influx.default_database)
+    except (TemporaryError, PermanentError):
+        return {}
+    out = {}
+    for s in series:
+        host = (s.get("tags") or {}).get("host")
+        row = dict(zip(s.get("columns") or [], (s.get("values") or [[]])[0], strict=False))
+        used, cap = row.get("used"), row.get("cap")
+        if host and isinstance(used, int | float) and isinstance(cap, int | float) and cap > 0:
+            out[host] = (float(used), float(cap))
+    return out
+
+
 def allocations(registry: Registry) -> dict[str, Allocation]:
     """Per host: the cpu/memory limits of the OverCloud nodes the registry placed there."""
     from orchestrator.request import memory_bytes

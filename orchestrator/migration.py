@@ -379,11 +379,13 @@ def node_loads(c: Context, host: str, seconds: float = 1.0) -> tuple[list[NodeLo
     return loads, other
 
 
-def placement_chooser(c: Context, site: str = "") -> Chooser:
+def placement_chooser(c: Context, site: str = "",
+                      fits: Callable[[NodeLoad, str], bool] | None = None) -> Chooser:
     """Targets as placement decides them (`placement.choose_target`, least-loaded): never a
     draining or unreachable host, never over capacity, tiers apart when the request asks;
-    optionally only hosts of `site`. Each choice books the node's demand on its target, so
-    one plan never overfills a host."""
+    optionally only hosts of `site`, and only targets `fits` accepts (a relief must not
+    overload the host it moves load to). Each choice books the node's demand on its target,
+    so one plan never overfills a host."""
     from dataclasses import replace
 
     from orchestrator.inventory import Inventory, snapshot
@@ -405,13 +407,18 @@ def placement_chooser(c: Context, site: str = "") -> Chooser:
         demand = NodeDemand(n.node, n.tiers, float(req.cluster.cpu), req.cluster.memory_bytes)
         siblings = [(NodeDemand(o.node, tuple(o.tiers), demand.cpu, demand.memory),
                      placed.get(o.node, o.host)) for o in rec.nodes if o.node != n.node]
-        try:
-            target = choose_target(demand, list(views.values()), set(avoid),
-                                   separate_tiers=req.placement.separate_tiers,
-                                   siblings=siblings)
-        except PlacementError as exc:
-            log.info("no target for %s: %s", n.node, exc)
-            return None
+        rejected: set[str] = set()
+        while True:
+            try:
+                target = choose_target(demand, list(views.values()), set(avoid) | rejected,
+                                       separate_tiers=req.placement.separate_tiers,
+                                       siblings=siblings)
+            except PlacementError as exc:
+                log.info("no target for %s: %s", n.node, exc)
+                return None
+            if fits is None or fits(n, target):
+                break
+            rejected.add(target)
         v = views[target]
         views[target] = replace(v, allocated_cpu=v.allocated_cpu + demand.cpu,
                                 allocated_memory=v.allocated_memory + demand.memory)
@@ -467,3 +474,22 @@ def _site_hosts(c: Context, site: str) -> set[str]:
         return {h.name for h in inv.hosts() if h.site == site and h.name in c.hosts}
     finally:
         inv.close()
+
+
+def relief_fits(latest: dict[str, tuple[float, float]], limit_percent: float
+                ) -> Callable[[NodeLoad, str], bool]:
+    """A target fits when it stays under `limit_percent` (the rule's firing threshold) with
+    the node's current CPU added to what it uses now, in the units the rule measured in
+    (`latest`: host → (cores used, capacity) from `resource_undercloud`). A host we have no
+    measurement of fits (placement's capacity rule still applies). Books what it accepts."""
+    added: dict[str, float] = {}
+
+    def fits(n: NodeLoad, host: str) -> bool:
+        if host in latest:
+            used, cap = latest[host]
+            if (used + added.get(host, 0.0) + n.cpu_cores) / cap * 100 >= limit_percent:
+                return False
+        added[host] = added.get(host, 0.0) + n.cpu_cores
+        return True
+
+    return fits

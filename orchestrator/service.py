@@ -95,7 +95,8 @@ class Orchestrator:
         """Relieve an overloaded host: measure our nodes there, plan the fewest moves that
         bring it under the rule's recovery threshold, run them. At most once per cool-down
         per host, however often the alert flaps."""
-        from orchestrator.migration import node_loads, placement_chooser, relief_moves
+        from orchestrator.inventory import latest_undercloud
+        from orchestrator.migration import node_loads, placement_chooser, relief_fits, relief_moves
 
         s, host = self.ctx.settings, event.host
         if host not in self.ctx.hosts:
@@ -112,8 +113,11 @@ class Orchestrator:
         self.ctx.registry.mark(f"relief:{host}")
         loads, other = node_loads(self.ctx, host)
         recover = event.recovery or s.undercloud.relief_below
-        moves = relief_moves(loads, _measured_capacity(self.ctx, host), recover,
-                             placement_chooser(self.ctx), other)
+        latest = latest_undercloud(s)
+        capacity = latest[host][1] if host in latest else _capacity(self.ctx, host)
+        fits = relief_fits(latest, event.threshold or 100.0)
+        moves = relief_moves(loads, capacity, recover, placement_chooser(self.ctx, fits=fits),
+                             other)
         if not moves:
             log.info("%s overloaded (%.0f%%) but no node of ours can help by moving", host,
                      event.value)
@@ -176,16 +180,6 @@ class Orchestrator:
             if offsets:
                 self._dead.flush()
                 consumer.commit(offsets)
-
-
-def _measured_capacity(ctx: Context, host: str) -> float:
-    """The CPU capacity the overload was measured against: what the host agent reports with
-    `resource_undercloud` (its `capacity_cpus`), else the inventory's or the settings' size."""
-    from orchestrator.inventory import live_load
-
-    load, _ = live_load(ctx.settings)
-    reported = load[host].capacity_cpus if host in load else None
-    return float(reported) if reported else _capacity(ctx, host)
 
 
 def _capacity(ctx: Context, host: str) -> float:

@@ -101,13 +101,29 @@ def run(
 
 
 def _undercloud_collectors(s: Settings) -> list[Collector]:
-    """The host agent also measures every configured UnderCloud host whose LXD API answers."""
+    """The host agent also measures every UnderCloud host whose LXD API answers (configured
+    or added with `undercloud add`), each against its capacity as placement sees it: the
+    operator's override from the inventory, else the settings' host size — one notion of a
+    host's size for placement, the overload rule and relief plans."""
     from collectors.resource.undercloud import Capacity, LxdHostSource, UnderCloudCollector
+    from orchestrator.inventory import Inventory
     from overcloud.services.lxd import api_answers
 
-    cap = Capacity.of_this_machine(s.undercloud.host_cpus, s.undercloud.host_memory)
-    return [UnderCloudCollector(LxdHostSource(h), h.name, cap)
-            for h in s.lxd_hosts if api_answers(h)]
+    default = Capacity.of_this_machine(s.undercloud.host_cpus, s.undercloud.host_memory)
+    inv = Inventory(s)
+    try:
+        records = {r.name: r for r in inv.hosts()}
+        hosts = [*s.lxd_hosts, *inv.lxd_hosts()]
+    finally:
+        inv.close()
+
+    def capacity(name: str) -> Capacity:
+        r = records.get(name)
+        return Capacity(float(r.cpus) if r and r.cpus else default.cpus,
+                        int(r.memory) if r and r.memory else default.memory)
+
+    return [UnderCloudCollector(LxdHostSource(h), h.name, capacity(h.name))
+            for h in hosts if api_answers(h)]
 
 
 LAYERS = ("resource", "flow", "service")

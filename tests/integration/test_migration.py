@@ -3,9 +3,9 @@ that dies mid-move — with the WordPress URL probed every 100 ms throughout.
 
 Everything is real: the session's two LXD daemons (`uc` fixture), tansu, InfluxDB, DevLake,
 the orchestrator, the host agent measuring `resource_undercloud`, and the alert evaluator
-whose built-in `node-overloaded` rule (shortened `for`) raises `NodeOverloaded`. Placement
-capacity comes from the inventory (`undercloud set --cpus`), the overload from the agent's
-measurement against half a CPU per host, so one busy loop in a node overloads its host.
+whose built-in `node-overloaded` rule (shortened `for`) raises `NodeOverloaded`. Host
+sizes come from the inventory (`undercloud set --cpus`), which placement, the host agent's
+measurement and relief plans all use.
 """
 
 from __future__ import annotations
@@ -338,11 +338,14 @@ def test_overload_moves_nodes_until_the_host_recovers(
     port = _apply(env, tmp_path, name, 3, "pack")
     assert set(_hosts(env, name).values()) == {"lxd1"}
     rules = tmp_path / "rules.yaml"
-    # a busy loop gets anywhere from 0.2 to 1 core on a shared 2-core machine: measured
-    # against 0.5 CPU and a 60 % threshold it always overloads the host, while three idle
-    # nodes (health checks every second) stay well under the 45 % recovery threshold
-    rules.write_text("rules:\n  - {name: node-overloaded, for: 4s, threshold: 60, recover: 45}\n")
-    watch = Env(env, OVERCLOUD_UNDERCLOUD_HOST_CPUS="0.5", OVERCLOUD_AGENT_INTERVAL="1",
+    # sizes as an operator declares them (the inventory): lxd1 small, lxd2 big. The host
+    # agent measures each host against that size, placement and relief use the same. One
+    # busy loop (0.4-1 core on a shared 2-core machine) overloads lxd1 (1.5 CPUs); the three
+    # idle nodes (~0.1 core each) stay under the 35 % recovery threshold; lxd2 (8) takes the
+    # busy node without coming near 50 % itself, so the relief does not overload its target.
+    run_cli(["undercloud", "set", "lxd1", "--cpus", "1.5"], env, check=True)
+    rules.write_text("rules:\n  - {name: node-overloaded, for: 4s, threshold: 50, recover: 35}\n")
+    watch = Env(env, OVERCLOUD_AGENT_INTERVAL="1",
                 OVERCLOUD_ALERTS_GROUP=f"al{uuid.uuid4().hex[:5]}",
                 OVERCLOUD_ALERTS_TICK="0.5")
     # its own state dir: the evaluator restores its alert states across restarts, and an

@@ -57,3 +57,16 @@ def test_a_refusal_is_a_one_task_workflow_that_fails_with_the_reason() -> None:
     spec = verdict_spec("shop", "no host can take shop-n1", refused=True)
     assert [t.action for t in spec.tasks] == ["refuse_migration"]
     assert spec.tasks[0].args["reason"] == "no host can take shop-n1"
+
+
+def test_a_target_that_the_move_would_overload_is_not_used() -> None:
+    from orchestrator.migration import relief_fits
+
+    # h2: 1.0 of 2 cores used; a 0.5-core node would take it to 75 % (threshold 60)
+    fits = relief_fits({"h2": (1.0, 2.0), "h3": (0.1, 8.0)}, 60.0)
+    hot = _n("hot", 0.5)
+    assert not fits(hot, "h2")
+    assert fits(hot, "h3")  # and books it:
+    assert fits(_n("second", 4.0), "h3")  # 0.1 + 0.5 + 4.0 = 4.6 of 8 → 57.5 % < 60
+    assert not fits(_n("third", 0.3), "h3")  # 4.9 of 8 → 61 %
+    assert fits(hot, "unmeasured")  # no measurement: placement's capacity rule decides
