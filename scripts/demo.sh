@@ -43,6 +43,11 @@ echo
 echo "== overload act: a busy loop in $NAME's web node"
 WEB=$($OC list --json | .venv/bin/python -c 'import json,sys; o=next(o for o in json.load(sys.stdin) if o["name"] == sys.argv[1]); print(sorted(o["nodes"])[-1])' "$NAME")
 BEFORE=$($OC list --json | .venv/bin/python -c 'import json,sys; o=next(o for o in json.load(sys.stdin) if o["name"] == sys.argv[1]); print(o["nodes"][sys.argv[2]])' "$NAME" "$WEB")
+OTHER=$([ "$BEFORE" = lxd1 ] && echo lxd2 || echo lxd1)
+# host sizes as an operator declares them: the other host is the big one (placement, the
+# host agent's measurement and the relief plan all read the inventory)
+$OC undercloud set "$OTHER" --cpus 8 >/dev/null
+$OC services down agent >/dev/null && $OC services up agent >/dev/null
 .venv/bin/python - "$WEB" "$BEFORE" <<'PY'
 import subprocess, sys
 from orchestrator.hosts import drivers
