@@ -45,7 +45,11 @@ def bare_hosts(env: Env) -> Iterator[Env]:
                 OVERCLOUD_UNDERCLOUD_BRIDGE_PREFIX=os.environ.get("OC_TEST_BRIDGE_PREFIX", "ocpl"),
                 OVERCLOUD_UNDERCLOUD_SUBNET_PREFIX=os.environ.get("OC_TEST_SUBNET_PREFIX", "10.239"),
                 OVERCLOUD_UNDERCLOUD_STORAGE_DRIVER="dir",
-                OVERCLOUD_UNDERCLOUD_HTTPS_PORT=str(free_port()))
+                OVERCLOUD_UNDERCLOUD_HTTPS_PORT=str(free_port()),
+                # the size of each host, as the samples below report it (placement reads the
+                # settings or the inventory, not what an agent reported)
+                OVERCLOUD_UNDERCLOUD_HOST_CPUS="8",
+                OVERCLOUD_UNDERCLOUD_HOST_MEMORY=str(16 * GiB))
     s = hosts.settings()
     started = []
     try:
