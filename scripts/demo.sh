@@ -47,6 +47,7 @@ OTHER=$([ "$BEFORE" = lxd1 ] && echo lxd2 || echo lxd1)
 # host sizes as an operator declares them: the other host is the big one (placement, the
 # host agent's measurement and the relief plan all read the inventory)
 $OC undercloud set "$OTHER" --cpus 8 >/dev/null
+$OC undercloud set "$BEFORE" --cpus "$(nproc)" >/dev/null
 $OC services down agent >/dev/null && $OC services up agent >/dev/null
 .venv/bin/python - "$WEB" "$BEFORE" <<'PY'
 import subprocess, sys
@@ -65,7 +66,7 @@ for i in $(seq 1 120); do
   case "$NOW" in "$BEFORE "*) ;; *" ready") break ;; esac
   sleep 2
 done
-$OC show "$NAME" | head -12
+$OC show "$NAME" | sed -n '1,8p'
 $OC top --overcloud "$NAME" --once || true
 echo
 echo "WordPress of OverCloud '$NAME': $URL"
