@@ -42,11 +42,11 @@ from orchestrator.images import NODE_ALIAS
 from orchestrator.provision import (
     STACK_DIR,
     Context,
-    _docker_ok,
-    _wait,
     deploy,
+    docker_ok,
     node_agent,
     stack_env,
+    wait_or_retry,
 )
 from orchestrator.request import OverCloudRequest
 from orchestrator.workflow import ActionRegistry, TaskContext, TaskSpec, WorkflowSpec
@@ -257,8 +257,8 @@ def _make_and_break(c: Context, ctx: TaskContext, req: OverCloudRequest, node: s
     tgt.ensure_network(bridge, gateway, req.name)
     tgt.launch(NodeSpec(node, req.name, node, NODE_ALIAS, req.cluster.cpu,
                         req.cluster.memory_bytes, network=bridge))
-    address = _wait(lambda: tgt.address(node), 60, f"an address for {node} on {tgt.name}")
-    _wait(lambda: _docker_ok(tgt, node), 120, f"Docker in {node} on {tgt.name}")
+    address = wait_or_retry(lambda: tgt.address(node), 60, f"an address for {node} on {tgt.name}")
+    wait_or_retry(lambda: docker_ok(tgt, node), 120, f"Docker in {node} on {tgt.name}")
     rec = c.registry.get(req.name)
     assert rec is not None
     addresses = {n.node: n.address for n in rec.nodes} | {node: address}
@@ -336,7 +336,7 @@ def _verify(url: str) -> None:
             return False
         return r.status_code == 200 and "WordPress" in r.text
 
-    _wait(ok, 120, f"{url} to answer again")
+    wait_or_retry(ok, 120, f"{url} to answer again")
 
 
 def _roll_back(c: Context, req: OverCloudRequest, node: str, src: MovableHost,

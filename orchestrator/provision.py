@@ -153,7 +153,7 @@ def register_actions(actions: ActionRegistry, c: Context) -> None:
         host.ensure_network(bridge, gateway, req.name)
         host.launch(NodeSpec(node, req.name, node, NODE_ALIAS, req.cluster.cpu,
                              req.cluster.memory_bytes, network=bridge))
-        address = _wait(lambda: host.address(node), 60, f"an address for {node}")
+        address = wait_or_retry(lambda: host.address(node), 60, f"an address for {node}")
         c.registry.set_node(req.name, node, host.name, req.tier_layout()[node], address)
         ctx.report(f"{node} on {host.name} at {address}")
         return {"host": host.name, "address": address}
@@ -163,7 +163,7 @@ def register_actions(actions: ActionRegistry, c: Context) -> None:
         req = _request(ctx)
         node = ctx.args["node"]
         host = host_of(req.name, node)
-        _wait(lambda: _docker_ok(host, node), 120, f"Docker in {node}")
+        wait_or_retry(lambda: docker_ok(host, node), 120, f"Docker in {node}")
 
     @actions.action("deploy_stack")
     def deploy_stack(ctx: TaskContext) -> dict[str, str]:
@@ -346,7 +346,7 @@ def _wanted_port(req: OverCloudRequest) -> int | None:
     return None if port == "auto" else int(port)
 
 
-def _docker_ok(host: HostDriver, node: str) -> bool:
+def docker_ok(host: HostDriver, node: str) -> bool:
     try:
         host.exec(node, "docker", "info", "--format", "{{.Driver}}", timeout=30)
     except TemporaryError:
@@ -354,7 +354,8 @@ def _docker_ok(host: HostDriver, node: str) -> bool:
     return True
 
 
-def _wait(predicate: Any, timeout: float, what: str) -> Any:
+def wait_or_retry(predicate: Any, timeout: float, what: str) -> Any:
+    """Wait for `predicate`; on timeout a TemporaryError, so the task is retried."""
     from overcloud.waiting import WaitTimeout, wait_until
 
     try:
