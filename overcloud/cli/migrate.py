@@ -28,9 +28,7 @@ def migrate(
     from orchestrator.hosts import drivers
     from orchestrator.inventory import Inventory
     from orchestrator.registry import Registry
-    from overcloud.bus import KafkaEventBus, ensure_topics
-    from overcloud.cli.overclouds import _follow
-    from overcloud.errors import TemporaryError
+    from overcloud.cli.overclouds import _follow, publish
     from overcloud.events import MigrationRequested
 
     if bool(to) == bool(to_site):
@@ -64,13 +62,7 @@ def migrate(
         raise UserError(f"{name} is {rec.state}; only a ready (or degraded) OverCloud moves")
     event = MigrationRequested(overcloud=name, node=node, target=to, site=to_site,
                                reason="by hand")
-    try:
-        ensure_topics(s)
-        bus = KafkaEventBus(s)
-        bus.publish(event, key=name)
-        bus.close()
-    except TemporaryError as exc:
-        raise UserError(f"{exc} (is it running? overcloud services up)") from None
+    publish(s, event, name)
     where = to or f"site {to_site}"
     console.print(f"migration of {node or name} to {where} requested: id {event.id}")
     if wait:

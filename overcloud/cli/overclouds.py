@@ -25,6 +25,8 @@ from overcloud.errors import UserError
 if TYPE_CHECKING:
     from orchestrator.request import OverCloudRequest
     from orchestrator.store import WorkflowRecord, WorkflowStore
+    from overcloud.events import Event
+    from overcloud.settings import Settings
 
 orchestrator_app = typer.Typer(help="The orchestrator: events → workflows.", no_args_is_help=True)
 
@@ -61,6 +63,20 @@ def _tasks_table(wf: WorkflowRecord, title: str) -> Table:
     return t
 
 
+def publish(s: Settings, event: Event, key: str) -> None:
+    """Publish a request event for the orchestrator; a broker that is away is a user error."""
+    from overcloud.bus import KafkaEventBus, ensure_topics
+    from overcloud.errors import TemporaryError
+
+    try:
+        ensure_topics(s)
+        bus = KafkaEventBus(s)
+        bus.publish(event, key=key)
+        bus.close()
+    except TemporaryError as exc:
+        raise UserError(f"{exc} (is it running? overcloud services up)") from None
+
+
 def _follow(workflow_id: str, what: str, timeout: float) -> WorkflowRecord:
     """Show the workflow's tasks live until it finishes; the orchestrator must pick it up."""
     from orchestrator.store import WorkflowNotFound
@@ -95,8 +111,6 @@ def apply(
     """Publish an `OverCloudRequested` event for a valid request; prints its id."""
     from orchestrator.registry import Registry
     from orchestrator.request import RequestInvalid, load_request
-    from overcloud.bus import KafkaEventBus, ensure_topics
-    from overcloud.errors import TemporaryError
     from overcloud.events import OverCloudRequested
 
     try:
@@ -113,13 +127,7 @@ def apply(
         _print_plan(req)
         return
     event = OverCloudRequested(name=req.name, owner=req.owner, spec=req.to_spec())
-    try:
-        ensure_topics(s)
-        bus = KafkaEventBus(s)
-        bus.publish(event, key=req.name)
-        bus.close()
-    except TemporaryError as exc:
-        raise UserError(f"{exc} (is it running? overcloud services up)") from None
+    publish(s, event, req.name)
     console.print(f"requested OverCloud {req.name}: request id {event.id}")
     if not wait:
         return
@@ -227,21 +235,13 @@ def delete(
 ) -> None:
     """Remove the stack, containers, devices, secrets (and the DevLake unless --keep-data)."""
     from orchestrator.registry import Registry
-    from overcloud.bus import KafkaEventBus, ensure_topics
-    from overcloud.errors import TemporaryError
     from overcloud.events import OverCloudDeleteRequested
 
     s = settings()
     if Registry(s).get(name) is None:
         raise UserError(f"no OverCloud named {name!r} (see: overcloud list)")
     event = OverCloudDeleteRequested(name=name, keep_data=keep_data)
-    try:
-        ensure_topics(s)
-        bus = KafkaEventBus(s)
-        bus.publish(event, key=name)
-        bus.close()
-    except TemporaryError as exc:
-        raise UserError(f"{exc} (is it running? overcloud services up)") from None
+    publish(s, event, name)
     console.print(f"delete of {name} requested: id {event.id}")
     if wait:
         wf = _follow(event.id, "deletion", timeout)

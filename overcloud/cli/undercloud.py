@@ -185,9 +185,8 @@ def drain(
     """Mark HOST unschedulable and move its nodes elsewhere (like `lxc cluster evacuate`)."""
     from orchestrator.inventory import allocations
     from orchestrator.registry import Registry
-    from overcloud.bus import KafkaEventBus, ensure_topics
-    from overcloud.cli.overclouds import _follow
-    from overcloud.errors import TemporaryError, UserError
+    from overcloud.cli.overclouds import _follow, publish
+    from overcloud.errors import UserError
     from overcloud.events import MigrationRequested
 
     rec = _inventory().set_draining(host, True)
@@ -200,13 +199,7 @@ def drain(
         return
     # the flag is set first, so nothing new lands on the host while its nodes move
     event = MigrationRequested(source=host, reason=f"drain {host}")
-    try:
-        ensure_topics(s)
-        bus = KafkaEventBus(s)
-        bus.publish(event, key=host)
-        bus.close()
-    except TemporaryError as exc:
-        raise UserError(f"{exc} (is it running? overcloud services up)") from None
+    publish(s, event, host)
     console.print(f"evacuating {len(nodes.nodes)} node(s) from {host}: id {event.id}",
                   markup=False)
     if wait:
