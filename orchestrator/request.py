@@ -48,7 +48,7 @@ from pydantic import (
     model_validator,
 )
 
-from overcloud.errors import UserError
+from overcloud.problems import DocumentInvalid, Problem
 
 API_VERSION = "overcloud/v1"
 MAX_FILE_BYTES = 256 * 1024
@@ -70,32 +70,10 @@ Loc: TypeAlias = tuple[str | int, ...]
 # --- problems ------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Problem:
-    """One thing wrong with a request: where (dotted path, 1-based line) and what to do."""
-
-    path: str
-    line: int | None
-    message: str
-
-    def format(self, source: str) -> str:
-        """`FILE:LINE: path: message` (line and path left out when unknown)."""
-        where = f"{source}:{self.line}" if self.line else source
-        return f"{where}: {self.path}: {self.message}" if self.path else f"{where}: {self.message}"
-
-
-class RequestInvalid(UserError):
+class RequestInvalid(DocumentInvalid):
     """The request document has problems; `problems` lists all of them, in document order."""
 
-    def __init__(self, source: str, problems: list[Problem]) -> None:
-        self.source = source
-        self.problems = problems
-        n = len(problems)
-        super().__init__(f"{source}: {n} problem{'s' * (n != 1)} in the OverCloud request:\n"
-                         + "\n".join(self.lines()))
-
-    def lines(self) -> list[str]:
-        return [p.format(self.source) for p in self.problems]
+    what = " in the OverCloud request:"
 
 
 # --- capacity ------------------------------------------------------------------------------

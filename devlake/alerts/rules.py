@@ -51,7 +51,7 @@ from pydantic import (
     model_validator,
 )
 
-from overcloud.errors import UserError
+from overcloud.problems import DocumentInvalid, Problem
 
 Loc = tuple[int | str, ...]
 MAX_FILE_BYTES = 1 << 20
@@ -367,26 +367,8 @@ BUILTIN: list[dict[str, Any]] = [
 # --- loading with line numbers -------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Problem:
-    path: str
-    line: int | None
-    message: str
-
-    def format(self, source: str) -> str:
-        where = f"{source}:{self.line}" if self.line else source
-        return f"{where}: {self.path}: {self.message}" if self.path else f"{where}: {self.message}"
-
-
-class RulesInvalid(UserError):
-    def __init__(self, source: str, problems: list[Problem]) -> None:
-        self.source = source
-        self.problems = problems
-        n = len(problems)
-        super().__init__(f"{source}: {n} problem{'s' if n != 1 else ''}\n" + "\n".join(self.lines()))
-
-    def lines(self) -> list[str]:
-        return [p.format(self.source) for p in self.problems]
+class RulesInvalid(DocumentInvalid):
+    """The rule file has problems; `problems` lists all of them."""
 
 
 @dataclass
