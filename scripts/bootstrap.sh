@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Create .venv and install the project with its dev tools; a no-op when nothing changed.
+# Create .venv and install the project with its dev tools and optional extras (the suite
+# tests `dashboards push` through grafana-client); a no-op when nothing changed.
 # Idempotent: re-run at will. Needs python3 >= 3.11 and PyPI.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,9 +11,9 @@ if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import sys' 2>/dev/null; 
   "$PY" -m venv .venv
 fi
 stamp=.venv/.overcloud-installed
-want=$(sha256sum pyproject.toml | cut -d' ' -f1)
+want=$(cat pyproject.toml scripts/bootstrap.sh | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ] || ! .venv/bin/python -c 'import overcloud, agents, devlake' 2>/dev/null; then
   .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip
-  .venv/bin/python -m pip install -q --disable-pip-version-check -e ".[dev]"
+  .venv/bin/python -m pip install -q --disable-pip-version-check -e ".[dev,grafana]"
   echo "$want" > "$stamp"
 fi

@@ -15,6 +15,21 @@ def _sleeper(tmp: Path, seconds: str) -> Daemon:
                   address="-")
 
 
+def _state(pid: int) -> str:
+    """The process's state letter and command line, or "" once /proc has forgotten it."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+    return f"{stat.rsplit(')', 1)[1].split()[0]} {cmd}"
+
+
+def _gone(pid: int) -> bool:
+    state = _state(pid)
+    return state == "" or state.startswith("Z")
+
+
 def test_stop_finds_the_process_started_with_other_options(tmp_path: Path) -> None:
     first = _sleeper(tmp_path, "a")
     pid = first.start()
@@ -34,8 +49,7 @@ def test_start_with_other_options_replaces_the_old_process(tmp_path: Path) -> No
     try:
         new_pid = new.start()
         assert new_pid != old_pid
-        assert not Path(f"/proc/{old_pid}").exists() or Path(
-            f"/proc/{old_pid}/status").read_text().find("zombie") >= 0
+        assert _gone(old_pid), f"old sleeper {old_pid} still runs: {_state(old_pid)}"
         assert new.start() == new_pid  # as asked already: left alone
     finally:
         new.stop()
