@@ -75,8 +75,14 @@ class Publisher:
                 "retries": 2,
             }
             producer = make_producer(self._settings, **options)
-            # tansu forgets topics when restarted: recreate ours with their partitions
-            ensure_topics(self._settings)
+            try:
+                # tansu forgets topics when restarted: recreate ours with their partitions
+                ensure_topics(self._settings)
+            except BaseException:
+                # not kept, so close it now: left to the GC, its __del__ flushes into a dead
+                # broker and raises from a finaliser
+                producer.close(timeout=0)
+                raise
             self._producer = producer
             if not self.connected:
                 log.info("connected to broker %s", self._settings.kafka.bootstrap)
