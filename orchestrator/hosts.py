@@ -12,13 +12,16 @@ an operator would use to look at what we did, and it waits on LXD operations for
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import subprocess
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from orchestrator.isolation import Isolation
 from overcloud.errors import PermanentError, ServiceError, TemporaryError
 from overcloud.services.lxd import api_answers, lxc, lxc_env
 from overcloud.settings import LxdHost, Settings
@@ -175,31 +178,57 @@ class LxdDriver:
 
     def networks(self, overcloud: str | None = None) -> dict[str, str]:
         """Our bridges on this host: name → OverCloud (only those of `overcloud` if given)."""
+        return {b: owner for b, (owner, _) in self.overcloud_networks().items()
+                if overcloud is None or owner == overcloud}
+
+    def overcloud_networks(self) -> dict[str, tuple[str, str]]:
+        """Our bridges on this host: name → (OverCloud, subnet CIDR)."""
         out = self._lxc("network", "list", "--format", "json", timeout=60)
         found = {}
         for net in json.loads(out or "[]"):
-            owner = (net.get("config") or {}).get(OWNER_KEY)
-            if owner and net.get("managed") and (overcloud is None or owner == overcloud):
-                found[net["name"]] = owner
+            config = net.get("config") or {}
+            owner = config.get(OWNER_KEY)
+            if owner and net.get("managed"):
+                try:
+                    cidr = str(ipaddress.ip_interface(config.get("ipv4.address", "")).network)
+                except ValueError:
+                    cidr = ""  # not ours to judge; no subnet to allow then
+                found[net["name"]] = (owner, cidr)
         return found
 
     def ensure_network(self, bridge: str, address: str, overcloud: str) -> None:
         """The OverCloud's bridge with its explicit subnet; no NAT: nodes talk to each other
         and to the host (proxy devices), never out. Safe to repeat and to race."""
         with self._net_lock:
-            if bridge in self.networks():
-                return
-            try:
-                lxc(self._s, self.host, "network", "create", bridge, f"ipv4.address={address}",
-                    "ipv4.nat=false", "ipv6.address=none", f"{OWNER_KEY}={overcloud}",
-                    timeout=120)
-            except ServiceError as exc:
-                if bridge not in self.networks():  # another process got there first: fine
-                    raise TemporaryError(str(exc), delay=1.0) from None
+            if bridge not in self.networks():
+                try:
+                    lxc(self._s, self.host, "network", "create", bridge,
+                        f"ipv4.address={address}", "ipv4.nat=false", "ipv6.address=none",
+                        f"{OWNER_KEY}={overcloud}", timeout=120)
+                except ServiceError as exc:
+                    if bridge not in self.networks():  # another process got there first: fine
+                        raise TemporaryError(str(exc), delay=1.0) from None
+        self.isolate()  # also when it existed: a crash may have come between create and this
 
     def delete_network(self, bridge: str) -> None:
         if bridge in self.networks():
             self._lxc("network", "delete", bridge, timeout=120)
+        self.isolate()
+
+    def isolate(self) -> None:
+        """Keep this machine's OverCloud networks apart (orchestrator/isolation.py), from what
+        every host reports: a remote host's bridges may share our kernel (a second daemon on
+        this machine), and elsewhere their subnets say what traffic between machines is ours."""
+        def source(d: LxdDriver) -> Callable[[], dict[str, tuple[str, str]]]:
+            def read() -> dict[str, tuple[str, str]]:
+                if not d.reachable():  # quick, rather than an lxc call's long timeout
+                    raise TemporaryError(f"{d.name} does not answer")
+                return d.overcloud_networks()
+            return read
+
+        hosts = {**drivers(self._s), self.name: self}
+        Isolation(self._s.undercloud.bridge_prefix, self._s.state_dir / "run",
+                  {name: source(d) for name, d in hosts.items()}).sync()
 
 
 def drivers(settings: Settings) -> dict[str, LxdDriver]:

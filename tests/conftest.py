@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from overcloud.services import manager
+from overcloud.services.process import Daemon
 from overcloud.settings import Settings, load_settings
 from tests.helpers import free_port
 
@@ -101,7 +102,15 @@ def uc(services: Env) -> Iterator[Env]:
     try:
         yield env
     finally:
+        # node agents an orchestrator started for OverClouds a failed test did not delete
+        for pid_file in (state / "run").glob("agent-*.pid"):
+            Daemon(name=pid_file.stem, argv=[], state_dir=state, ready=lambda: False,
+                   address="-").stop()  # only if the recorded command line still runs
         manager.down(settings, ["orchestrator", "devlake", "agent", "lxd", "dockerd"])
+        # the network filter of whatever OverClouds a failed test left (orchestrator/isolation)
+        from orchestrator.isolation import apply, render
+
+        apply(render(settings.undercloud.bridge_prefix, {}))
         # the hosts' pools (loop files with the imported node image) are gigabytes: drop
         # the state dir unless something is still mounted from it
         import shutil

@@ -375,8 +375,12 @@ class RulesInvalid(DocumentInvalid):
 class _Lines:
     lines: dict[Loc, int] = field(default_factory=dict)
     problems: list[Problem] = field(default_factory=list)
+    _seen: set[int] = field(default_factory=set)
 
     def walk(self, node: yaml.Node, loc: Loc) -> None:
+        if id(node) in self._seen:  # an alias: walked once already (an alias bomb stays small)
+            return
+        self._seen.add(id(node))
         if isinstance(node, yaml.SequenceNode):
             for i, item in enumerate(node.value):
                 self.lines[(*loc, i)] = item.start_mark.line + 1

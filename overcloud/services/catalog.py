@@ -6,7 +6,8 @@
 - `victoriametrics`: Debian's VictoriaMetrics, only to exercise the v2 write path
   (`/api/v2/write`) on a real server; not started by default.
 - `dockerd`: a Docker engine of our own that builds the stack images (services/dockerd.py).
-- `lxd`: the local LXD daemons, one per UnderCloud host (services/lxd.py).
+- `lxd`: the local LXD daemons, one per UnderCloud host (services/lxd.py); also installs
+  nftables, with which the orchestrator keeps OverCloud networks apart.
 - `alertmanager`: Prometheus Alertmanager, loopback only, no gossip (services/alertmanager.py);
   `alerts`: the alert-rule evaluator (`overcloud alerts run`).
 """
@@ -222,7 +223,7 @@ CATALOG: dict[str, ServiceSpec] = {
         ServiceSpec("influxdb", ["influxdb"], influx_daemon),
         ServiceSpec("victoriametrics", ["victoria-metrics"], victoriametrics_daemon, default=False),
         ServiceSpec("dockerd", ["docker.io"], dockerd_daemon, default=False),
-        ServiceSpec("lxd", ["lxd", "btrfs-progs", "openssl"], lxd_service, after_start=_images,
+        ServiceSpec("lxd", ["lxd", "btrfs-progs", "openssl", "nftables"], lxd_service, after_start=_images,
                     default=False),
         ServiceSpec("devlake", [], devlake_daemon, default=False),
         ServiceSpec("orchestrator", [], orchestrator_daemon, default=False),

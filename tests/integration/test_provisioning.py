@@ -167,6 +167,12 @@ def test_killed_orchestrator_resumes_and_overclouds_stay_apart(uc: Env, tmp_path
         assert net_a and net_b and set(net_a).isdisjoint(net_b), (net_a, net_b)
         addr = {n: _addresses(uc, n) for n in (alpha, beta)}
         assert addr[alpha].isdisjoint(addr[beta]) and all(addr.values()), addr
+        # separate networks, not only separate subnets: the host routes between its bridges,
+        # so a node of one OverCloud must not get through to a node of another (both ways)
+        a, b = _node(uc, alpha), _node(uc, beta)
+        assert httpx.get(f"http://{b[2]}/", timeout=5).status_code, "beta's nginx answers the host"
+        assert not _reaches(uc, a, b[2]), "alpha's node reached beta's nginx"
+        assert not _reaches(uc, b, a[2]), "beta's node reached alpha's nginx"
 
         run_cli(["delete", beta, "--wait"], uc, check=True, timeout=300)
         assert _page(pa), "deleting beta leaves alpha serving"
@@ -180,6 +186,25 @@ def test_killed_orchestrator_resumes_and_overclouds_stay_apart(uc: Env, tmp_path
 
 def test_owner_key_marks_our_containers() -> None:
     assert OWNER_KEY.startswith("user.")
+
+
+def _node(env: Env, name: str) -> tuple[str, str, str]:
+    """(host, node, address) of the OverCloud's first node."""
+    from orchestrator.registry import Registry
+
+    rec = Registry(env.settings()).get(name)
+    assert rec is not None and rec.nodes
+    n = rec.nodes[0]
+    return n.host, n.node, n.address
+
+
+def _reaches(env: Env, src: tuple[str, str, str], address: str) -> bool:
+    """Whether node `src` opens a TCP connection to port 80 at `address` (within 3 s)."""
+    host, node, _ = src
+    out = drivers(env.settings())[host].exec(
+        node, "sh", "-c", f"curl -s -o /dev/null --connect-timeout 3 http://{address}/ "
+        "&& echo open || echo closed", timeout=30)
+    return out.strip().endswith("open")
 
 
 def _addresses(env: Env, name: str) -> set[str]:
@@ -253,13 +278,17 @@ def _events(env: Env, kind: str, name: str) -> list[dict[str, Any]]:
 
 
 def _agent_processes(name: str) -> list[int]:
-    """Pids of agent processes of OverCloud `name` on this machine (from /proc)."""
-    found = []
+    """Pids of agent processes of OverCloud `name` on this machine (from /proc).
+
+    A child an agent has just forked to run `lxc` shows the agent's command line until it
+    execs: counted once, as its parent."""
+    found: dict[int, int] = {}
     for proc in Path("/proc").iterdir():
         try:
             argv = (proc / "cmdline").read_bytes().split(b"\0")
-        except OSError:
+            ppid = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
             continue
         if b"agent" in argv and b"--overcloud" in argv and name.encode() in argv:
-            found.append(int(proc.name))
-    return found
+            found[int(proc.name)] = ppid
+    return sorted(pid for pid, ppid in found.items() if ppid not in found)
