@@ -17,7 +17,7 @@ from kafka import KafkaProducer
 from kafka.errors import KafkaError
 
 from agents.spool import Spool
-from overcloud.bus import ensure_topics, make_producer
+from overcloud.bus import close_producer, ensure_topics, make_producer
 from overcloud.errors import TemporaryError
 from overcloud.settings import Settings
 
@@ -79,9 +79,7 @@ class Publisher:
                 # tansu forgets topics when restarted: recreate ours with their partitions
                 ensure_topics(self._settings)
             except BaseException:
-                # not kept, so close it now: left to the GC, its __del__ flushes into a dead
-                # broker and raises from a finaliser
-                producer.close(timeout=0)
+                close_producer(producer, timeout=0)  # not kept: close it now, not in __del__
                 raise
             self._producer = producer
             if not self.connected:
@@ -96,7 +94,7 @@ class Publisher:
         self._retry_at = time.monotonic() + 1.0
         if self._producer is not None:
             try:
-                self._producer.close(timeout=0)
+                close_producer(self._producer, timeout=0)  # what it held is in the spool
             except Exception:  # closing a broken producer must not mask the outage
                 log.debug("error closing producer", exc_info=True)
             self._producer = None
@@ -110,7 +108,7 @@ class Publisher:
             empty = self.drain(force=True)
         with self._lock:
             if self._producer is not None:
-                self._producer.close(timeout=2)
+                close_producer(self._producer, timeout=2)
                 self._producer = None
         self.spool.close()
         return empty

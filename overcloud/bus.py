@@ -94,6 +94,25 @@ def make_producer(settings: Settings, **overrides: Any) -> KafkaProducer:
         raise TemporaryError(f"Kafka broker at {settings.kafka.bootstrap} unreachable: {exc}") from None
 
 
+def close_producer(producer: KafkaProducer, timeout: float) -> bool:
+    """Close `producer`, waiting up to `timeout` s for what it holds; True if all went out.
+
+    kafka-python 2.x's `close()` flushes first and raises when that times out (a broker that
+    is gone), before it has stopped anything: the sender thread and its connections stay,
+    and the producer's finaliser tries again later and raises from `__del__`. Here the
+    sender is stopped either way; what was not delivered is the caller's to keep (the agents
+    hold it in their spool)."""
+    try:
+        producer.close(timeout=timeout)
+        return True
+    except KafkaError:
+        sender = getattr(producer, "_sender", None)
+        if sender is not None:
+            sender.force_close()
+        producer._closed = True  # kafka-python: keeps __del__ from closing it again
+        return False
+
+
 def make_consumer(
     settings: Settings, topics: Iterable[str], group: str, **overrides: Any
 ) -> KafkaConsumer:
@@ -143,4 +162,4 @@ class KafkaEventBus:
             raise TemporaryError(f"could not publish {event.TYPE}: {exc}") from None
 
     def close(self) -> None:
-        self._producer.close(timeout=5)
+        close_producer(self._producer, timeout=5)

@@ -150,7 +150,7 @@ def run(rules: RulesOpt = None, verbose: Annotated[bool, typer.Option("--verbose
     from devlake.alerts.outbox import Outbox
     from devlake.alerts.runner import AlertRunner, Senders, state_dir
     from devlake.sinks import make_sink
-    from overcloud.bus import ensure_topics, make_consumer, make_producer, metrics_topic
+    from overcloud.bus import close_producer, ensure_topics, make_consumer, make_producer, metrics_topic
     from overcloud.samples import Layer
 
     in_force = _rules(rules)
@@ -178,7 +178,7 @@ def run(rules: RulesOpt = None, verbose: Annotated[bool, typer.Option("--verbose
     finally:
         consumer.close(autocommit=False)
         producer.flush(timeout=10)
-        producer.close(timeout=5)
+        close_producer(producer, timeout=5)
         senders.close()
         sink.close()
     console.print(f"alerts stopped: {runner.evaluator.samples} samples, {runner.transitions} state changes")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from collectors.base import build
 from collectors.resource.host import HostCollector, HostSnapshot, samples_between
@@ -53,12 +54,15 @@ def test_live_collector_from_registry() -> None:
     c = build("host")
     assert isinstance(c, HostCollector) and c.layer is Layer.RESOURCE
     c.collect()
-    # per-core percentages need CPU time to pass between two readings
-    second = wait_until(
-        lambda: (lambda out: out if any(x.measurement == "resource_host_cpu" for x in out)
-                 else None)(c.collect()),
-        timeout=10, interval=0.05, what="a reading with per-core CPU",
-    )
+    # percentages need CPU time to pass between two readings, for the total as for each core
+    # (read a moment apart: a tick can land between them, so wait for both)
+    def with_cpu() -> list[Any] | None:
+        out = c.collect()
+        total = any(x.measurement == "resource_host" and "cpu_percent" in x.fields for x in out)
+        cores = any(x.measurement == "resource_host_cpu" for x in out)
+        return out if total and cores else None
+
+    second = wait_until(with_cpu, timeout=10, interval=0.05, what="a reading with CPU percentages")
     measurements = {s.measurement for s in second}
     assert {"resource_host", "resource_host_cpu", "resource_host_net"} <= measurements
     host = next(s for s in second if s.measurement == "resource_host")
