@@ -2,19 +2,22 @@
 
 Copes with stale state: a pid file whose process is gone, or whose pid now belongs to some
 other program, is removed instead of trusted; a port already taken by a stranger is reported
-instead of silently colliding.
+instead of silently colliding. Starting and stopping one daemon hold a lock on its name
+(threads and processes alike): two starts at once would spawn two processes, and the one
+whose pid the other's pid file overwrote would run on, untracked, for good.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import signal
 import socket
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -120,15 +123,38 @@ class Daemon:
         self.pid_file.unlink(missing_ok=True)
         return None
 
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        self.pid_file.parent.mkdir(parents=True, exist_ok=True)
+        with self.pid_file.with_suffix(".lock").open("a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            yield
+
     def start(self) -> int:
         """Start unless already running as asked; wait until ready. Returns the pid.
 
         Running with other options (the recorded command line differs from `argv`): that
         process is stopped and this one started."""
+        with self._locked():
+            pid = self._spawn()
+        deadline = time.monotonic() + self.start_timeout
+        while not self.ready():
+            if not _alive(pid):
+                self.pid_file.unlink(missing_ok=True)
+                raise ServiceError(f"{self.name} exited during start-up: {self.log_tail()}")
+            if time.monotonic() > deadline and not self.ready():  # one last look
+                raise ServiceError(
+                    f"{self.name} not ready after {self.start_timeout:g}s: {self.log_tail()}"
+                )
+            time.sleep(0.05)
+        return pid
+
+    def _spawn(self) -> int:
+        """The pid running as asked: the recorded one, or a process started now (locked)."""
         pid = self.pid()
         rec = self._recorded()
         if pid is not None and rec is not None and rec[1] != self.argv:
-            self.stop()
+            self._stop()
             pid = None
         if pid is None:
             if self.port and port_open(*self.port):
@@ -156,20 +182,14 @@ class Daemon:
                 log.close()
             pid = proc.pid
             self.pid_file.write_text(f"{pid}\n{json.dumps(self.argv)}\n")
-        deadline = time.monotonic() + self.start_timeout
-        while not self.ready():
-            if not _alive(pid):
-                self.pid_file.unlink(missing_ok=True)
-                raise ServiceError(f"{self.name} exited during start-up: {self.log_tail()}")
-            if time.monotonic() > deadline and not self.ready():  # one last look
-                raise ServiceError(
-                    f"{self.name} not ready after {self.start_timeout:g}s: {self.log_tail()}"
-                )
-            time.sleep(0.05)
         return pid
 
     def stop(self, timeout: float = 20.0, sig: int = signal.SIGTERM) -> bool:
         """Stop our recorded process (SIGTERM, then SIGKILL). Returns False if none ran."""
+        with self._locked():
+            return self._stop(timeout, sig)
+
+    def _stop(self, timeout: float = 20.0, sig: int = signal.SIGTERM) -> bool:
         pid = self.pid()
         if pid is None:
             return False

@@ -3,6 +3,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import sys
 from pathlib import Path
 
@@ -61,3 +64,32 @@ def test_a_pid_file_of_someone_else_is_stale(tmp_path: Path) -> None:
     d.pid_file.parent.mkdir(parents=True)
     d.pid_file.write_text(f"{1}\n")  # pid 1 does not run our command line
     assert d.pid() is None and not d.pid_file.exists()
+
+
+def test_starts_at_once_give_one_process(tmp_path: Path) -> None:
+    """Two workflow attempts starting the same agent at once (a timed-out task retried while
+    its first attempt still runs) must not leave a second, untracked process."""
+    import threading
+
+    barrier = threading.Barrier(6)
+    pids: list[int] = []
+
+    def start() -> None:
+        d = _sleeper(tmp_path, "a")
+        barrier.wait()
+        pids.append(d.start())
+
+    threads = [threading.Thread(target=start) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    running = [p for p in Path("/proc").iterdir() if p.name.isdigit() and _state(int(p.name))
+               .endswith(f"{sys.executable} -c import time; time.sleep(60) a ")]
+    try:
+        assert len(set(pids)) == 1 and len(pids) == 6, pids
+        assert [int(p.name) for p in running] == pids[:1], (running, pids)
+    finally:
+        for p in running:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(p.name), signal.SIGKILL)
