@@ -44,7 +44,7 @@ def layer_samples(overcloud: str, t_ns: int, i: int) -> dict[Layer, list[Sample]
     for h, host in enumerate(HOSTS):
         uc_tags = {"host": host, "node": host, "layer": "resource"}
         out[Layer.RESOURCE].append(Sample("resource_undercloud", uc_tags, {
-            "cpu_percent": 10.0 + 5 * h + i % 7, "cpu_cores_used": 0.4 + h, "capacity_cpus": 2,
+            "cpu_percent": 10.0 + 5 * h + i % 7, "cpu_cores_used": 0.4 + h, "capacity_cpus": 2.0,
             "mem_usage": 512 * 2**20 + i * 2**20, "mem_percent": 20.0 + h, "capacity_memory": 24 * 2**30,
             "instances": 1, "running_instances": 1, "net_bytes_per_s": 1000.0 * (i % 5 + 1)}, t_ns))
     for n, (node, (host, tier)) in enumerate(NODES.items()):
