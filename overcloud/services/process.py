@@ -125,8 +125,11 @@ class Daemon:
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
-        self.pid_file.parent.mkdir(parents=True, exist_ok=True)
-        with self.pid_file.with_suffix(".lock").open("a") as lock:
+        # beside the pid files, not among them: a lock file stays (removing one that another
+        # process waits on would hand out a second lock), and must not look like a daemon
+        locks = self.state_dir / "run" / "locks"
+        locks.mkdir(parents=True, exist_ok=True)
+        with (locks / f"{self.name}.lock").open("a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             yield
 
