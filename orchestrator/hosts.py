@@ -16,7 +16,6 @@ import ipaddress
 import json
 import subprocess
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -219,16 +218,16 @@ class LxdDriver:
         """Keep this machine's OverCloud networks apart (orchestrator/isolation.py), from what
         every host reports: a remote host's bridges may share our kernel (a second daemon on
         this machine), and elsewhere their subnets say what traffic between machines is ours."""
-        def source(d: LxdDriver) -> Callable[[], dict[str, tuple[str, str]]]:
-            def read() -> dict[str, tuple[str, str]]:
-                if not d.reachable():  # quick, rather than an lxc call's long timeout
-                    raise TemporaryError(f"{d.name} does not answer")
-                return d.overcloud_networks()
-            return read
-
         hosts = {**drivers(self._s), self.name: self}
         Isolation(self._s.undercloud.bridge_prefix, self._s.state_dir / "run",
-                  {name: source(d) for name, d in hosts.items()}).sync()
+                  {name: d._answering_networks for name, d in hosts.items()}).sync()
+
+    def _answering_networks(self) -> dict[str, tuple[str, str]]:
+        """`overcloud_networks`, or at once `TemporaryError` if the daemon does not answer
+        (rather than after an lxc call's long timeout)."""
+        if not self.reachable():
+            raise TemporaryError(f"{self.name} does not answer")
+        return self.overcloud_networks()
 
 
 def drivers(settings: Settings) -> dict[str, LxdDriver]:
