@@ -206,8 +206,9 @@ def register_migration_actions(actions: ActionRegistry, c: Context) -> None:
         src, tgt = movable(source), movable(target)
         url = rec.url.rstrip("/") + req.saas.expose.path_check if rec.url else ""
         front = req.nodes_of("web")[0] == node
-        c.bus.publish(MigrationStarted(overcloud=oc, node=node, source=source, target=target,
-                                       reason=a.get("reason", "")), key=oc)
+        if ctx.attempt == 1:  # a retried move is the same move: one Started, one Finished
+            c.bus.publish(MigrationStarted(overcloud=oc, node=node, source=source,
+                                           target=target, reason=a.get("reason", "")), key=oc)
         c.registry.set_state(oc, "migrating")
         t0 = time.monotonic()
         with DowntimeProbe(url) as probe:
