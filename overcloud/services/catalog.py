@@ -223,7 +223,7 @@ CATALOG: dict[str, ServiceSpec] = {
         ServiceSpec("influxdb", ["influxdb"], influx_daemon),
         ServiceSpec("victoriametrics", ["victoria-metrics"], victoriametrics_daemon, default=False),
         ServiceSpec("dockerd", ["docker.io"], dockerd_daemon, default=False),
-        ServiceSpec("lxd", ["lxd", "btrfs-progs", "openssl", "nftables"], lxd_service, after_start=_images,
+        ServiceSpec("lxd", ["lxd", "dnsmasq-base", "btrfs-progs", "openssl", "nftables"], lxd_service, after_start=_images,
                     default=False),
         ServiceSpec("devlake", [], devlake_daemon, default=False),
         ServiceSpec("orchestrator", [], orchestrator_daemon, default=False),
