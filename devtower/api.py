@@ -11,7 +11,6 @@ before the whole body is read), only YAML and JSON request bodies are read (415)
 tokens are never accepted in a URL (they would end up in access logs).
 """
 
-from __future__ import annotations
 
 import asyncio
 import json

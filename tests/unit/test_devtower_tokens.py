@@ -21,7 +21,7 @@ class Clock:
 
 def test_a_token_verifies_and_only_its_hash_is_stored(tmp_path: Path) -> None:
     store = TokenStore(tmp_path / "t.sqlite")
-    token, info = store.create("dev@example.com", Role.DEVELOPER)
+    token, _info = store.create("dev@example.com", Role.DEVELOPER)
     ident = store.verify(token)
     assert ident is not None and ident.owner == "dev@example.com" and ident.role is Role.DEVELOPER
     raw = (tmp_path / "t.sqlite").read_bytes() + b"".join(
@@ -51,7 +51,7 @@ def test_a_changed_secret_with_a_known_id_is_refused(tmp_path: Path) -> None:
 def test_expiry_and_revocation(tmp_path: Path) -> None:
     clock = Clock()
     store = TokenStore(tmp_path / "t.sqlite", now=clock)
-    token, info = store.create("dev@example.com", Role.VIEWER, ttl=60)
+    token, _info = store.create("dev@example.com", Role.VIEWER, ttl=60)
     assert store.verify(token) is not None
     clock.t += 61
     assert store.verify(token) is None
