@@ -205,6 +205,10 @@ def orchestrator_daemon(s: Settings) -> Daemon:
                       f"{s.topic('events')} on {s.kafka.bootstrap}", "orchestrator:")
 
 
+def devtower_daemon(s: Settings) -> Daemon:
+    return cli_daemon(s, "devtower", ["tower", "run"], s.devtower.url, "devtower:")
+
+
 def alerts_daemon(s: Settings) -> Daemon:
     return cli_daemon(s, "alerts", ["alerts", "run"], f"rules → {s.topic('events')}", "alerts:")
 
@@ -230,5 +234,6 @@ CATALOG: dict[str, ServiceSpec] = {
         ServiceSpec("agent", [], agent_daemon, default=False),
         ServiceSpec("alertmanager", ["prometheus-alertmanager"], alertmanager_daemon, default=False),
         ServiceSpec("alerts", [], alerts_daemon, default=False),
+        ServiceSpec("devtower", [], devtower_daemon, default=False),
     )
 }
