@@ -202,7 +202,7 @@ machine() {  # NAME: a brand-new, running machine container from the fresh image
     for i in $(seq 0 127); do [ -e /dev/loop$i ] || mknod -m 660 /dev/loop$i b 7 $i; done'
   lxc file push "$RUN/repo.bundle" "$name/root/repo.bundle" >/dev/null
   lxc exec "$name" -- git clone -q /root/repo.bundle /root/overcloud
-  lxc exec "$name" -- git -C /root/overcloud checkout -q "$HEAD_SHA"
+  [ "$(lxc exec "$name" -- git -C /root/overcloud rev-parse HEAD)" = "$HEAD_SHA" ]
 }
 
 RESULTS=()
@@ -213,7 +213,7 @@ step() {  # NAME LABEL ENV... -- CMD...: run one README command in the container
   local envs=()
   while [ "$1" != -- ]; do envs+=(--env "$1"); shift; done
   shift
-  log=$RUN/$label.log
+  log=$RUN/$(printf '%s' "$label" | tr -c 'A-Za-z0-9.=\n' '-' | sed 's/^[-.]*//').log
   say "$label: running (log $log)"
   t0=$(date +%s)
   lxc exec "$name" --cwd /root/overcloud "${PIP_ENV[@]}" "${envs[@]}" -- "$@" </dev/null >"$log" 2>&1 ||
