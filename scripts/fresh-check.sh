@@ -129,16 +129,23 @@ for c in $(lxc list --format csv -c n); do  # leftovers of an interrupted run: a
 done
 
 # -- the fresh machine's image: minbase + systemd, ca-certificates, git, python3-venv --------------
-KEY=$(printf '%s\n' "$SUITE" "$MIRROR" "$BASE_INCLUDE" 3 | sha256sum | cut -c1-12)
-ALIAS=fresh-$KEY
+MINBASE=$FC_DIR/minbase-$(printf '%s\n' "$SUITE" "$MIRROR" "$BASE_INCLUDE" | sha256sum | cut -c1-12).tar
+KEY=$(cat "$0" /etc/apt/sources.list.d/debian.sources /etc/pip.conf 2>/dev/null | sha256sum | cut -c1-12)
+ALIAS=fresh-$KEY  # a new image whenever this script or the machine's apt/pip settings change
 if ! lxc image info "$ALIAS" >/dev/null 2>&1; then
-  say "building the fresh machine's rootfs (debootstrap minbase $SUITE + $BASE_INCLUDE)"
   B=$FC_DIR/build-$KEY
   rm -rf "$B"
-  mkdir -p "$B"
-  debootstrap --variant=minbase --include="$BASE_INCLUDE" "$SUITE" "$B/rootfs" "$MIRROR" \
-    >"$B/debootstrap.log" 2>&1 || die "debootstrap failed: $B/debootstrap.log"
+  mkdir -p "$B/rootfs"
   R=$B/rootfs
+  if [ ! -s "$MINBASE" ]; then
+    say "debootstrap minbase $SUITE + $BASE_INCLUDE"
+    debootstrap --variant=minbase --include="$BASE_INCLUDE" "$SUITE" "$R" "$MIRROR" \
+      >"$B/debootstrap.log" 2>&1 || die "debootstrap failed: $B/debootstrap.log"
+    tar --numeric-owner -C "$R" -cf "$MINBASE.tmp" . && mv "$MINBASE.tmp" "$MINBASE"
+  else
+    tar --numeric-owner -C "$R" -xf "$MINBASE"
+  fi
+  say "making the fresh machine's image $ALIAS"
   # what every machine of ours has beyond the packages: the same apt sources and settings,
   # apt that does not start daemons (policy-rc.d), and the same pip configuration
   rm -f "$R/etc/apt/sources.list"
@@ -148,6 +155,14 @@ if ! lxc image info "$ALIAS" >/dev/null 2>&1; then
   done
   [ ! -e /usr/sbin/policy-rc.d ] || cp /usr/sbin/policy-rc.d "$R/usr/sbin/policy-rc.d"
   [ ! -e /etc/pip.conf ] || cp /etc/pip.conf "$R/etc/pip.conf"
+  # ... and the same TLS trust: the CA bundle and any certificate no package installed there
+  cp /etc/ssl/certs/ca-certificates.crt "$R/etc/ssl/certs/ca-certificates.crt"
+  for f in /etc/ssl/certs/*.pem /usr/local/share/ca-certificates/*; do
+    if [ -f "$f" ] && [ ! -L "$f" ] && ! dpkg -S "$f" >/dev/null 2>&1; then
+      mkdir -p "$(dirname "$R$f")"
+      cp "$f" "$R$f"
+    fi
+  done
   [ ! -d /etc/xdg/pip ] || { mkdir -p "$R/etc/xdg"; cp -r /etc/xdg/pip "$R/etc/xdg/"; }
   rm -rf "$R"/var/cache/apt/archives/*.deb "$R"/var/lib/apt/lists/*
   : > "$R/etc/machine-id"
