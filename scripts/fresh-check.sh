@@ -182,6 +182,9 @@ if ! lxc image info "$ALIAS" >/dev/null 2>&1; then
   lxc image import "$B/meta.tar.gz" "$B/rootfs.tar" --alias "$ALIAS" >/dev/null
   rm -rf "$B"
 fi
+for a in $(lxc image alias list --format csv | cut -d, -f1); do  # images of older versions
+  [ "$a" = "$ALIAS" ] || lxc image delete "$a"
+done
 
 # -- the project, as a clean clone of HEAD ----------------------------------------------------------
 git -C "$REPO" bundle create "$RUN/repo.bundle" HEAD >/dev/null 2>&1
