@@ -7,7 +7,8 @@
 #
 # Each command runs as root in a brand-new LXD machine container made from a Debian
 # bookworm minbase rootfs (debootstrap) plus only what the README assumes a machine has:
-# systemd (to boot it), ca-certificates, git and python3 with venv. No package of ours, no
+# ca-certificates, git and python3 with venv. Like our VMs it has no systemd: its PID 1
+# mounts the cgroup hierarchies as the host has them and reaps orphans (fresh-init below). No package of ours, no
 # ~/.cache/overcloud (the node image is built from nothing), no pip cache. Inside, a clean
 # `git clone` of this checkout's HEAD (commit first: the work tree is not copied), then
 #   demo: ./scripts/demo.sh, then ./scripts/demo.sh stop
@@ -31,7 +32,7 @@ BRIDGE=${FC_BRIDGE:-ocfc0}
 GATEWAY=${FC_GATEWAY:-10.250.0.1}
 SUITE=bookworm
 MIRROR=${FC_MIRROR:-http://deb.debian.org/debian}
-BASE_INCLUDE="systemd-sysv,ca-certificates,git,python3,python3-venv"
+BASE_INCLUDE="ca-certificates,git,python3,python3-venv"
 NO_EGRESS_PROXY=http://127.0.0.1:9  # as overcloud/services/lxd.py: LXD itself fetches nothing
 export LXD_DIR=$FC_DIR/lxd LXD_CONF=$FC_DIR/client
 PIDFILE=$FC_DIR/lxd.pid
@@ -85,6 +86,7 @@ if [ ${#need[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 mkdir -p "$FC_DIR" "$LXD_DIR" "$LXD_CONF"
+lxc remote list >/dev/null 2>&1 || true  # lxc's first-use banner, once, to nowhere
 chmod 711 "$LXD_DIR"
 STAMP=$(date +%Y%m%d-%H%M%S)
 RUN=$FC_DIR/runs/$STAMP
@@ -125,10 +127,10 @@ profiles:
 EOF
 for c in $(lxc list --format csv -c n); do  # leftovers of an interrupted run: all ours
   say "deleting the leftover container $c"
-  lxc delete --force "$c"
+  lxc delete --force "$c" >/dev/null 2>&1 || say "(could not delete $c: $(lxc list "$c" -c s --format csv))"
 done
 
-# -- the fresh machine's image: minbase + systemd, ca-certificates, git, python3-venv --------------
+# -- the fresh machine's image: minbase + ca-certificates, git, python3-venv ----------------------
 MINBASE=$FC_DIR/minbase-$(printf '%s\n' "$SUITE" "$MIRROR" "$BASE_INCLUDE" | sha256sum | cut -c1-12).tar
 KEY=$(cat "$0" /etc/apt/sources.list.d/debian.sources /etc/pip.conf 2>/dev/null | sha256sum | cut -c1-12)
 ALIAS=fresh-$KEY  # a new image whenever this script or the machine's apt/pip settings change
@@ -168,13 +170,44 @@ if ! lxc image info "$ALIAS" >/dev/null 2>&1; then
   : > "$R/etc/machine-id"
   echo fresh > "$R/etc/hostname"
   printf '127.0.0.1 localhost\n127.0.1.1 fresh\n' > "$R/etc/hosts"
-  # network: systemd-networkd (part of systemd) by DHCP from our bridge; DNS through it
-  mkdir -p "$R/etc/systemd/network" "$R/etc/systemd/system/multi-user.target.wants"
-  printf '[Match]\nName=eth0\n\n[Network]\nDHCP=ipv4\n' > "$R/etc/systemd/network/eth0.network"
-  ln -sf /lib/systemd/system/systemd-networkd.service \
-    "$R/etc/systemd/system/multi-user.target.wants/systemd-networkd.service"
+  # PID 1: our VMs run no systemd; their init mounts the cgroup hierarchies (v1 controllers
+  # one by one, v2 at unified) and nothing else. LXD leaves that to a nested container's
+  # init, and systemd would mount them its own way (cpu,cpuacct together: not our kernel's)
+  cat > "$R/sbin/fresh-init" <<'PY'
+#!/usr/bin/python3
+"""PID 1 of a fresh-check machine: mount the cgroup hierarchies this kernel has, the way
+our VMs have them, then reap orphaned processes until the container is stopped."""
+import os
+import signal
+import subprocess
+
+def mount(fstype: str, opts: str, target: str) -> None:
+    os.makedirs(target, exist_ok=True)
+    subprocess.run(["mount", "-t", fstype, "-o", opts, fstype, target], check=True)
+
+mount("tmpfs", "mode=755,nosuid,nodev,noexec", "/sys/fs/cgroup")
+with open("/proc/self/cgroup") as f:
+    for line in f:
+        num, controllers, _ = line.rstrip("\n").split(":", 2)
+        if num == "0":
+            mount("cgroup2", "nosuid,nodev,noexec", "/sys/fs/cgroup/unified")
+        else:
+            mount("cgroup", controllers, "/sys/fs/cgroup/" + controllers.removeprefix("name="))
+mount("tmpfs", "mode=1777,nosuid,nodev", "/dev/shm")  # POSIX shared memory, semaphores
+os.makedirs("/run/lock", exist_ok=True)
+signal.signal(signal.SIGPWR, lambda *_: os._exit(0))  # `lxc stop`
+signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGCHLD})
+while True:
+    try:
+        while os.waitpid(-1, os.WNOHANG)[0] > 0:
+            pass
+    except ChildProcessError:
+        pass
+    signal.sigwait({signal.SIGCHLD})
+PY
+  chmod 755 "$R/sbin/fresh-init"
   rm -f "$R/etc/resolv.conf"
-  echo "nameserver $GATEWAY" > "$R/etc/resolv.conf"
+  echo "nameserver $GATEWAY" > "$R/etc/resolv.conf"  # the bridge's dnsmasq
   printf 'architecture: x86_64\ncreation_date: %s\nproperties:\n  description: fresh %s (%s)\n' \
     "$(date +%s)" "$SUITE" "$BASE_INCLUDE" > "$B/metadata.yaml"
   tar -C "$B" -czf "$B/meta.tar.gz" metadata.yaml
@@ -197,12 +230,15 @@ for d in /opt/wheels /opt/pypi /opt/pypi-more; do  # the local package indexes p
   [ -d "$d" ] && mounts+=("$d")
 done
 
-machine() {  # NAME: a brand-new, running machine container from the fresh image
-  local name=$1 i=0
+machine() {  # NAME ADDRESS: a brand-new, running machine container from the fresh image
+  local name=$1 address=$2 i=0
+  # its address set by LXC from outside (a VM's is set before anything of ours runs)
   lxc init "$ALIAS" "$name" \
     -c security.privileged=true -c security.nesting=true \
     -c raw.lxc="$(printf '%s\n' 'lxc.apparmor.profile = unconfined' \
-        'lxc.cgroup.devices.allow = b 7:* rwm' 'lxc.cgroup.devices.allow = c 10:237 rwm')" \
+        'lxc.cgroup.devices.allow = b 7:* rwm' 'lxc.cgroup.devices.allow = c 10:237 rwm' \
+        'lxc.init.cmd = /sbin/fresh-init' \
+        "lxc.net.0.ipv4.address = $address/24" "lxc.net.0.ipv4.gateway = $GATEWAY")" \
     >/dev/null
   for d in "${mounts[@]}"; do
     lxc config device add "$name" "opt$i" disk source="$d" path="$d" readonly=true >/dev/null
@@ -257,7 +293,8 @@ say "run $STAMP: HEAD $(git -C "$REPO" rev-parse --short HEAD), logs in $RUN"
 for c in "${COMMANDS[@]}"; do
   name=fc-$c
   say "$c: a brand-new machine ($name from $ALIAS)"
-  if ! machine "$name" >"$RUN/$name-setup.log" 2>&1; then
+  case "$c" in demo) host=10;; ci) host=11;; *) host=12;; esac
+  if ! machine "$name" "${GATEWAY%.*}.$host" >"$RUN/$name-setup.log" 2>&1; then
     RESULTS+=("$(printf '%-28s %s' "$c: machine setup" "FAIL (see $name-setup.log)")")
     FAILED=1
     tail -n 20 "$RUN/$name-setup.log" | sed 's/^/    | /'
