@@ -320,7 +320,7 @@ done
 stop_daemon
 
 echo
-echo "fresh-check $STAMP, HEAD $(git -C "$REPO" rev-parse --short HEAD), each command in a new $SUITE machine:"
+echo "fresh-check $STAMP, HEAD ${HEAD_SHA:0:7}, each command in a new $SUITE machine:"
 for r in "${RESULTS[@]}"; do echo "  $r"; done
 if [ "$FAILED" = 0 ]; then echo "PASS"; else echo "FAIL (logs: $RUN)"; fi
 exit "$FAILED"
