@@ -285,7 +285,7 @@ collect() {  # what the machine had installed at the end, and the logs of what r
   local name=$1
   lxc exec "$name" -- dpkg-query -W -f '${Package}\n' > "$RUN/$name.packages" 2>/dev/null || true
   lxc exec "$name" -- sh -c 'cd / && tar -czf - --ignore-failed-read $(ls -d \
-    var/lib/overcloud/logs var/lib/overcloud/lxd/*/lxd.log root/.cache/overcloud/logs \
+    var/lib/overcloud/log var/lib/overcloud/lxd/*/lxd.log root/.cache/overcloud/logs \
     2>/dev/null)' > "$RUN/$name-logs.tar.gz" 2>/dev/null || true
 }
 
