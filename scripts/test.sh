@@ -6,8 +6,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/bootstrap.sh
 export PATH="$PWD/.venv/bin:$PATH"
-# Debian packages the integration tests start (no-op when present)
-.venv/bin/python -c 'from overcloud.services.install import ensure_packages as e; e(["influxdb", "victoria-metrics"])'
+# every Debian package the suite uses, up front (no-op when present): on a fresh machine no
+# test may find one missing because an earlier test happened not to install it
+.venv/bin/python - <<'PY'
+from orchestrator.images import BUILD_PACKAGES
+from overcloud.services.catalog import CATALOG
+from overcloud.services.install import ensure_packages
+ensure_packages(sorted({p for s in CATALOG.values() for p in s.packages} | set(BUILD_PACKAGES)))
+PY
 echo "== ruff";        ruff check .
 echo "== mypy";        mypy
 echo "== import layers"; lint-imports
