@@ -65,6 +65,8 @@ MAX_EXPRESSION = 500
 """Characters of a field expression or streaming query: a few fields and operators, not a
 program (a 10000-term sum would also exhaust the recursion of the expression compiler)."""
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+MAX_DURATION = 366 * 86400.0
+"""No `for` or no-data wait is longer than a year (and none is infinite)."""
 
 
 def parse_duration(v: Any) -> float:
@@ -80,10 +82,6 @@ def parse_duration(v: Any) -> float:
     if not math.isfinite(seconds) or seconds < 0 or seconds > MAX_DURATION:
         raise ValueError(f"must be a duration from 0 s to a year, got {echo(v)}")
     return seconds
-
-
-MAX_DURATION = 366 * 86400.0
-"""No `for` or no-data wait is longer than a year (and none is infinite)."""
 
 
 def format_duration(seconds: float) -> str:
@@ -319,6 +317,7 @@ class Rule(_Model):
     severity: Literal["critical", "warning", "info"] = "warning"
     labels: dict[str, str] = Field(default_factory=dict)
     annotations: dict[str, str] = Field(default_factory=dict)
+    """Templates: `{host}`, `{value:.1f}` (tag names, value, threshold, rule; short formats)."""
     actions: list[Action] = Field(default_factory=list)
 
     @model_validator(mode="before")
