@@ -11,8 +11,8 @@ neither. Every file goes through the request loader (`overcloud request validate
 rules loader (`overcloud alerts validate`), in-process and through the real CLI: exit 1, the
 message in `CASES`, one line per problem, no line longer than a screenful.
 
-The corpus was written by a throwaway script; a document's fault is in its name, the table
-below says what each loader must answer.
+`make_hostile_corpus.py` writes the corpus (the files are committed); a document's fault is
+in its name, the table below says what each loader must answer.
 """
 
 from __future__ import annotations
