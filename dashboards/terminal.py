@@ -152,7 +152,9 @@ def _table(title: str, columns: Sequence[str], rows: list[list[str | Text]]) -> 
     for i, c in enumerate(columns):
         t.add_column(c, justify="left" if i == 0 else "right", no_wrap=True)
     for r in rows:
-        t.add_row(*r)
+        # cells hold tag values and error texts from the DevLake: a plain str would be read
+        # as rich markup by the console (`[/x]` crashes it), a Text is printed as it is
+        t.add_row(*(Text(c) if isinstance(c, str) else c for c in r))
     if not rows:
         t.add_row(Text("(no samples in this window)", style="dim"), *[""] * (len(columns) - 1))
     return t

@@ -38,9 +38,10 @@ if TYPE_CHECKING:
     from orchestrator.request import OverCloudRequest
 
 LOCAL_SITE = "local"
-NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
-URL_RE = re.compile(r"^https://[A-Za-z0-9.\-\[\]:]+:\d+/?$")
-LABEL_RE = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._/-]{0,62})=([A-Za-z0-9._-]{0,63})$")
+# used with fullmatch: `$` also matches before a trailing newline ("lxd3\n" was a host name)
+NAME_RE = re.compile(r"[a-z][a-z0-9-]{0,30}")
+URL_RE = re.compile(r"https://[A-Za-z0-9.\-\[\]:]+:[0-9]{1,5}/?")
+LABEL_RE = re.compile(r"([A-Za-z0-9][A-Za-z0-9._/-]{0,62})=([A-Za-z0-9._-]{0,63})")
 LOAD_WINDOW = "5m"
 """How far back the DevLake load is averaged: long enough to smooth a spike, short enough
 to follow a host that got busy."""
@@ -114,7 +115,7 @@ def parse_labels(items: Iterable[str]) -> dict[str, str]:
     """`["zone=a", "ssd=true"]` → dict; raises `UserError` naming the bad item."""
     out: dict[str, str] = {}
     for item in items:
-        m = LABEL_RE.match(item.strip())
+        m = LABEL_RE.fullmatch(item.strip())
         if not m:
             raise UserError(f"bad label {item!r}: write key=value (letters, digits, '.', '_', "
                             "'-'; the key may contain '/')")
@@ -127,7 +128,7 @@ def parse_memory(text: str) -> int:
     from orchestrator.request import memory_bytes
 
     t = text.strip()
-    if t.isdigit():
+    if re.fullmatch(r"[0-9]{1,18}", t):  # not "٣", nor 5000 digits int() cannot read
         return int(t)
     try:
         return memory_bytes(t)
@@ -136,7 +137,7 @@ def parse_memory(text: str) -> int:
 
 
 def _check_name(name: str, what: str) -> None:
-    if not NAME_RE.match(name):
+    if not NAME_RE.fullmatch(name):
         raise UserError(f"bad {what} name {name!r}: lowercase letters, digits and '-', starting "
                         "with a letter, at most 31 characters")
 
@@ -244,7 +245,7 @@ class Inventory:
         """Record an HTTPS LXD remote; its pinned certificate is copied into the state dir."""
         _check_name(name, "host")
         _check_name(site, "site")
-        if not URL_RE.match(url):
+        if not URL_RE.fullmatch(url):
             raise UserError(f"bad URL {url!r}: an LXD remote is https://address:port (HTTPS only, "
                             "explicit port), e.g. https://198.51.100.7:8443")
         if cpus is not None and cpus <= 0:

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from overcloud.cli.common import console, settings
 from overcloud.errors import PermanentError, TemporaryError, UserError
@@ -49,7 +50,7 @@ def _print_series(series: list[dict[str, Any]], database: str) -> None:
         title = s.get("name", "") + (
             " " + ",".join(f"{k}={v}" for k, v in sorted(tags.items()) if v) if tags else ""
         )
-        t = Table(title=f"{title}  [dim]({database})[/]", title_justify="left")
+        t = Table(title=Text.assemble(title, "  ", (f"({database})", "dim")), title_justify="left")
         columns = s.get("columns", [])
         for c in columns:
             t.add_column(c, justify="right" if c != "time" else "left")
@@ -120,7 +121,7 @@ def latest(
         fields = columns if all_fields else [
             c for c in SUMMARY_FIELDS.get(name, columns[:6]) if c in columns
         ]
-        t = Table(title=f"{name}  [dim]({db})[/]", title_justify="left")
+        t = Table(title=Text.assemble(name, "  ", (f"({db})", "dim")), title_justify="left")
         for c in [*tag_cols, *fields, "age"]:
             t.add_column(c, justify="left" if c in tag_cols else "right")
         rows = []
