@@ -330,7 +330,7 @@ class DevLake:
             return True
         if db == self._settings.influx.default_database:
             # the UnderCloud's own database is the only one the DevLake creates
-            if not self._retry(db, lambda: self._sink.ensure_database(db), stop):
+            if not self._retry(f"creating {db}", lambda: self._sink.ensure_database(db), stop):
                 return None
             dbs.add(db)
             self.stats.databases.add(db)
@@ -389,7 +389,7 @@ class DevLake:
             except PermanentError as exc:
                 refusal.append(exc)
 
-        if not self._retry(db, attempt, stop):
+        if not self._retry(f"write to {db}", attempt, stop):
             return None
         self.stats.writes += 1
         if refusal:
