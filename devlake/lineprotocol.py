@@ -29,6 +29,8 @@ from typing import Any
 from overcloud.samples import FieldValue, Sample
 from overcloud.wire import MAX_INT, MAX_TIME_NS, sample_rows, validate_sample
 
+assert MAX_INT == 9223372036854775807 and MAX_TIME_NS == 9223372036854775806  # inlined below
+
 # (a newline cannot be carried in a name: decoding refuses it; for direct callers of `line`
 # it becomes the two characters \n rather than a broken line)
 _TAG_ESC = str.maketrans({",": r"\,", "=": r"\=", " ": r"\ ", "\n": r"\n"})
@@ -132,21 +134,24 @@ def message_lines(raw: bytes) -> dict[str, list[str]]:
             tpl, overcloud, ints = validated[
                 (measurement, tuple(tags.items()), tuple(fields), tuple(map(type, fields.values())))
             ]
-            if type(row) is not list or type(ts) is not int or not 0 < ts <= MAX_TIME_NS:
+            values = (*fields.values(), ts)
+            if type(row) is not list or type(ts) is not int or not 0 < ts <= 9223372036854775806:
                 raise ValueError
             # values are not part of the shape: integers must still fit InfluxDB's int64
-            # (JSON yields up to 2^64-1; below -2^63 it yields floats)
-            if ints and (max(fields.values()) > MAX_INT if ints == _MAX_INT else any(
-                    type(v) is int and v > MAX_INT for v in fields.values())):
+            # (JSON yields up to 2^64-1; below -2^63 it yields floats). Literals, not names:
+            # this runs for every sample
+            if ints and (max(values) > 9223372036854775807 if ints == 1 else
+                         any(type(v) is int and v > 9223372036854775807 for v in values)):
                 raise ValueError
         except Exception:  # unknown shape or malformed: the full check decides (and raises)
             sample = validate_sample(i, row)
             tpl, overcloud, _ = _learn(sample)
             measurement, tags, fields, ts = row
+            values = (*fields.values(), ts)
         if tpl is None:
             text = _plain_line(Sample(measurement, tags, fields, ts))
         else:
-            text = tpl % (*fields.values(), ts)
+            text = tpl % values
         lines = out.get(overcloud)
         if lines is None:
             lines = out[overcloud] = []
