@@ -148,10 +148,7 @@ def message_lines(raw: bytes) -> dict[str, list[str]]:
             tpl, overcloud, _ = _learn(sample)
             measurement, tags, fields, ts = row
             values = (*fields.values(), ts)
-        if tpl is None:
-            text = _plain_line(Sample(measurement, tags, fields, ts))
-        else:
-            text = tpl % values
+        text = _plain_line(Sample(measurement, tags, fields, ts)) if tpl is None else tpl % values
         lines = out.get(overcloud)
         if lines is None:
             lines = out[overcloud] = []
