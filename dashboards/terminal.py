@@ -12,11 +12,14 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, LiteralString
 
 from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
+
+from overcloud import influxql
+from overcloud.influxql import QL, compose
 
 Scope = Literal["undercloud", "overcloud"]
 BARS = "▁▂▃▄▅▆▇█"
@@ -26,14 +29,18 @@ BARS = "▁▂▃▄▅▆▇█"
 class TopQuery:
     key: str
     scope: Scope
-    text: str
+    text: QL
 
 
 def top_queries(window: str = "10m", step: str = "20s") -> list[TopQuery]:
-    """What one refresh asks: UnderCloud hosts and machines, then the OverCloud's layers."""
-    def q(select: str, measurement: str, group: str) -> str:
-        return (f'SELECT {select} FROM "{measurement}" WHERE time > now() - {window} '
-                f"GROUP BY time({step}), {group} fill(none)")
+    """What one refresh asks: UnderCloud hosts and machines, then the OverCloud's layers.
+
+    `window` and `step` are InfluxQL durations (validated: ValueError otherwise)."""
+    since, every = influxql.duration(window), influxql.duration(step)
+
+    def q(select: LiteralString, measurement: str, group: LiteralString) -> QL:
+        return compose("SELECT {} FROM {} WHERE time > now() - {} GROUP BY time({}), {} fill(none)",
+                       QL(select), influxql.ident(measurement), since, every, QL(group))
 
     return [
         TopQuery("hosts", "undercloud", q(

@@ -30,7 +30,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from orchestrator.placement import HostState, HostView, Plan
+from overcloud import influxql
 from overcloud.errors import TemporaryError, UserError
+from overcloud.influxql import QL, compose
 from overcloud.settings import LxdHost, Settings
 
 if TYPE_CHECKING:
@@ -377,15 +379,21 @@ def _read_certificate(path: Path) -> bytes:
 # --- observed state ----------------------------------------------------------------------------
 
 
+def load_query(window: str = LOAD_WINDOW) -> QL:
+    """The InfluxQL of `read_load` (`window`: an InfluxQL duration, ValueError otherwise)."""
+    return compose(
+        'SELECT mean("cpu_percent") AS cpu_percent, mean("cpu_cores_used") AS cpu_cores_used, '
+        'mean("mem_percent") AS mem_percent, mean("mem_usage") AS mem_usage, '
+        'mean("net_bytes_per_s") AS net_bytes_per_s, last("instances") AS instances, '
+        'last("capacity_cpus") AS capacity_cpus, last("capacity_memory") AS capacity_memory '
+        'FROM "resource_undercloud" WHERE time > now() - {} GROUP BY "host"',
+        influxql.duration(window))
+
+
 def read_load(ql: QueryApi, database: str, window: str = LOAD_WINDOW) -> dict[str, HostLoad]:
     """Per host: the mean of `resource_undercloud` over the last `window` (InfluxQL)."""
-    q = ('SELECT mean("cpu_percent") AS cpu_percent, mean("cpu_cores_used") AS cpu_cores_used, '
-         'mean("mem_percent") AS mem_percent, mean("mem_usage") AS mem_usage, '
-         'mean("net_bytes_per_s") AS net_bytes_per_s, last("instances") AS instances, '
-         'last("capacity_cpus") AS capacity_cpus, last("capacity_memory") AS capacity_memory '
-         f'FROM "resource_undercloud" WHERE time > now() - {window} GROUP BY "host"')
     out: dict[str, HostLoad] = {}
-    for s in ql.query(q, database):
+    for s in ql.query(load_query(window), database):
         host = (s.get("tags") or {}).get("host")
         rows = s.get("values") or []
         if not host or not rows:
@@ -410,8 +418,8 @@ def latest_undercloud(settings: Settings) -> dict[str, tuple[float, float]]:
     from devlake.sinks import InfluxQL
     from overcloud.errors import PermanentError
 
-    q = ('SELECT last("cpu_cores_used") AS used, last("capacity_cpus") AS cap '
-         'FROM "resource_undercloud" WHERE time > now() - 1m GROUP BY "host"')
+    q = QL('SELECT last("cpu_cores_used") AS used, last("capacity_cpus") AS cap '
+           'FROM "resource_undercloud" WHERE time > now() - 1m GROUP BY "host"')
     try:
         series = InfluxQL(settings.influx, timeout=5.0).query(q, settings.influx.default_database)
     except (TemporaryError, PermanentError):

@@ -252,15 +252,6 @@ class Watch(_Model):
                              "control character (line protocol cannot carry one)")
         return self
 
-    def as_query(self) -> str:
-        """The InfluxQL equivalent (without a time range), for `alerts test` and Grafana."""
-        q = f'SELECT {self.field} FROM "{self.measurement}"'
-        if self.where:
-            q += " WHERE " + " AND ".join(f"\"{k}\" = '{v}'" for k, v in self.where.items())
-        if self.group_by:
-            q += " GROUP BY " + ", ".join(f'"{g}"' for g in self.group_by)
-        return q
-
 
 class NoData(_Model):
     policy: Literal["keep", "alert", "resolve"] = "keep"
