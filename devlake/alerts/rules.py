@@ -188,8 +188,8 @@ def _statements(q: str) -> int:
 def parse_query(q: str) -> tuple[str, str, dict[str, str], list[str]]:
     """(measurement, field expression, tag equalities, group-by tags) of a streaming query."""
     if len(q) > MAX_EXPRESSION:
-        raise ValueError(f"is {len(q)} characters long; a streaming query is one short SELECT "
-                         f"(at most {MAX_EXPRESSION} characters)")
+        raise ValueError(f"is {len(q)} characters long; a streaming query is one short "
+                         f"statement (at most {MAX_EXPRESSION} characters)")
     if _statements(q) > 1:
         raise ValueError("only one SELECT statement is allowed: remove what follows the ';'")
     m = _QUERY.fullmatch(q)
