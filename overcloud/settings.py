@@ -71,6 +71,9 @@ class InfluxSettings:
     """Retention of every DevLake database (InfluxQL duration)."""
     create_databases: bool = True
     """Create databases on first sight; turn off for servers without that API (VictoriaMetrics)."""
+    credentials: str = ""
+    """The InfluxDB accounts file (JSON, see overcloud.influxauth); empty means
+    `<state_dir>/secrets/influxdb.json`, written by `services up influxdb`. No file: no auth."""
 
     @property
     def base_url(self) -> str:
@@ -344,9 +347,11 @@ def load_settings(config: Path | None = None, env: dict[str, str] | None = None)
             raise ConfigError(f"[{name}] in {path} must be a table")
         sections[name] = _build(cls, name, raw, env)
     state = env.get("OVERCLOUD_STATE_DIR") or data.get("state_dir")
-    settings = Settings(
-        state_dir=Path(state) if state else _default_state_dir(), **sections
-    )
+    state_dir = Path(state) if state else _default_state_dir()
+    if not sections["influx"].credentials:
+        sections["influx"] = dataclasses.replace(
+            sections["influx"], credentials=str(state_dir / "secrets" / "influxdb.json"))
+    settings = Settings(state_dir=state_dir, **sections)
     _validate(settings)
     return settings
 

@@ -24,7 +24,7 @@ def run(verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> No
     s = settings()
     setup_logging(verbose)
     ensure_topics(s)
-    sink = make_sink(s.influx)
+    sink = make_sink(s.influx, who="devlake")  # writes only: see overcloud.influxauth
     topics = [metrics_topic(s, layer) for layer in Layer]
     consumer = make_consumer(s, topics, s.devlake.group)
     lake = DevLake(s, consumer, sink, KafkaDeadLetters(s))
