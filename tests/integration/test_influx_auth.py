@@ -3,6 +3,7 @@ account only writes, and each OverCloud's read-only account reads its own DevLak
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import uuid
 from collections.abc import Iterator
@@ -128,3 +129,41 @@ def test_services_up_again_keeps_the_accounts(services: Env) -> None:
     assert before == after
     assert _q(s, "admin", "SHOW USERS").status_code == 200
     assert _write(s, "devlake", s.influx.default_database).status_code == 204
+
+
+def test_the_devtower_reads_as_the_overclouds_own_user(two: tuple[Settings, str, str],
+                                                      tmp_path: Path) -> None:
+    """`/query` runs as the OverCloud's read-only user: even a statement that got past the
+    DevTower's own checks (called here below them) reads nothing of B's and changes nothing."""
+    from devtower.devlake import InfluxReader
+    from orchestrator.registry import Registry
+    from overcloud.errors import UserError
+
+    s, a, b = two
+    dba, dbb = s.influx.database_prefix + a, s.influx.database_prefix + b
+    registry = Registry(dataclasses.replace(s, state_dir=tmp_path))
+    sink = InfluxV1Sink(s.influx)
+    for name, db in ((a, dba), (b, dbb)):
+        registry.admit(name, f"{name}@example.com", {}, f"req-{name}")
+        acct = influxauth.reader(s.influx.credentials, name, f"req-{name}")
+        assert acct is not None
+        sink.ensure_reader(db, acct)  # what the orchestrator's devlake task does
+        assert _write(s, "devlake", db).status_code == 204
+    sink.close()
+    reader = InfluxReader(s, registry)
+    try:
+        assert reader.query(a, 'SELECT "v" FROM "m"')[0]["values"]
+        creds = reader.credentials(a)
+        assert creds["username"] == f"ro_{a}" and creds["database"] == dba
+        assert _q(s, influxauth.Account(creds["username"], creds["password"]),
+                  "SHOW MEASUREMENTS", dba).status_code == 200
+        below = reader._run  # past check_read_query: only InfluxDB's own lock is left
+        for q in (f'SELECT "v" FROM "{dbb}".."m"', f'DROP DATABASE "{dbb}"', "SHOW USERS",
+                  f'SELECT * INTO "{dbb}".."x" FROM "m"', 'DROP MEASUREMENT "m"',
+                  f"SHOW MEASUREMENTS ON \"{dbb}\""):
+            with pytest.raises(UserError, match="not authorized"):
+                below(a, q)
+        assert InfluxQL(s.influx).query(compose("SELECT count(*) FROM {}",
+                                                influxql.ident("m")), dbb)
+    finally:
+        reader.close()
