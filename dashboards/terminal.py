@@ -3,7 +3,7 @@
 Pure: `top_queries` says what to ask the DevLake (six InfluxQL statements per refresh, each
 returning every row of a table at once, with history in `GROUP BY time()` buckets for the
 sparklines), `parse` turns InfluxQL series into `Line`s and `render` turns a `Frame` into a
-rich renderable. The CLI (`overcloud/cli/top.py`) only runs the queries and refreshes the
+rich renderable. The CLI (`devtower/cli/top.py`) only runs the queries and refreshes the
 screen, so the tests render frames from canned query results.
 """
 

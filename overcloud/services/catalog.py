@@ -231,7 +231,7 @@ def _log_says(d: Daemon, text: str) -> bool:
 
 def _cli(*args: str) -> list[str]:
     """argv running our own CLI with this interpreter (works inside a venv and without PATH)."""
-    return [sys.executable, "-m", "overcloud.cli.main", *args]
+    return [sys.executable, "-m", "devtower.cli.main", *args]
 
 
 def cli_daemon(s: Settings, name: str, args: list[str], address: str, banner: str) -> Daemon:

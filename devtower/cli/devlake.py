@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from overcloud.cli.common import console, install_signal_handlers, settings, setup_logging
+from devtower.cli.common import console, install_signal_handlers, settings, setup_logging
 
 app = typer.Typer(help="DevLake: store metrics in InfluxDB.", no_args_is_help=True)
 

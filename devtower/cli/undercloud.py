@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.table import Table
 
-from overcloud.cli.common import console, settings, styled
+from devtower.cli.common import console, settings, styled
 
 if TYPE_CHECKING:
     from orchestrator.inventory import Inventory, Snapshot
@@ -183,9 +183,9 @@ def drain(
     timeout: Annotated[float, typer.Option(help="Seconds to wait for the orchestrator to start.")] = 60,
 ) -> None:
     """Mark HOST unschedulable and move its nodes elsewhere (like `lxc cluster evacuate`)."""
+    from devtower.cli.overclouds import _follow, publish
     from orchestrator.inventory import allocations
     from orchestrator.registry import Registry
-    from overcloud.cli.overclouds import _follow, publish
     from overcloud.errors import UserError
     from overcloud.events import MigrationRequested
 

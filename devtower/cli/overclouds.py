@@ -18,9 +18,9 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from overcloud.cli.common import console, install_signal_handlers, settings, setup_logging, styled
-from overcloud.cli.request import app as request_app
-from overcloud.cli.request import print_problems, summary
+from devtower.cli.common import console, install_signal_handlers, settings, setup_logging, styled
+from devtower.cli.request import app as request_app
+from devtower.cli.request import print_problems, summary
 from overcloud.errors import UserError
 
 if TYPE_CHECKING:

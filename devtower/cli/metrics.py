@@ -9,8 +9,8 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
+from devtower.cli.common import console, settings
 from overcloud import influxql
-from overcloud.cli.common import console, settings
 from overcloud.errors import PermanentError, TemporaryError, UserError
 from overcloud.influxql import QL, compose
 from overcloud.names import devlake_database

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from overcloud.cli.common import console, settings
+from devtower.cli.common import console, settings
 from overcloud.errors import PermanentError, TemporaryError, UserError
 
 app = typer.Typer(help="Grafana dashboards as code (UnderCloud, OverCloud, alerts).", no_args_is_help=True)

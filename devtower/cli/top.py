@@ -15,7 +15,7 @@ from typing import Annotated
 
 import typer
 
-from overcloud.cli.common import console, install_signal_handlers, settings
+from devtower.cli.common import console, install_signal_handlers, settings
 from overcloud.errors import PermanentError, TemporaryError, UserError
 from overcloud.names import devlake_database
 

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from overcloud.cli.common import console
+from devtower.cli.common import console
 
 if TYPE_CHECKING:
     from orchestrator.request import OverCloudRequest, RequestInvalid
