@@ -56,8 +56,16 @@ def _root(
         Path | None,
         typer.Option("--config", "-c", help="TOML settings file (else $OVERCLOUD_CONFIG, ./overcloud.toml)."),
     ] = None,
+    tower: Annotated[str, typer.Option(
+        "--tower", envvar="OVERCLOUD_TOWER", show_envvar=True,
+        help="A DevTower's URL: run request, list, show, delete, metrics and top through "
+             "its API (no access to the UnderCloud machine needed).")] = "",
+    token: Annotated[str, typer.Option(
+        "--token", envvar="OVERCLOUD_TOKEN", show_envvar=False,
+        help="Your DevTower token (better: $OVERCLOUD_TOKEN, kept out of the shell history).")] = "",
 ) -> None:
     common.set_config(config)
+    common.set_tower(tower, token)  # no --tower: a token alone changes nothing
 
 
 def main() -> None:
