@@ -226,8 +226,6 @@ def set_(host: HostArg,
 
     labels = parse_labels(label or [])
     mem = parse_memory(memory) if memory is not None else None
-    if cpus is not None and cpus <= 0:
-        raise UserError(f"--cpus must be > 0, got {cpus:g}")
     if site is None and not labels and cpus is None and mem is None:
         raise UserError("nothing to change: give --site, --label, --cpus or --memory")
     rec = _inventory().update(host, site=site, labels=labels, cpus=cpus, memory=mem)

@@ -207,8 +207,11 @@ def test_two_developers_through_the_devtower(uc: Env, tmp_path: Path) -> None:
                        what=f"{a} ready")
             wait_until(lambda: _state(cb, b) in ("ready", "failed"), timeout=1200, interval=1,
                        what=f"{b} ready")
-            assert _state(ca, a) == "ready", orch.output()[-3000:]
-            assert _state(cb, b) == "ready", orch.output()[-3000:]
+            for c, name in ((ca, a), (cb, b)):
+                d = c.get(f"/v1/overclouds/{name}").json()
+                failed = [(t["name"], t["error"]) for w in d["workflows"] for t in w["tasks"]
+                          if t["error"]]
+                assert d["state"] == "ready", (name, d["error"], failed, orch.output()[-2000:])
             assert _page(pa) and _page(pb)
 
             # --- tenancy -------------------------------------------------------------------
