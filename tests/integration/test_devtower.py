@@ -121,6 +121,7 @@ class Sse:
 
     def __init__(self, url: str, token: str, path: str, last_id: int = 0) -> None:
         self.items: list[tuple[int, str, dict[str, Any]]] = []
+        self.status = 0
         self._stop = threading.Event()
         headers = {"Authorization": f"Bearer {token}"}
         if last_id:
@@ -132,6 +133,7 @@ class Sse:
     def _run(self) -> None:
         url, headers = self._args
         with httpx.stream("GET", url, headers=headers, timeout=httpx.Timeout(30, read=None)) as r:
+            self.status = r.status_code
             ident, kind = 0, ""
             for line in r.iter_lines():
                 if self._stop.is_set():
@@ -197,10 +199,12 @@ def test_two_developers_through_the_devtower(uc: Env, tmp_path: Path) -> None:
             assert ca.get("/v1/overclouds").json()["overclouds"] == []
 
             # --- both create, A watching its events live from before the apply ----------
-            # (the stream 404s until the OverCloud exists; from 202 on, ?after=0 replays this
-            # incarnation from its first event, so nothing before the connection is missed)
+            # (the stream 404s until the orchestrator has admitted the request; from then on
+            # ?after=0 replays this incarnation from its first event, so nothing is missed)
             sub_a = _create(ca, a, "a@example.com", hook_a.url, pa)
             assert sub_a["webhook_secret"]
+            wait_until(lambda: ca.get(f"/v1/overclouds/{a}").status_code == 200, timeout=120,
+                       interval=0.2, what=f"{a} admitted")
             live = Sse(url, ta, f"/v1/overclouds/{a}/events?after=0")
             sub_b = _create(cb, b, "b@example.com", hook_b.url, pb)
             wait_until(lambda: _state(ca, a) in ("ready", "failed"), timeout=1200, interval=1,
@@ -265,7 +269,7 @@ def test_two_developers_through_the_devtower(uc: Env, tmp_path: Path) -> None:
 
             # --- live events, then a resume with Last-Event-ID ----------------------------
             wait_until(lambda: "OverCloudReady" in live.types(), timeout=60, interval=0.2,
-                       what="ready on the live stream")
+                       what=f"ready on the live stream (HTTP {live.status}, {live.types()})")
             types = live.types()
             assert "OverCloudRequested" in types and types.index("OverCloudRequested") < \
                 types.index("OverCloudReady")
