@@ -314,7 +314,7 @@ def test_two_developers_through_the_devtower(uc: Env, tmp_path: Path) -> None:
         for log in (tower.output(), (tmp_path / "devtower.log").read_text()):
             assert "Traceback" not in log
             for t in (ta, tb, tv, top, tx, tr):
-                assert t not in log and t.split("_")[2] not in log
+                assert t not in log and t.split("_", 2)[2] not in log
     finally:
         if live is not None:
             live.close()
