@@ -403,7 +403,34 @@ def _coerce(value: Any, typ: Any, where: str) -> Any:
         raise ConfigError(f"{where} must be {typ.__name__}, got {echo(value)}") from None
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+#: settings that become names (topics, databases, consumer groups): one rule for all of them
+_NAMES = (("kafka", "topic_prefix"), ("influx", "database_prefix"),
+          ("influx", "default_database"), ("devlake", "group"), ("devtower", "group"))
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+
+def _validate_text(s: Settings) -> None:
+    """No setting holds a control character (a trailing newline from `$(cat file)` would end
+    up in a topic, a database name or a header), and the settings that become names are names."""
+    for section in dataclasses.fields(s):
+        value = getattr(s, section.name)
+        if not dataclasses.is_dataclass(value):
+            continue
+        for f in dataclasses.fields(value):
+            v = getattr(value, f.name)
+            if isinstance(v, str) and _CONTROL.search(v):
+                raise ConfigError(f"{section.name}.{f.name} contains a control character "
+                                  f"(a newline?): {echo(v)}")
+    for section_name, field_name in _NAMES:
+        v = getattr(getattr(s, section_name), field_name)
+        if not _NAME.fullmatch(v):
+            raise ConfigError(f"{section_name}.{field_name} must be 1 to 64 of letters, digits, "
+                              f"'.', '_' and '-', got {echo(v)}")
+
+
 def _validate(s: Settings) -> None:
+    _validate_text(s)
     for name, port in (("kafka.port", s.kafka.port), ("influx.port", s.influx.port),
                        ("devtower.port", s.devtower.port)):
         if not 1 <= port <= 65533:
