@@ -4,7 +4,9 @@
   so topics are recreated after every start).
 - `influxdb`: Debian's InfluxDB 1.x, v1 HTTP API, data under the state directory.
 - `victoriametrics`: Debian's VictoriaMetrics, only to exercise the v2 write path
-  (`/api/v2/write`) on a real server; not started by default.
+  (`/api/v2/write`) on a real server; not started by default. No de-duplication flag: it
+  keeps every sample it is sent, so a test sees each write the DevLake made (a store that
+  merged same-timestamp points would hide a double write).
 - `dockerd`: a Docker engine of our own that builds the stack images (services/dockerd.py).
 - `lxd`: the local LXD daemons, one per UnderCloud host (services/lxd.py); also installs
   nftables, with which the orchestrator keeps OverCloud networks apart.
@@ -212,7 +214,6 @@ def victoriametrics_daemon(s: Settings) -> Daemon:
             shutil.which("victoria-metrics") or "/usr/bin/victoria-metrics",
             f"-storageDataPath={base}",
             f"-httpListenAddr={s.influx.host}:{port}",
-            "-dedup.minScrapeInterval=1ms",
             "-retentionPeriod=30d",
         ],
         state_dir=s.state_dir,
