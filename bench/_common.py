@@ -1,6 +1,6 @@
 """Helpers shared by the benchmarks: machine facts, private services, CPU accounting.
 
-Every benchmark starts its own broker and InfluxDB through `overcloud.services.manager`, in a
+Every benchmark starts its own broker and InfluxDB through `devtower.services.manager`, in a
 temporary state directory and on free loopback ports, so that it never touches a user's
 services; it stops exactly those (by the pids recorded in that state directory) at the end.
 """
@@ -20,7 +20,7 @@ from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from overcloud.services import manager
+from devtower.services import manager
 from overcloud.settings import Settings, load_settings
 
 LOOPBACK = "127.0.0.1"

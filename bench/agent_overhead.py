@@ -6,7 +6,7 @@ Three measurements, each over many cycles, reported as median / p99 / mean:
   /sys: CPU total and per core, load, memory, swap, disk usage and I/O, network per NIC);
 - `cycle+broker`: the full `Agent.cycle()` — collect, tag, health sample, `encode_samples`,
   spool write-ahead (SQLite) and delivery to a real broker (a private tansu started by
-  `overcloud.services.manager` on a free loopback port, stopped afterwards) with the
+  `devtower.services.manager` on a free loopback port, stopped afterwards) with the
   acknowledgement awaited;
 - `cycle+spool`: the same cycle while the broker is away (the publisher is between retries,
   so every batch only goes to the on-disk spool).

@@ -27,14 +27,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from _common import median, overcloud_cli, percentile, print_machine, private_services
 
+from daemons.install import ensure_packages
 from devlake.sinks import InfluxV1Sink
 from devtower.server import token_store, workflow_store
+from devtower.services import manager
 from devtower.tokens import Role
 from orchestrator.provision import provision_spec
 from orchestrator.registry import Registry
 from orchestrator.request import parse_request
-from overcloud.services import manager
-from overcloud.services.install import ensure_packages
 from overcloud.settings import Settings
 
 DOC = """apiVersion: overcloud/v1

@@ -46,11 +46,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import LOOPBACK, bench_env, free_port, median, overcloud_cli, print_machine, spawn
 from provision import cleanup, cli, free_port_pair, page_answers, wait_log
 
+from daemons.install import ensure_packages
+from devtower.services import manager
+from devtower.services.catalog import CATALOG
 from orchestrator.images import ensure_images, image_status
 from orchestrator.store import WorkflowStore
-from overcloud.services import manager
-from overcloud.services.catalog import CATALOG
-from overcloud.services.install import ensure_packages
 from overcloud.settings import load_settings
 
 TARGET_NODE = 15.0

@@ -2,7 +2,7 @@
 
 What one run does (everything on 127.0.0.1, in a private state directory, on free ports):
 
-1. starts its own broker and InfluxDB with `overcloud.services.manager` (stopped at the end,
+1. starts its own broker and InfluxDB with `devtower.services.manager` (stopped at the end,
    by the pids recorded in that private state directory — never anything else);
 2. starts `--devlakes` real `overcloud devlake run` processes in one consumer group;
 3. per round:

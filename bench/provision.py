@@ -3,7 +3,7 @@
 What one run of the bench does (everything on this machine, in a private state directory under
 /tmp with mode 0711, on free 127.0.0.1 ports, with bridges `ocbn1/2` on 10.238.{1,2}.0/24):
 
-1. starts its own broker and InfluxDB with `overcloud.services.manager`, then its own two LXD
+1. starts its own broker and InfluxDB with `devtower.services.manager`, then its own two LXD
    daemons (the two UnderCloud hosts) the way `manager.up(settings, ["lxd"])` does: the
    daemons, then `ensure_images`, which imports the node image from the shared image cache
    (~/.cache/overcloud). That step is timed ("fresh hosts: import from a warm cache"). The
@@ -47,13 +47,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import LOOPBACK, bench_env, free_port, median, overcloud_cli, print_machine, spawn
 
+from daemons.install import ensure_packages
+from devtower.services import manager
+from devtower.services.catalog import CATALOG
 from orchestrator.hosts import drivers
 from orchestrator.images import ensure_images, image_status
 from orchestrator.provision import agent_daemon
 from orchestrator.store import WorkflowStore
-from overcloud.services import manager
-from overcloud.services.catalog import CATALOG
-from overcloud.services.install import ensure_packages
 from overcloud.settings import Settings, load_settings
 
 TARGET_ONE = 30.0

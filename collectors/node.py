@@ -23,9 +23,9 @@ from typing import Any
 import httpx
 
 from collectors.resource.instance import InstanceReading, InstanceSource
+from lxdclient import LocalApi
 from overcloud.errors import ServiceError
 from overcloud.samples import now_ns
-from overcloud.services.lxd import LocalApi
 from overcloud.settings import LxdHost
 
 OWNER_KEY = "user.overcloud"

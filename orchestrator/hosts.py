@@ -20,9 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from lxdclient import api_answers, lxc, lxc_env
 from orchestrator.isolation import Isolation
 from overcloud.errors import PermanentError, ServiceError, TemporaryError
-from overcloud.services.lxd import api_answers, lxc, lxc_env
 from overcloud.settings import LxdHost, Settings
 
 OWNER_KEY = "user.overcloud"

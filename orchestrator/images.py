@@ -37,12 +37,12 @@ from importlib import metadata, resources
 from pathlib import Path
 from typing import Any
 
+from daemons.dockerd import docker_host, dockerd_daemon
+from daemons.install import ensure_packages
+from lxdclient import LocalApi, api_answers, lxc
 from orchestrator.drivers.docker_engine import DockerEngine
 from orchestrator.stack import BASE_IMAGE, STACK_DIR, TIERS, image_name
 from overcloud.errors import ServiceError
-from overcloud.services.dockerd import docker_host, dockerd_daemon
-from overcloud.services.install import ensure_packages
-from overcloud.services.lxd import LocalApi, api_answers, lxc
 from overcloud.settings import LxdHost, Settings
 from overcloud.waiting import WaitTimeout, wait_until
 

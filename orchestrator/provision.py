@@ -25,6 +25,7 @@ from typing import Any
 
 import httpx
 
+from daemons.process import Daemon
 from orchestrator.hosts import HostDriver, NodeSpec
 from orchestrator.images import NODE_ALIAS
 from orchestrator.registry import OverCloudRecord, Registry
@@ -35,7 +36,6 @@ from overcloud import influxauth
 from overcloud.bus import EventBus
 from overcloud.errors import PermanentError, TemporaryError
 from overcloud.events import OverCloudDeleted, OverCloudFailed, OverCloudReady, derived_id
-from overcloud.services.process import Daemon
 from overcloud.settings import Settings
 
 STACK_DIR = "/srv/stack"
@@ -337,7 +337,7 @@ def agent_daemon(settings: Settings, overcloud: str, node: str, host: str, *,
     (interfaces; conntrack per peer node, `tiers` naming each node's tiers) and services (its
     stack containers; and the HTTP probe of `url` when this node serves the OverCloud's URL).
     Stopping needs only the name: the other arguments matter when it starts."""
-    from overcloud.services.catalog import cli_daemon
+    from daemons.cli import cli_daemon
 
     args = ["agent", "run", "--layer", "resource,flow,service", "--overcloud", overcloud,
             "--node", node, "--instance", node, "--lxd-host", host]

@@ -20,7 +20,7 @@ if [ "${1:-}" = "stop" ]; then
   exec $OC services down
 fi
 # curl below reads the OverCloud's URL as a developer would (a minimal Debian has none)
-.venv/bin/python -c 'from overcloud.services.install import ensure_packages as e; e(["curl"])'
+.venv/bin/python -c 'from daemons.install import ensure_packages as e; e(["curl"])'
 echo "== services (installs what is missing; first run builds the node image, minutes)"
 $OC services up kafka influxdb devlake lxd orchestrator agent alertmanager alerts devtower
 OWNER=$(sed -n 's/^owner: *\([^ #]*\).*/\1/p' "$REQUEST")

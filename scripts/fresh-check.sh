@@ -33,7 +33,7 @@ GATEWAY=${FC_GATEWAY:-10.250.0.1}
 SUITE=bookworm
 MIRROR=${FC_MIRROR:-http://deb.debian.org/debian}
 BASE_INCLUDE="ca-certificates,git,python3,python3-venv"
-NO_EGRESS_PROXY=http://127.0.0.1:9  # as overcloud/services/lxd.py: LXD itself fetches nothing
+NO_EGRESS_PROXY=http://127.0.0.1:9  # as lxdclient/ and daemons/lxd.py: LXD itself fetches nothing
 export LXD_DIR=$FC_DIR/lxd LXD_CONF=$FC_DIR/client
 PIDFILE=$FC_DIR/lxd.pid
 

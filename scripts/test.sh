@@ -10,8 +10,8 @@ export PATH="$PWD/.venv/bin:$PATH"
 # test may find one missing because an earlier test happened not to install it
 .venv/bin/python - <<'PY'
 from orchestrator.images import BUILD_PACKAGES
-from overcloud.services.catalog import CATALOG
-from overcloud.services.install import ensure_packages
+from devtower.services.catalog import CATALOG
+from daemons.install import ensure_packages
 ensure_packages(sorted({p for s in CATALOG.values() for p in s.packages} | set(BUILD_PACKAGES)))
 PY
 # the node image (~5 min to build idle, far more on a busy machine) is built here, outside any
@@ -23,7 +23,7 @@ import tempfile
 from pathlib import Path
 
 from orchestrator.images import Cache, ensure_images, keys
-from overcloud.services import manager
+from devtower.services import manager
 from overcloud.settings import load_settings
 
 s = load_settings(env={"OVERCLOUD_CONFIG": ""})

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from overcloud.services import manager
-from overcloud.services.process import Daemon
+from daemons.process import Daemon
+from devtower.services import manager
 from overcloud.settings import Settings, load_settings
 from tests.helpers import free_port
 

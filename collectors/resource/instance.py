@@ -38,7 +38,7 @@ class LxdApiSource:
         self._instance = instance
 
     def read(self) -> InstanceReading:
-        from overcloud.services.lxd import LocalApi
+        from lxdclient import LocalApi
 
         try:
             with LocalApi(self._host, timeout=5.0) as api:

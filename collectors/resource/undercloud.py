@@ -57,7 +57,7 @@ class LxdHostSource:
         self._host = host
 
     def read(self) -> HostReading:
-        from overcloud.services.lxd import LocalApi
+        from lxdclient import LocalApi
 
         try:
             with LocalApi(self._host, timeout=5.0) as api:

@@ -106,8 +106,8 @@ def _undercloud_collectors(s: Settings) -> list[Collector]:
     operator's override from the inventory, else the settings' host size — one notion of a
     host's size for placement, the overload rule and relief plans."""
     from collectors.resource.undercloud import Capacity, LxdHostSource, UnderCloudCollector
+    from lxdclient import api_answers
     from orchestrator.inventory import Inventory
-    from overcloud.services.lxd import api_answers
 
     default = Capacity.of_this_machine(s.undercloud.host_cpus, s.undercloud.host_memory)
     inv = Inventory(s)

@@ -11,7 +11,7 @@ from rich.table import Table
 from devtower.cli.common import console, settings, styled
 
 if TYPE_CHECKING:  # imported in the commands: it pulls in kafka, seconds every other command paid
-    from overcloud.services.manager import ServiceStatus
+    from devtower.services.manager import ServiceStatus
 
 app = typer.Typer(help="Install, start, stop and inspect the local services.", no_args_is_help=True)
 
@@ -33,7 +33,7 @@ def _table(rows: list[ServiceStatus]) -> Table:
 @app.command()
 def up(names: Names = None) -> None:
     """Install what is missing, start, and wait until each service answers."""
-    from overcloud.services import manager
+    from devtower.services import manager
 
     console.print(_table(manager.up(settings(), names)))
 
@@ -41,7 +41,7 @@ def up(names: Names = None) -> None:
 @app.command()
 def down(names: Names = None) -> None:
     """Stop the services this state directory started (only by their recorded pids)."""
-    from overcloud.services import manager
+    from devtower.services import manager
 
     stopped = manager.down(settings(), names)
     console.print(f"stopped: {', '.join(stopped) if stopped else 'nothing was running'}")
@@ -50,6 +50,6 @@ def down(names: Names = None) -> None:
 @app.command()
 def status(names: Names = None) -> None:
     """Show each service, its pid, address and health."""
-    from overcloud.services import manager
+    from devtower.services import manager
 
     console.print(_table(manager.status(settings(), names)))

@@ -12,8 +12,8 @@ from __future__ import annotations
 import pylxd
 from pylxd.client import get_session_for_url
 
+from lxdclient import client_dir
 from overcloud.errors import ServiceError
-from overcloud.services.lxd import client_dir
 from overcloud.settings import LxdHost, Settings
 
 

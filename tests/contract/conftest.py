@@ -20,10 +20,10 @@ from typing import Any
 
 import pytest
 
+from lxdclient import lxc
 from orchestrator.drivers.openstack import OpenStackDriver, OpenStackSite
 from orchestrator.hosts import HostDriver, LxdDriver
 from orchestrator.images import NODE_ALIAS
-from overcloud.services.lxd import lxc
 from overcloud.settings import LxdHost
 from tests.contract.fake_openstack import FakeOpenStack
 from tests.helpers import free_port

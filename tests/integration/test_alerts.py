@@ -26,12 +26,12 @@ import pytest
 from collectors.resource.undercloud import Capacity, LxdHostSource, UnderCloudCollector
 from devlake.alerts.runner import read_state
 from devlake.sinks import InfluxQL, make_sink
+from devtower.services import manager
+from lxdclient import lxc_env
 from orchestrator.hosts import LxdDriver, NodeSpec
 from orchestrator.images import NODE_ALIAS
 from overcloud.bus import events_topic, make_consumer
 from overcloud.events import AlertFiring, AlertResolved, Event, NodeOverloaded, NodeRecovered
-from overcloud.services import manager
-from overcloud.services.lxd import lxc_env
 from overcloud.settings import Settings
 from overcloud.waiting import wait_until
 from overcloud.wire import decode_event

@@ -11,8 +11,8 @@ from agents.runtime import Agent, AgentIdentity, spool_path
 from agents.spool import Spool
 from collectors.resource.host import HostCollector
 from devlake.sinks import InfluxQL
+from devtower.services import manager
 from overcloud.samples import Layer
-from overcloud.services import manager
 from overcloud.settings import Settings
 from overcloud.waiting import wait_until
 from tests.conftest import Env

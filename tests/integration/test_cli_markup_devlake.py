@@ -17,8 +17,8 @@ import pytest
 
 from devlake.lineprotocol import encode
 from devlake.sinks import InfluxV1Sink
+from devtower.services import manager
 from overcloud.samples import Sample
-from overcloud.services import manager
 from overcloud.settings import load_settings
 from tests.helpers import free_port, run_cli
 

@@ -13,10 +13,10 @@ import httpx
 import pytest
 
 from devlake.sinks import InfluxQL, InfluxV1Sink, client
+from devtower.services.catalog import _influx_accounts
 from overcloud import influxauth, influxql
 from overcloud.errors import PermanentError
 from overcloud.influxql import compose
-from overcloud.services.catalog import _influx_accounts
 from overcloud.settings import Settings
 from tests.conftest import Env
 

@@ -21,10 +21,11 @@ import httpx
 import orjson
 import pytest
 
+from daemons.lxd import LxdHostService
+from lxdclient import lxc_env
 from orchestrator.hosts import drivers
 from orchestrator.registry import Registry
 from overcloud.bus import events_topic
-from overcloud.services.lxd import LxdHostService, lxc_env
 from overcloud.waiting import wait_until
 from tests.conftest import Env
 from tests.helpers import Background, free_port, run_cli

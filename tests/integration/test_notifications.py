@@ -1,5 +1,5 @@
 """Alert notifications end to end: the evaluator process (`overcloud alerts run`), its outbox,
-a real Prometheus Alertmanager (Debian's, started by overcloud/services/alertmanager.py) and
+a real Prometheus Alertmanager (Debian's, started by daemons/alertmanager.py) and
 a real HTTP receiver in the test.
 
 - Alertmanager forgets an alert it stops hearing about (`resolve_timeout`), so the runner
@@ -33,10 +33,10 @@ from kafka import KafkaConsumer
 from kafka.structs import OffsetAndMetadata, TopicPartition
 
 from devlake.alerts.runner import read_state, state_dir
+from devtower.services import manager
 from overcloud.bus import events_topic, make_consumer, make_producer, metrics_topic
 from overcloud.events import AlertFiring, AlertResolved, Event
 from overcloud.samples import Layer, Sample
-from overcloud.services import manager
 from overcloud.settings import Settings
 from overcloud.waiting import wait_until
 from overcloud.wire import decode_event, encode_samples

@@ -8,9 +8,9 @@ from pathlib import Path
 import orjson
 import pytest
 
+from devtower.services import manager
 from overcloud.bus import ensure_topics, make_producer, metrics_topic
 from overcloud.samples import Layer
-from overcloud.services import manager
 from overcloud.waiting import wait_until
 from overcloud.wire import encode_samples
 from tests.conftest import Env

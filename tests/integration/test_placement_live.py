@@ -20,13 +20,13 @@ from pathlib import Path
 import pytest
 from kafka import KafkaConsumer
 
+from daemons.lxd import LxdHostService
 from devlake.lineprotocol import encode
 from devlake.sinks import InfluxQL, make_sink
 from orchestrator.inventory import read_load
 from orchestrator.registry import Registry
 from overcloud.bus import events_topic
 from overcloud.samples import Sample, now_ns
-from overcloud.services.lxd import LxdHostService
 from overcloud.waiting import wait_until
 from tests.conftest import Env
 from tests.helpers import free_port, run_cli

@@ -18,10 +18,10 @@ import httpx
 import orjson
 import pytest
 
+from daemons.process import port_open
 from orchestrator import isolation
 from orchestrator.hosts import OWNER_KEY, drivers
 from overcloud.bus import events_topic
-from overcloud.services.process import port_open
 from overcloud.settings import Settings
 from overcloud.waiting import wait_until
 from tests.conftest import Env

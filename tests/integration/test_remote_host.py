@@ -16,10 +16,10 @@ import httpx
 import pytest
 from pylxd.exceptions import ClientConnectionFailed
 
+from lxdclient import LocalApi, api_answers
 from orchestrator.drivers.lxd import client_for
 from orchestrator.hosts import LxdDriver, drivers
 from overcloud.errors import ServiceError, TemporaryError
-from overcloud.services.lxd import LocalApi, api_answers
 from overcloud.settings import LxdHost, Settings
 from overcloud.waiting import wait_until
 from tests.conftest import Env

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from overcloud.services.catalog import CATALOG
+from devtower.services.catalog import CATALOG
 from tests.helpers import free_port, run_cli
 
 pytestmark = pytest.mark.integration

@@ -20,12 +20,12 @@ from pathlib import Path
 import httpx
 import pytest
 
+from daemons.process import port_open
+from devtower.services import manager
+from lxdclient import api_answers, lxc
 from orchestrator.drivers.lxd import client_for
 from orchestrator.images import NODE_ALIAS, ensure_images
 from orchestrator.stack.compose import COMPOSE_FILE, Role, StackSecrets, env_file
-from overcloud.services import manager
-from overcloud.services.lxd import api_answers, lxc
-from overcloud.services.process import port_open
 from overcloud.settings import LxdHost, Settings, load_settings
 from overcloud.waiting import wait_until
 from tests.helpers import free_port

@@ -7,7 +7,7 @@ millisecond timestamps and ignores the bucket (the OverCloud is still in the `ov
 tag), so the test's points are 1 ms apart and selected by that tag.
 
 What is the DevLake's and what the store's: VictoriaMetrics runs without de-duplication
-(overcloud/services/catalog.py), so it keeps one raw sample per point *written*, even two with
+(devtower/services/catalog.py), so it keeps one raw sample per point *written*, even two with
 the same series and timestamp. The test can therefore see every write the DevLake made: each
 point written exactly once per delivery of its sample, and a redelivered sample written as the
 very same point (series, timestamp, value) — which InfluxDB 2.x, keyed by series and
@@ -24,7 +24,7 @@ import httpx
 import orjson
 import pytest
 
-from overcloud.services import manager
+from devtower.services import manager
 from overcloud.waiting import wait_until
 from tests.conftest import Env
 from tests.helpers import Background

@@ -9,7 +9,7 @@ import signal
 import sys
 from pathlib import Path
 
-from overcloud.services.process import Daemon
+from daemons.process import Daemon
 
 
 def _sleeper(tmp: Path, seconds: str) -> Daemon:

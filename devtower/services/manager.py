@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from daemons.install import ensure_packages
+from devtower.services.catalog import CATALOG, ServiceSpec
 from overcloud.errors import UserError
-from overcloud.services.catalog import CATALOG, ServiceSpec
-from overcloud.services.install import ensure_packages
 from overcloud.settings import Settings
 
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import shutil
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
@@ -27,13 +26,14 @@ from pathlib import Path
 import httpx
 import orjson
 
+from daemons.alertmanager import alertmanager_daemon
+from daemons.cli import cli_daemon
+from daemons.dockerd import dockerd_daemon
+from daemons.lxd import lxd_service
+from daemons.process import Daemon, Supervised, port_open
 from overcloud import influxql
 from overcloud.bus import ensure_topics
 from overcloud.errors import ServiceError, TemporaryError
-from overcloud.services.alertmanager import alertmanager_daemon
-from overcloud.services.dockerd import dockerd_daemon
-from overcloud.services.lxd import lxd_service
-from overcloud.services.process import Daemon, Supervised, port_open
 from overcloud.settings import Settings
 from overcloud.waiting import WaitTimeout, wait_until
 
@@ -221,26 +221,6 @@ def victoriametrics_daemon(s: Settings) -> Daemon:
         address=f"http://{s.influx.host}:{port}",
         port=(s.influx.host, port),
     )
-
-
-def _log_says(d: Daemon, text: str) -> bool:
-    try:
-        return text in d.log_file.read_text(errors="replace")[-4096:]
-    except OSError:
-        return False
-
-
-def _cli(*args: str) -> list[str]:
-    """argv running our own CLI with this interpreter (works inside a venv and without PATH)."""
-    return [sys.executable, "-m", "devtower.cli.main", *args]
-
-
-def cli_daemon(s: Settings, name: str, args: list[str], address: str, banner: str) -> Daemon:
-    """One of our own CLI commands as a daemon; ready once its log shows `banner`."""
-    d = Daemon(name=name, argv=_cli(*args), state_dir=s.state_dir, ready=lambda: False,
-               address=address)
-    d.ready = lambda: d.pid() is not None and _log_says(d, banner)
-    return d
 
 
 def devlake_daemon(s: Settings) -> Daemon:

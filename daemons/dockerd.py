@@ -19,7 +19,7 @@ from pathlib import Path
 
 import httpx
 
-from overcloud.services.process import Daemon
+from daemons.process import Daemon
 from overcloud.settings import Settings
 
 

@@ -15,7 +15,7 @@ import shutil
 import httpx
 import yaml
 
-from overcloud.services.process import Daemon
+from daemons.process import Daemon
 from overcloud.settings import Settings
 
 
