@@ -35,6 +35,7 @@ from devtower.tokens import Role
 from orchestrator.provision import provision_spec
 from orchestrator.registry import Registry
 from orchestrator.request import parse_request
+from overcloud import influxauth
 from overcloud.settings import Settings
 
 DOC = """apiVersion: overcloud/v1
@@ -67,6 +68,9 @@ def seed(s: Settings, n: int, nodes: int) -> list[str]:
         reg.set_state(name, "ready", url=f"http://127.0.0.1:{20080 + i}/")
         db = f"{s.influx.database_prefix}{name}"
         sink.ensure_database(db)
+        reader = influxauth.reader(s.influx.credentials, name, wid)
+        if reader is not None:  # as the orchestrator's devlake task: its read-only user
+            sink.ensure_reader(db, reader)
         lines = [f"resource_instance,overcloud={name},node={node},host=lxd1 cpu_percent={k % 7}.5,"
                  f"mem_usage={1000 + k}i,running=1i {now - k * 1_000_000_000}"
                  for node in req.node_names() for k in range(60)]

@@ -4,18 +4,27 @@ It builds every client once and hands them down (STYLE: no part makes its own): 
 registry and workflow store of the orchestrator (read), a Kafka event bus (publish), the
 journal and webhook store (its own SQLite files under `<state>/devtower/`), the token store,
 and the DevLake reader. Three threads feed and drain it — the event feed, the workflow
-history feed and the webhook dispatcher — and uvicorn serves the API in the main thread.
-SIGTERM stops uvicorn gracefully, then the threads.
+history feed and the webhook dispatcher. The API runs in `devtower.workers` processes that
+share one listening socket (each builds its own clients; Python serves one request at a
+time per process, so one per core), or in this process when that is 1. SIGTERM stops the
+workers gracefully, then the threads.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import httpx
 import uvicorn
 
 from devtower.api import make_app
@@ -186,19 +195,73 @@ class EventFeedRunner(threading.Thread):
         _loop("event feed", self._stop, self.step, 0.0)
 
 
-def serve(s: Settings, stop: threading.Event, *, on_ready: Callable[[str], None] | None = None
-          ) -> None:
-    """Run the DevTower until `stop` is set."""
+def _api(s: Settings) -> tuple[Any, Callable[[], None]]:
+    """The API app with every client it needs, built once; and how to close them."""
     registry = Registry(s)
     workflows = workflow_store(s)
     bus = LazyBus(s)
     hooks = hook_store(s)
     journal = Journal(devtower_dir(s) / "journal.sqlite")
-    tokens = token_store(s)
     tower = Tower(settings=s, registry=registry, workflows=workflows, bus=bus, hooks=hooks)
     reader = InfluxReader(s, registry)
-    app = make_app(tower, tokens, journal, reader, UnderCloudOps(s, registry, bus))
+    app = make_app(tower, token_store(s), journal, reader, UnderCloudOps(s, registry, bus))
 
+    def close() -> None:
+        reader.close()
+        bus.close()
+    return app, close
+
+
+def _uvicorn(s: Settings, app: Any) -> uvicorn.Server:
+    d = s.devtower
+    tls = {"ssl_certfile": d.tls_cert, "ssl_keyfile": d.tls_key} if d.tls_cert else {}
+    config = uvicorn.Config(app, host=d.host, port=d.port, log_level="warning",
+                            access_log=False, lifespan="off", **tls)  # type: ignore[arg-type]
+    return uvicorn.Server(config)
+
+
+def _stop_with(server: uvicorn.Server, stop: threading.Event) -> None:
+    def watch() -> None:
+        stop.wait()
+        server.should_exit = True
+
+    threading.Thread(target=watch, name="stop-watch", daemon=True).start()
+
+
+def serve_worker(s: Settings, fd: int, stop: threading.Event) -> None:
+    """One HTTP worker on the listening socket its parent (`serve`) handed down. It ends
+    with its parent, also when that was killed (-9): no orphan keeps the port."""
+    parent = os.getppid()
+
+    def orphaned() -> None:
+        while not stop.wait(1.0):
+            if os.getppid() != parent:
+                stop.set()
+    threading.Thread(target=orphaned, name="parent-watch", daemon=True).start()
+    app, close = _api(s)
+    server = _uvicorn(s, app)
+    _stop_with(server, stop)
+    sock = socket.socket(fileno=fd)
+    try:
+        server.run(sockets=[sock])
+    finally:
+        close()
+
+
+def _spawn_workers(s: Settings, sock: socket.socket, config: str) -> list[subprocess.Popen[bytes]]:
+    argv = [sys.executable, "-m", "devtower.cli.main", *(["--config", config] if config else []),
+            "tower", "http-worker", "--fd", str(sock.fileno())]
+    return [subprocess.Popen(argv, pass_fds=(sock.fileno(),), stdin=subprocess.DEVNULL)
+            for _ in range(s.devtower.workers)]
+
+
+def serve(s: Settings, stop: threading.Event, *, on_ready: Callable[[str], None] | None = None,
+          config: str = "") -> None:
+    """Run the DevTower until `stop` is set: the feeds and the dispatcher here, the API in
+    this process (`devtower.workers` = 1) or in worker processes sharing one socket."""
+    workflows = workflow_store(s)
+    hooks = hook_store(s)
+    journal = Journal(devtower_dir(s) / "journal.sqlite")
     events = EventFeedRunner(s, journal, hooks, stop)
     tasks = TaskFeed(workflows, journal)
     history = threading.Thread(target=_loop, args=("task feed", stop, tasks.step, 0.25),
@@ -206,18 +269,23 @@ def serve(s: Settings, stop: threading.Event, *, on_ready: Callable[[str], None]
     dispatcher = Dispatcher(hooks, stop)
     for t in (events, history, dispatcher):
         t.start()
-
     d = s.devtower
-    tls = {"ssl_certfile": d.tls_cert, "ssl_keyfile": d.tls_key} if d.tls_cert else {}
-    config = uvicorn.Config(app, host=d.host, port=d.port, log_level="warning",
-                            access_log=False, lifespan="off", **tls)  # type: ignore[arg-type]
-    server = uvicorn.Server(config)
+    try:
+        if d.workers == 1:
+            _serve_here(s, stop, on_ready)
+        else:
+            _serve_workers(s, stop, on_ready, config)
+    finally:
+        stop.set()
+        for t in (events, history, dispatcher):
+            t.join(timeout=10)
 
-    def watch() -> None:
-        stop.wait()
-        server.should_exit = True
 
-    threading.Thread(target=watch, name="stop-watch", daemon=True).start()
+def _serve_here(s: Settings, stop: threading.Event, on_ready: Callable[[str], None] | None
+                ) -> None:
+    app, close = _api(s)
+    server = _uvicorn(s, app)
+    _stop_with(server, stop)
     if on_ready is not None:
         def announce() -> None:
             from overcloud.waiting import WaitTimeout, wait_until
@@ -228,13 +296,53 @@ def serve(s: Settings, stop: threading.Event, *, on_ready: Callable[[str], None]
             except WaitTimeout:
                 return
             if server.started:
-                on_ready(d.url)
+                on_ready(s.devtower.url)
         threading.Thread(target=announce, name="announce", daemon=True).start()
     try:
         server.run()
     finally:
-        stop.set()
-        for t in (events, history, dispatcher):
-            t.join(timeout=10)
-        reader.close()
-        bus.close()
+        close()
+
+
+def _serve_workers(s: Settings, stop: threading.Event,
+                   on_ready: Callable[[str], None] | None, config: str) -> None:
+    """Bind once, hand the socket to `workers` processes, keep them running until `stop`."""
+    from overcloud.waiting import WaitTimeout, wait_until
+
+    d = s.devtower
+    sock = socket.create_server((d.host, d.port), backlog=2048)
+    sock.set_inheritable(True)
+    procs = _spawn_workers(s, sock, config)
+    try:
+        def answering() -> bool:
+            try:
+                r = httpx.get(f"{d.url}/v1/openapi.json", timeout=2, verify=False)
+            except httpx.HTTPError:
+                return False
+            return r.status_code == 200
+        try:
+            wait_until(lambda: stop.is_set() or answering(), timeout=60, interval=0.1,
+                       what="the DevTower's workers to answer")
+        except WaitTimeout:
+            raise OverCloudError("the DevTower's HTTP workers did not start (see the log)") from None
+        if on_ready is not None and not stop.is_set():
+            on_ready(d.url)
+        while not stop.wait(1.0):
+            for i, p in enumerate(procs):
+                if p.poll() is not None:  # a worker died: the others serve meanwhile
+                    log.warning("devtower: HTTP worker %d exited with %s; starting another",
+                                p.pid, p.returncode)
+                    procs[i] = _spawn_workers(
+                        dataclasses.replace(s, devtower=dataclasses.replace(d, workers=1)),
+                        sock, config)[0]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for p in procs:
+            try:
+                p.wait(15)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait(5)
+        sock.close()

@@ -144,6 +144,10 @@ class DevTowerSettings:
     """The address developers use (printed by `services up`); empty: derived from host/port."""
     group: str = "overcloud-devtower"
     """Consumer group of the DevTower's event feed (journal and webhooks)."""
+    workers: int = 2
+    """HTTP worker processes sharing the listening socket (one per core: Python serves one
+    request at a time per process); the feeds and the webhook dispatcher run once, beside
+    them. 1: everything in one process."""
 
     @property
     def url(self) -> str:
@@ -448,6 +452,8 @@ def _validate(s: Settings) -> None:
     if s.influx.url and not s.influx.url.startswith(("http://", "https://")):
         raise ConfigError(f"influx.url must start with http:// or https://, got {s.influx.url!r}")
     _validate_undercloud(s.undercloud)
+    if not 1 <= s.devtower.workers <= 64:
+        raise ConfigError(f"devtower.workers must be 1 to 64, got {s.devtower.workers}")
     if bool(s.devtower.tls_cert) != bool(s.devtower.tls_key):
         raise ConfigError("devtower.tls_cert and devtower.tls_key go together: set both or neither")
     if s.alerts.tick <= 0 or s.alerts.resend <= 0:

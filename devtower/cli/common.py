@@ -66,6 +66,11 @@ def local_only(what: str) -> None:
         raise UserError(f"{what} runs on the UnderCloud machine only, not through --tower")
 
 
+def config_path() -> Path | None:
+    """The `--config` file given, if any (handed on to the processes we start)."""
+    return _config["path"]
+
+
 def set_config(path: Path | None) -> None:
     _config["path"] = path
     _settings.clear()

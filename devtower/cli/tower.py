@@ -16,7 +16,13 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from devtower.cli.common import console, install_signal_handlers, settings, setup_logging
+from devtower.cli.common import (
+    config_path,
+    console,
+    install_signal_handlers,
+    settings,
+    setup_logging,
+)
 from overcloud.errors import UserError
 
 app = typer.Typer(help="The DevTower: its API server and its tokens.", no_args_is_help=True)
@@ -89,4 +95,14 @@ def run(verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> No
         sys.stdout.write(f"devtower: {url} (API /v1, OpenAPI {url}/v1/openapi.json)\n")
         sys.stdout.flush()
 
-    serve(s, stop, on_ready=ready)
+    serve(s, stop, on_ready=ready, config=str(config_path() or ""))
+
+
+@app.command("http-worker", hidden=True)
+def http_worker(fd: Annotated[int, typer.Option("--fd")]) -> None:
+    """One HTTP worker of `tower run` on the socket it inherited (started by it, not by you)."""
+    from devtower.server import serve_worker
+
+    stop = threading.Event()
+    install_signal_handlers(stop)
+    serve_worker(settings(), fd, stop)

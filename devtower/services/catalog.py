@@ -244,7 +244,9 @@ def orchestrator_daemon(s: Settings) -> Daemon:
 
 
 def devtower_daemon(s: Settings) -> Daemon:
-    return cli_daemon(s, "devtower", ["tower", "run"], s.devtower.url, "devtower:")
+    d = cli_daemon(s, "devtower", ["tower", "run"], s.devtower.url, "devtower:")
+    d.start_timeout = 120.0  # its HTTP workers each import the API stack: slow on a busy machine
+    return d
 
 
 def alerts_daemon(s: Settings) -> Daemon:
