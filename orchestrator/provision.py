@@ -18,6 +18,7 @@ routing; other OverClouds' nodes sit on other bridges and subnets.
 
 from __future__ import annotations
 
+import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -347,9 +348,11 @@ def _wanted_port(req: OverCloudRequest) -> int | None:
 
 
 def docker_ok(host: HostDriver, node: str) -> bool:
+    """Docker answers in `node` (not yet: False, also when `docker info` is slower than 30 s,
+    as it has been on a machine loaded far beyond its cores; the caller's deadline decides)."""
     try:
         host.exec(node, "docker", "info", "--format", "{{.Driver}}", timeout=30)
-    except TemporaryError:
+    except (TemporaryError, subprocess.TimeoutExpired):
         return False
     return True
 
