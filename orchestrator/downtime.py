@@ -13,7 +13,10 @@ and tests use the same class.
 Down means the page failed, or gave no answer within `timeout` (5 s: a user waits that long).
 A slow answer is not an outage: on our shared 2-core machines the same page takes 0.1 s on
 an idle host and 1-4 s under heavy load, whatever a move does, and a 1 s deadline counted
-that load as downtime. How slow the page got is kept apart (`slowest`).
+that load as downtime. How slow the page got is kept apart (`slowest`). For the same
+reason an outage starts when the failure came back (a refused connection, a request cut, an
+error page), not when its request went out — except for silence (a timeout), which is down
+from the start.
 """
 
 from __future__ import annotations
@@ -28,6 +31,8 @@ import httpx
 
 PROBE_EVERY = 0.1
 PROBE_TIMEOUT = 5.0
+SILENT = frozenset({"timeout", "connect timeout"})
+"""failures that mean nothing answered for the whole wait"""
 
 
 @dataclass
@@ -110,9 +115,10 @@ class DowntimeProbe:
         `trace`): the stricter reading, for comparison with probes that gave up sooner."""
         total, since, end = 0.0, None, 0.0
         for at, took, kind in self.trace or []:
-            bad = kind != "ok" or took > seconds
+            slow = kind in SILENT or took > seconds  # as if it had been given up on then
+            bad = kind != "ok" or slow
             if bad and since is None:
-                since = at
+                since = at if slow else at + took  # (as `_run` dates an outage's start)
             elif not bad and since is not None:
                 total, since = total + at - since, None
             end = at + took
@@ -136,18 +142,23 @@ class DowntimeProbe:
                 t = time.monotonic()
                 wall = time.time()
                 kind = self.check(client)
+                took = time.monotonic() - t
                 if self.trace is not None:
-                    self.trace.append((wall, time.monotonic() - t, kind or "ok"))
+                    self.trace.append((wall, took, kind or "ok"))
                 if kind is None:
                     self.ok += 1
-                    self.slowest = max(self.slowest, time.monotonic() - t)
+                    self.slowest = max(self.slowest, took)
                     if current is not None:
                         current.seconds, current.ongoing = t - t_down, False
                         current = None
                 else:
                     self.failures += 1
                     if current is None:
-                        current, t_down = Outage(wall), t
+                        # down since the request went out when nothing answered it; since
+                        # the failure came back otherwise (a request cut after a slow second
+                        # was served until then: its wait is the machine's, not an outage)
+                        late = 0.0 if kind in SILENT else took
+                        current, t_down = Outage(wall + late), t + late
                         self.outages.append(current)
                     current.kinds[kind] += 1
                     current.seconds = time.monotonic() - t_down

@@ -181,8 +181,9 @@ def register_migration_actions(actions: ActionRegistry, c: Context) -> None:
         c.bus.publish(MigrationFinished(overcloud=oc, node=node, source=source, target=target,
                                         downtime_s=round(probe.downtime, 3),
                                         reason=a.get("reason", "")), key=oc)
-        ctx.report(f"{node}: {source} → {target} in {seconds:.1f}s, "
-                   f"downtime {probe.downtime:.2f}s")
+        ctx.report(f"{node}: {source} → {target} in {seconds:.1f}s, downtime "
+                   f"{probe.downtime:.2f}s {probe.kinds() or ''} (steps: "
+                   + ", ".join(f"{step} {t - started:.1f}s" for step, t in steps[1:]) + ")")
         return {"seconds": round(seconds, 3), "downtime_s": round(probe.downtime, 3),
                 "started": round(started, 3),
                 "steps": [(step, round(t - started, 3)) for step, t in steps],

@@ -338,7 +338,9 @@ def agent_daemon(settings: Settings, overcloud: str, node: str, host: str, *,
     if expect:
         args += ["--expect", expect]
     d = cli_daemon(settings, f"agent-{overcloud}-{node}", args, f"{node}@{host}", "agent:")
-    d.start_timeout = 60  # a Python start on a busy 2-core host has taken ~30 s
+    # a Python start on a busy 2-core host has taken ~30 s, and over 60 s with the machine's
+    # load average above 100 (a move then failed only because its agent was slow to start)
+    d.start_timeout = 180
     return d
 
 
