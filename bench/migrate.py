@@ -165,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
         port = free_port()
         doc = work / f"{NAME}.yaml"
         doc.write_text(REQUEST.format(name=NAME, port=port))
-        out = cli(env, "request", "apply", str(doc), "--wait", timeout=600)
+        out = cli(env, "request", "apply", str(doc), "--wait", timeout=1800)
         if out.returncode != 0:
             print(f"provisioning failed: {out.stderr or out.stdout}", file=sys.stderr)
             return 1
@@ -180,7 +180,10 @@ def main(argv: list[str] | None = None) -> int:
             results.append(move(env, store, port, args.poll, "whole OverCloud", ["--to", here],
                                 args.timeline))
     finally:
-        cli(env, "delete", NAME, "--wait", timeout=300)
+        try:
+            cli(env, "delete", NAME, "--wait", timeout=900)
+        except (subprocess.TimeoutExpired, OSError) as e:  # cleanup below runs regardless
+            print(f"# deleting {NAME} failed ({e}): stopping everything anyway", flush=True)
         cleanup(settings, procs, [NAME], args.keep_state)
         print(f"# stopped our services and processes; {'kept' if args.keep_state else 'removed'} "
               f"{state}", flush=True)

@@ -170,6 +170,8 @@ def register_migration_actions(actions: ActionRegistry, c: Context) -> None:
 
         def mark(step: str) -> None:
             steps.append((step, time.time()))
+            if ctx.cancelled.is_set():  # timed out: the retry owns the move from here on
+                raise TemporaryError(f"{node}: attempt {ctx.attempt} stopped after {step}")
 
         with DowntimeProbe(url) as probe:
             if node in src.instances(oc):
