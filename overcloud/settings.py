@@ -9,6 +9,7 @@ bad setting fails at start with a one-line message naming it, never deep inside 
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import re
 import tomllib
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any, get_type_hints
 
 from overcloud.errors import ConfigError
+from overcloud.problems import echo
 
 
 def _default_state_dir() -> Path:
@@ -123,6 +125,29 @@ class AlertsSettings:
     @property
     def alertmanager_base(self) -> str:
         return self.alertmanager_url.rstrip("/") or f"http://127.0.0.1:{self.alertmanager_port}"
+
+
+@dataclass(frozen=True)
+class DevTowerSettings:
+    host: str = "127.0.0.1"
+    """Where the DevTower API (and page) listens; loopback unless you put TLS in front."""
+    port: int = 8480
+    """Its TCP port."""
+    tls_cert: str = ""
+    """PEM certificate: when set (with `tls_key`) the DevTower speaks HTTPS only."""
+    tls_key: str = ""
+    """PEM private key of `tls_cert`."""
+    public_url: str = ""
+    """The address developers use (printed by `services up`); empty: derived from host/port."""
+    group: str = "overcloud-devtower"
+    """Consumer group of the DevTower's event feed (journal and webhooks)."""
+
+    @property
+    def url(self) -> str:
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        scheme = "https" if self.tls_cert else "http"
+        return f"{scheme}://{self.host}:{self.port}"
 
 
 @dataclass(frozen=True)
@@ -233,6 +258,7 @@ class Settings:
     devlake: DevLakeSettings = field(default_factory=DevLakeSettings)
     undercloud: UnderCloudSettings = field(default_factory=UnderCloudSettings)
     alerts: AlertsSettings = field(default_factory=AlertsSettings)
+    devtower: DevTowerSettings = field(default_factory=DevTowerSettings)
 
     @property
     def local_lxd_hosts(self) -> list[LxdHost]:
@@ -288,7 +314,7 @@ NETWORK_SLOTS = 1024
 
 _SECTIONS = {"kafka": KafkaSettings, "influx": InfluxSettings, "agent": AgentSettings,
              "devlake": DevLakeSettings, "undercloud": UnderCloudSettings,
-             "alerts": AlertsSettings}
+             "alerts": AlertsSettings, "devtower": DevTowerSettings}
 
 
 def load_settings(config: Path | None = None, env: dict[str, str] | None = None) -> Settings:
@@ -305,6 +331,9 @@ def load_settings(config: Path | None = None, env: dict[str, str] | None = None)
             raise ConfigError(f"config file {path} does not exist") from None
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+        except ValueError as exc:  # tomllib's int() of a number of more than 4300 digits
+            raise ConfigError(f"config file {path} holds a number too large to read: {str(exc)[:40]}…"
+                              ) from None
     unknown = set(data) - set(_SECTIONS) - {"state_dir"}
     if unknown:
         raise ConfigError(f"unknown setting(s) {', '.join(sorted(unknown))} in {path}")
@@ -352,18 +381,26 @@ def _coerce(value: Any, typ: Any, where: str) -> Any:
         if typ is int:
             if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
                 raise ValueError
+            if isinstance(value, str) and not re.fullmatch(r"\s*[-+]?[0-9]{1,18}\s*", value):
+                raise ValueError  # not "٣" or "1_000", nor 5000 digits int() cannot read
+            if isinstance(value, int) and abs(value) >= 2**63:
+                raise ValueError
             return int(value)
         if typ is float:
             if isinstance(value, bool):
                 raise ValueError
-            return float(value)
+            number = float(value)
+            if not math.isfinite(number):  # `nan` and `inf` pass every `< 1` check
+                raise ConfigError(f"{where} must be a finite number, got {echo(value)}")
+            return number
         return str(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{where} must be {typ.__name__}, got {value!r}") from None
+    except (TypeError, ValueError, OverflowError):
+        raise ConfigError(f"{where} must be {typ.__name__}, got {echo(value)}") from None
 
 
 def _validate(s: Settings) -> None:
-    for name, port in (("kafka.port", s.kafka.port), ("influx.port", s.influx.port)):
+    for name, port in (("kafka.port", s.kafka.port), ("influx.port", s.influx.port),
+                       ("devtower.port", s.devtower.port)):
         if not 1 <= port <= 65533:
             raise ConfigError(f"{name} must be a TCP port (1-65533), got {port}")
     if s.influx.dialect not in ("v1", "v2"):
@@ -379,6 +416,8 @@ def _validate(s: Settings) -> None:
     if s.influx.url and not s.influx.url.startswith(("http://", "https://")):
         raise ConfigError(f"influx.url must start with http:// or https://, got {s.influx.url!r}")
     _validate_undercloud(s.undercloud)
+    if bool(s.devtower.tls_cert) != bool(s.devtower.tls_key):
+        raise ConfigError("devtower.tls_cert and devtower.tls_key go together: set both or neither")
     if s.alerts.tick <= 0 or s.alerts.resend <= 0:
         raise ConfigError("alerts.tick and alerts.resend must be > 0 seconds")
     if not 1 <= s.alerts.alertmanager_port <= 65534:
@@ -416,7 +455,7 @@ def _validate_undercloud(u: UnderCloudSettings) -> None:
     ):
         raise ConfigError(f"undercloud.bridge_prefix {u.bridge_prefix!r}: lowercase, short")
     parts = u.subnet_prefix.split(".")
-    if len(parts) != 2 or not all(p.isdigit() and 0 <= int(p) <= 255 for p in parts):
+    if len(parts) != 2 or not all(re.fullmatch(r"[0-9]{1,3}", p) and int(p) <= 255 for p in parts):
         raise ConfigError(
             f"undercloud.subnet_prefix must look like '10.231', got {u.subnet_prefix!r}"
         )

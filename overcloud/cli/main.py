@@ -7,7 +7,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.text import Text
 
+from devtower.cli.tower import app as tower_app
 from overcloud.cli import common
 from overcloud.cli.agent import app as agent_app
 from overcloud.cli.alerts import app as alerts_app
@@ -45,6 +47,7 @@ app.command("migrate")(migrate)
 app.add_typer(dashboards_app, name="dashboards")
 app.command("top")(top)
 app.add_typer(undercloud_app, name="undercloud")
+app.add_typer(tower_app, name="tower")
 
 
 @app.callback()
@@ -61,7 +64,8 @@ def main() -> None:
     try:
         app()
     except OverCloudError as exc:
-        common.err.print(f"[red]error:[/red] {exc}", markup=True, highlight=False, soft_wrap=True)
+        # the message quotes the user's input: a Text, never markup (`[/x]` would crash rich)
+        common.err.print(Text.assemble(("error:", "red"), " ", str(exc)), soft_wrap=True)
         sys.exit(1)
     except KeyboardInterrupt:
         sys.exit(130)
