@@ -73,3 +73,21 @@ def test_each_outage_says_what_failed(server: ThreadingHTTPServer) -> None:
     # the stricter reading counts slow answers as failures too: never less downtime
     assert probe.downtime_if_slower_than(0.0) >= probe.downtime
     assert probe.downtime_if_slower_than(60.0) == pytest.approx(probe.downtime, abs=0.05)
+
+
+def test_an_outage_counts_up_to_the_stop_not_to_its_last_failed_probe(
+        server: ThreadingHTTPServer) -> None:
+    """Probes 2 s apart: the page fails once, and the probe stops 0.5 s later, before the next
+    probe. The outage lasted (at least) those 0.5 s, not the few ms of the failed request."""
+    import time
+
+    server.shutdown()
+    server.server_close()  # down from the start
+    with DowntimeProbe(_url(server), every=2.0) as probe:
+        wait_until(lambda: probe.failures >= 1, timeout=10, interval=0.01, what="a failed probe")
+        failed_at = time.monotonic()
+        wait_until(lambda: time.monotonic() - failed_at >= 0.5, timeout=5, interval=0.05,
+                   what="0.5 s")
+    (outage,) = probe.outages
+    assert outage.ongoing and probe.failures == 1 and probe.ok == 0
+    assert probe.downtime >= 0.5, probe.downtime
