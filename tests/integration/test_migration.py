@@ -124,7 +124,7 @@ def _apply(env: Env, tmp: Path, name: str, nodes: int, strategy: str) -> int:
     doc = tmp / f"{name}.yaml"
     doc.write_text(REQUEST.format(name=name, nodes=nodes, strategy=strategy, port=port,
                                   web=max(nodes - 1, 1)))
-    out = run_cli(["request", "apply", str(doc), "--wait"], env, timeout=600)
+    out = run_cli(["request", "apply", str(doc), "--wait"], env, timeout=1200)
     assert out.returncode == 0, out.stdout + out.stderr
     return port
 
@@ -161,6 +161,16 @@ def _where(env: Env, name: str, down: frozenset[str] = frozenset()) -> dict[str,
         for inst in d.instances(name):
             found.setdefault(inst, []).append(h)
     return found
+
+
+def _proc_line(pid: int) -> str:
+    """A process's parent, start (clock ticks since boot) and command line, for a message."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError as exc:
+        return f"{pid}: {exc}"
+    return f"{pid} (parent {stat[1]}, started at tick {stat[19]}): {argv}"
 
 
 def _identity(env: Env, host: str, node: str) -> str:
@@ -209,7 +219,8 @@ def test_database_and_web_nodes_move_by_hand_and_the_url_stays(
         # one agent per node, following it (the old one stopped)
         from tests.integration.test_provisioning import _agent_processes
 
-        assert len(_agent_processes(name)) == 2
+        agents = _agent_processes(name)
+        assert len(agents) == 2, [_proc_line(pid) for pid in agents]
         assert _where(env, name) == {db: ["lxd2"], web: ["lxd2"]}, "one copy of each node"
         shown = run_cli(["show", name], env, check=True).stdout
         assert "lxd1" not in shown.split("networks:")[0], shown
