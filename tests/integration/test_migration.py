@@ -207,6 +207,13 @@ def test_database_and_web_nodes_move_by_hand_and_the_url_stays(
             assert out.returncode == 0, out.stdout + out.stderr
             web_down, web_failed = down.downtime, down.kinds()
             print(out.stdout)
+            # stateless: the page is down only while the proxy device moves from the old node
+            # to the new one: nothing listens for a moment (refused) and a request in flight
+            # through the old device is cut (reset); never an error page or a page that stops
+            # answering (the new node served the page before the switch), and short
+            assert set(web_failed) <= {"refused", "reset"}, web_failed
+            assert web_failed.get("reset", 0) <= 2, web_failed
+            assert web_down < 3.0, web_down
             out = run_cli(["migrate", name, "--node", db, "--to", "lxd2", "--wait"], env,
                           timeout=600)
             print(out.stdout)
@@ -230,14 +237,7 @@ def test_database_and_web_nodes_move_by_hand_and_the_url_stays(
                               >= 2 and v, timeout=30, what="both MigrationFinished events")
         assert [(e["payload"]["node"], e["payload"]["target"], e["payload"]["ok"])
                 for e in finished] == [(web, "lxd2", True), (db, "lxd2", True)]
-        # stateless: the page is down only while the proxy device moves from the old node
-        # to the new one: nothing listens for a moment (refused) and a request in flight
-        # through the old device is cut (reset); never an error page or a page that stops
-        # answering (the new node served the page before the switch), and short
-        assert set(web_failed) <= {"refused", "reset"}, web_failed
-        assert web_failed.get("reset", 0) <= 2, web_failed
-        assert web_down < 3.0, web_down
-        assert finished[0]["payload"]["downtime_s"] < 3.0
+        assert finished[0]["payload"]["downtime_s"] < 3.0  # the orchestrator's probe agrees
         # the database tier: stop → copy → start, and the web node re-pointed meanwhile
         assert down.downtime - web_down < 20.0, down.downtime
         # its network on lxd1 went with the last node; its DevLake series continue
