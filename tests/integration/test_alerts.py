@@ -55,12 +55,14 @@ limit, far below any share the container gets on the shared machine however busy
 THROTTLED = (THRESHOLD * RECOVER) ** 0.5 / 100
 """Where the cap sits, as a fraction of capacity: the band's geometric middle (46 %), so a
 reading may be off by a factor 1.84 either way (-46 %/+84 %) before it leaves the band."""
-HOST_CPUS = CAP_MS / 100 / THROTTLED
+HOST_CPUS = round(CAP_MS / 100 / THROTTLED, 3)
 """Capacity of lxd1 for this test (0.065 CPU). The machine is shared (2 cores, load often
 10-80): a busy container gets only its share of a core, unknowable in advance, so the host is
 declared small enough that two busy loops are far above the threshold (~1500 %), the capped
 container mid-band, and the idle container (systemd, dockerd, ~3 %) far below the recovery
-threshold."""
+threshold. Declared in the inventory too (`undercloud set --cpus`), which the host agent
+prefers to its settings: an earlier test in the session (the migration tests) left lxd1 at 8
+CPUs there, and the loops then read 10 % of capacity and never fired."""
 WEIGHT = "400%"
 """The busy container's CPU weight (`limits.cpu.allowance` as a percentage: cgroup shares,
 4× a normal process's), so that the machine's other work does not decide its load."""
@@ -203,6 +205,14 @@ def test_node_overloaded(uc: Env, hook: int, tmp_path: Path) -> None:
         for p in procs:
             print(f"--- {p.args[0:2]} log ---\n{p.output()[-3000:]}")
 
+    from orchestrator.inventory import Inventory, default_capacity
+
+    inv = Inventory(s)
+    try:
+        declared = inv.host("lxd1").cpus  # put back at the end (the session's other tests)
+        inv.update("lxd1", cpus=HOST_CPUS)
+    finally:
+        inv.close()
     manager.up(s, ["alertmanager"])
     try:
         driver.launch(NodeSpec(name=name, overcloud="alerts-test", node="n1", image=NODE_ALIAS,
@@ -369,6 +379,11 @@ def test_node_overloaded(uc: Env, hook: int, tmp_path: Path) -> None:
         ql.close()
         driver.delete(name)
         manager.down(s, ["alertmanager"])
+        inv = Inventory(s)
+        try:  # (no override before: the settings' size, which is what lxd1 had then)
+            inv.update("lxd1", cpus=declared or default_capacity(uc.settings())[0])
+        finally:
+            inv.close()
     assert name not in driver.instances()
 
 
