@@ -344,7 +344,7 @@ def test_a_target_that_dies_mid_move_leaves_one_copy_and_a_retry_completes(
                       timeout=600)
         assert out.returncode == 0, out.stdout + out.stderr
         assert _where(env, name) == {f"{name}-n1": ["lxd1"], web: ["lxd2"]}
-        assert _identity(env, "lxd2", web) == made, "the next migrate reused the partial node"
+        assert _identity(env, "lxd2", web) == made, "the next migrate must reuse the partial node"
         assert Registry(s).get(name).state == "ready"  # type: ignore[union-attr]
         _page_answers(port)
     finally:
