@@ -1,7 +1,8 @@
 """Migration benchmark: moving one node and a whole OverCloud between two LXD hosts.
 
 What one run of the bench does (everything on this machine, a private state directory under
-/tmp, free 127.0.0.1 ports, bridges `ocbm1/2` on 10.242.{1,2}.0/24):
+/tmp, free 127.0.0.1 ports, bridges `ocbm1/2` on 10.242.{1,2}.0/24 unless `--bridge-prefix` /
+`--subnet-prefix` or OC_TEST_BRIDGE_PREFIX / OC_TEST_SUBNET_PREFIX say otherwise):
 
 1. starts its own broker, InfluxDB, two LXD daemons (node image imported from the warm
    shared cache, as `bench/provision.py` does), `overcloud devlake run` and
@@ -34,27 +35,27 @@ import os
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import LOOPBACK, bench_env, free_port, median, overcloud_cli, print_machine, spawn
-from provision import cleanup, cli, free_port_pair, page_answers, wait_log
+from provision import cleanup, cli, free_port_pair, wait_log
 
 from daemons.install import ensure_packages
 from devtower.services import manager
 from devtower.services.catalog import CATALOG
+from orchestrator.downtime import DowntimeProbe
 from orchestrator.images import ensure_images, image_status
 from orchestrator.store import WorkflowStore
 from overcloud.settings import load_settings
 
 TARGET_NODE = 15.0
 TARGET_DB_DOWN = 10.0
+STRICT = 1.0
+"""the deadline of the probe before its 5 s one: answers slower than this, counted as down"""
 NAME = "benchmv"
 
 REQUEST = """\
@@ -70,46 +71,14 @@ saas:
 """
 
 
-class Probe:
-    """The page every `every` s in a thread; downtime = sum of the failed stretches."""
-
-    def __init__(self, port: int, every: float) -> None:
-        self.port, self.every = port, every
-        self.downtime, self.failed, self.ok = 0.0, 0, 0
-        self._stop = threading.Event()
-        self._t = threading.Thread(target=self._run, daemon=True)
-
-    def __enter__(self) -> Probe:
-        self._t.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._t.join(5)
-
-    def _run(self) -> None:
-        down: float | None = None
-        with httpx.Client(timeout=1.0) as client:
-            while not self._stop.is_set():
-                t = time.monotonic()
-                if page_answers(client, self.port):
-                    self.ok += 1
-                    if down is not None:
-                        self.downtime += t - down
-                        down = None
-                else:
-                    self.failed += 1
-                    down = t if down is None else down
-                self._stop.wait(max(0.0, self.every - (time.monotonic() - t)))
-        if down is not None:
-            self.downtime += time.monotonic() - down
-
-
 def move(env: dict[str, str], store: WorkflowStore, port: int, poll: float, what: str,
-         args: list[str]) -> dict[str, Any]:
-    """One `overcloud migrate … --wait`, timed and probed."""
-    with Probe(port, poll) as probe:
-        t = time.monotonic()
+         args: list[str], verbose: bool = False) -> dict[str, Any]:
+    """One `overcloud migrate … --wait`, timed and probed; with the orchestrator's steps and
+    both probes' outages on one timeline (seconds from invoking the CLI)."""
+    url = f"http://{LOOPBACK}:{port}/wp-admin/install.php"
+    load = os.getloadavg()[0]  # the machine is shared: how busy it was when this move began
+    with DowntimeProbe(url, every=poll, trace=True) as probe:
+        t, wall = time.monotonic(), time.time()
         out = cli(env, "migrate", NAME, *args, "--wait", timeout=900)
         seconds = time.monotonic() - t
     ok = out.returncode == 0
@@ -118,14 +87,36 @@ def move(env: dict[str, str], store: WorkflowStore, port: int, poll: float, what
     if wid:
         wf = store.get(wid)
         tasks = [(t.name, t.result) for t in wf.tasks if isinstance(t.result, dict)]
+    timeline: list[tuple[float, str]] = []
+    for name, res in tasks:
+        base = float(res.get("started", wall)) - wall
+        timeline += [(base + off, f"{name} {step}") for step, off in res.get("steps", [])]
+        timeline += [(base + o["start"], f"{name} probe DOWN {o['seconds']:.2f}s {o['kinds']}")
+                     for o in res.get("outages", [])]
+    timeline += [(o.start - wall, f"bench probe DOWN {o.seconds:.2f}s {dict(o.kinds)}"
+                  + (" (still down at the end)" if o.ongoing else ""))
+                 for o in probe.outages]
+    for o in probe.outages:  # the probes from 1 s before each outage to 1 s after it
+        timeline += [(at - wall, f"  probe {kind} in {took * 1000:.0f} ms")
+                     for at, took, kind in probe.trace or []
+                     if o.start - 1 <= at <= o.start + o.seconds + 1]
+    strict = probe.downtime_if_slower_than(STRICT)
     r = {"what": what, "args": args, "ok": ok, "seconds": seconds, "downtime": probe.downtime,
-         "failed_probes": probe.failed, "probes": probe.ok + probe.failed,
+         "downtime_strict": strict, "slowest": probe.slowest, "load": load,
+         "failed_probes": probe.failures, "probes": probe.ok + probe.failures,
+         "kinds": probe.kinds(), "timeline": sorted(timeline),
          "orchestrator": tasks, "error": "" if ok else (out.stderr or out.stdout)[-400:]}
     own = ", ".join(f"{n} {v.get('seconds', 0):.1f}s/down {v.get('downtime_s', 0):.2f}s"
                     for n, v in tasks)
     print(f"{what:<16} {' '.join(args):<26} {'ok' if ok else 'FAILED'}  {seconds:5.1f}s  "
-          f"downtime {probe.downtime:5.2f}s ({probe.failed}/{probe.ok + probe.failed} probes "
-          f"failed) | orchestrator: {own}" + ("" if ok else f" | {r['error']}"), flush=True)
+          f"(load {load:.1f})  "
+          f"downtime {probe.downtime:5.2f}s ({probe.failures}/{probe.ok + probe.failures} "
+          f"probes failed: {probe.kinds() or '-'}; answers over {STRICT:g}s counted as down: "
+          f"{strict:.2f}s; slowest good answer {probe.slowest:.2f}s) | orchestrator: {own}"
+          + ("" if ok else f" | {r['error']}"), flush=True)
+    if verbose:
+        for at, line in sorted(timeline):
+            print(f"    {at:7.2f}s  {line}", flush=True)
     return r
 
 
@@ -136,14 +127,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--poll", type=float, default=0.1, help="page probe interval (s)")
     ap.add_argument("--json", type=Path, help="also write the results as JSON here")
     ap.add_argument("--keep-state", action="store_true", help="keep the temp state directory")
+    ap.add_argument("--timeline", action="store_true",
+                    help="print each move's steps and outages (s from invoking the CLI)")
+    ap.add_argument("--bridge-prefix", default=os.environ.get("OC_TEST_BRIDGE_PREFIX", "ocbm"),
+                    help="LXD bridge names (another run on this machine needs its own)")
+    ap.add_argument("--subnet-prefix", default=os.environ.get("OC_TEST_SUBNET_PREFIX", "10.242"),
+                    help="first two octets of the bridges' /24s")
     args = ap.parse_args(argv)
     t0 = time.monotonic()
     print_machine()
     state = Path(tempfile.mkdtemp(prefix="overcloud-bench-migrate-", dir="/tmp"))
     state.chmod(0o711)
     env = bench_env(state, free_port(), free_port())
-    env.update({"OVERCLOUD_UNDERCLOUD_BRIDGE_PREFIX": "ocbm",
-                "OVERCLOUD_UNDERCLOUD_SUBNET_PREFIX": "10.242",
+    env.update({"OVERCLOUD_UNDERCLOUD_BRIDGE_PREFIX": args.bridge_prefix,
+                "OVERCLOUD_UNDERCLOUD_SUBNET_PREFIX": args.subnet_prefix,
                 "OVERCLOUD_UNDERCLOUD_HTTPS_PORT": str(free_port_pair())})
     settings = load_settings(config=None, env=env)
     work = state / "bench"
@@ -168,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
         port = free_port()
         doc = work / f"{NAME}.yaml"
         doc.write_text(REQUEST.format(name=NAME, port=port))
-        out = cli(env, "request", "apply", str(doc), "--wait", timeout=600)
+        out = cli(env, "request", "apply", str(doc), "--wait", timeout=1800)
         if out.returncode != 0:
             print(f"provisioning failed: {out.stderr or out.stdout}", file=sys.stderr)
             return 1
@@ -177,12 +174,16 @@ def main(argv: list[str] | None = None) -> int:
         here, there = "lxd1", "lxd2"
         for _ in range(args.runs):
             results.append(move(env, store, port, args.poll, "web node",
-                                ["--node", f"{NAME}-n2", "--to", there]))
+                                ["--node", f"{NAME}-n2", "--to", there], args.timeline))
             results.append(move(env, store, port, args.poll, "db node",
-                                ["--node", f"{NAME}-n1", "--to", there]))
-            results.append(move(env, store, port, args.poll, "whole OverCloud", ["--to", here]))
+                                ["--node", f"{NAME}-n1", "--to", there], args.timeline))
+            results.append(move(env, store, port, args.poll, "whole OverCloud", ["--to", here],
+                                args.timeline))
     finally:
-        cli(env, "delete", NAME, "--wait", timeout=300)
+        try:
+            cli(env, "delete", NAME, "--wait", timeout=900)
+        except (subprocess.TimeoutExpired, OSError) as e:  # cleanup below runs regardless
+            print(f"# deleting {NAME} failed ({e}): stopping everything anyway", flush=True)
         cleanup(settings, procs, [NAME], args.keep_state)
         print(f"# stopped our services and processes; {'kept' if args.keep_state else 'removed'} "
               f"{state}", flush=True)
@@ -193,10 +194,16 @@ def main(argv: list[str] | None = None) -> int:
         if rs:
             summary[what] = {"runs": len(rs), "seconds_median": median([r["seconds"] for r in rs]),
                              "downtime_median": median([r["downtime"] for r in rs]),
-                             "downtime_max": max(r["downtime"] for r in rs)}
+                             "downtime_max": max(r["downtime"] for r in rs),
+                             "strict_median": median([r["downtime_strict"] for r in rs]),
+                             "strict_max": max(r["downtime_strict"] for r in rs),
+                             "slowest_median": median([r["slowest"] for r in rs])}
             s = summary[what]
             print(f"{what:<16} {len(rs)} ok | move median {s['seconds_median']:.1f}s | "
-                  f"downtime median {s['downtime_median']:.2f}s (max {s['downtime_max']:.2f}s)")
+                  f"downtime median {s['downtime_median']:.2f}s (max {s['downtime_max']:.2f}s) | "
+                  f"answers over {STRICT:g}s as down: median {s['strict_median']:.2f}s "
+                  f"(max {s['strict_max']:.2f}s) | slowest answer median "
+                  f"{s['slowest_median']:.2f}s")
     for what, target in (("web node", TARGET_NODE), ("db node", TARGET_NODE)):
         if what in summary:
             v = summary[what]["seconds_median"]

@@ -29,15 +29,17 @@ with the reason; a partial node on an unreachable target is reused by the next a
 from __future__ import annotations
 
 import logging
-import threading
+import subprocess
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from typing import Any, cast
 
 import httpx
 
-from orchestrator.hosts import MovableHost, NodeSpec
+from orchestrator.downtime import DowntimeProbe
+from orchestrator.hosts import HostDriver, MovableHost, NodeSpec
 from orchestrator.images import NODE_ALIAS
 from orchestrator.provision import (
     STACK_DIR,
@@ -54,8 +56,6 @@ from overcloud.errors import PermanentError, TemporaryError
 from overcloud.events import MigrationFinished, MigrationRequested, MigrationStarted, derived_id
 
 log = logging.getLogger(__name__)
-
-PROBE_EVERY = 0.1
 
 
 @dataclass(frozen=True)
@@ -136,51 +136,6 @@ def verdict_spec(subject: str, reason: str, *, refused: bool) -> WorkflowSpec:
         TaskSpec("decide", action, {"reason": reason}, after=(), retries=0, timeout=10),))
 
 
-class DowntimeProbe:
-    """GETs the OverCloud's page every 100 ms in a thread; `downtime` is the total time from a
-    failed probe to the next good one (what a user polling the URL would have seen)."""
-
-    def __init__(self, url: str, expect: str = "WordPress") -> None:
-        self.url, self.expect = url, expect
-        self.downtime = 0.0
-        self.failures = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True, name="downtime-probe")
-
-    def __enter__(self) -> DowntimeProbe:
-        if self.url:
-            self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(5)
-
-    def _ok(self, client: httpx.Client) -> bool:
-        try:
-            r = client.get(self.url)
-        except httpx.HTTPError:
-            return False
-        return r.status_code == 200 and self.expect in r.text
-
-    def _run(self) -> None:
-        down_since: float | None = None
-        with httpx.Client(timeout=1.0) as client:
-            while not self._stop.is_set():
-                t = time.monotonic()
-                if self._ok(client):
-                    if down_since is not None:
-                        self.downtime += t - down_since
-                        down_since = None
-                else:
-                    self.failures += 1
-                    down_since = t if down_since is None else down_since
-                self._stop.wait(max(0.0, PROBE_EVERY - (time.monotonic() - t)))
-        if down_since is not None:
-            self.downtime += time.monotonic() - down_since
-
-
 def _db_volume(overcloud: str) -> str:
     return f"/var/lib/docker/volumes/{overcloud}_db-data/_data"
 
@@ -212,20 +167,33 @@ def register_migration_actions(actions: ActionRegistry, c: Context) -> None:
                                        overcloud=oc, node=node, source=source,
                                        target=target, reason=a.get("reason", "")), key=oc)
         c.registry.set_state(oc, "migrating")
-        t0 = time.monotonic()
+        t0, started = time.monotonic(), time.time()
+        steps: list[tuple[str, float]] = [("started", started)]
+
+        def mark(step: str) -> None:
+            steps.append((step, time.time()))
+            if ctx.cancelled.is_set():  # timed out: the retry owns the move from here on
+                raise TemporaryError(f"{node}: attempt {ctx.attempt} stopped after {step}")
+
         with DowntimeProbe(url) as probe:
             if node in src.instances(oc):
-                _make_and_break(c, ctx, req, node, tiers, src, tgt, front)
+                _make_and_break(c, ctx, req, node, tiers, src, tgt, front, mark)
             _settle(c, req, node, tiers, source, target)
+            mark("settled")
         seconds = time.monotonic() - t0
         c.registry.set_state(oc, "ready", error="")
         c.bus.publish(MigrationFinished(id=derived_id(ctx.workflow_id, node, "finished"),
                                         overcloud=oc, node=node, source=source, target=target,
                                         downtime_s=round(probe.downtime, 3),
                                         reason=a.get("reason", "")), key=oc)
-        ctx.report(f"{node}: {source} → {target} in {seconds:.1f}s, "
-                   f"downtime {probe.downtime:.2f}s")
-        return {"seconds": round(seconds, 3), "downtime_s": round(probe.downtime, 3)}
+        ctx.report(f"{node}: {source} → {target} in {seconds:.1f}s, downtime "
+                   f"{probe.downtime:.2f}s {probe.kinds() or ''} (steps: "
+                   + ", ".join(f"{step} {t - started:.1f}s" for step, t in steps[1:]) + ")")
+        return {"seconds": round(seconds, 3), "downtime_s": round(probe.downtime, 3),
+                "started": round(started, 3),
+                "steps": [(step, round(t - started, 3)) for step, t in steps],
+                "outages": [{**o.to_dict(), "start": round(o.start - started, 3)}
+                            for o in probe.outages]}
 
     @actions.action("refuse_migration")
     def refuse_migration(ctx: TaskContext) -> None:
@@ -256,44 +224,103 @@ def register_migration_actions(actions: ActionRegistry, c: Context) -> None:
 
 
 def _make_and_break(c: Context, ctx: TaskContext, req: OverCloudRequest, node: str,
-                    tiers: list[str], src: MovableHost, tgt: MovableHost, front: bool) -> None:
-    """Make the node on the target, then retire the one on the source (module docstring)."""
+                    tiers: list[str], src: MovableHost, tgt: MovableHost, front: bool,
+                    mark: Callable[[str], None]) -> None:
+    """Make the node on the target, then retire the one on the source (module docstring).
+    `mark` records when each step ended (the move's timeline, beside the probe's outages)."""
     bridge, gateway = c.settings.overcloud_network(c.registry.allocate_network(req.name, tgt.name))
     tgt.ensure_network(bridge, gateway, req.name)
+    mark("network")
     tgt.launch(NodeSpec(node, req.name, node, NODE_ALIAS, req.cluster.cpu,
                         req.cluster.memory_bytes, network=bridge))
+    mark("launched")
     address = wait_or_retry(lambda: tgt.address(node), 60, f"an address for {node} on {tgt.name}")
     wait_or_retry(lambda: docker_ok(tgt, node), 120, f"Docker in {node} on {tgt.name}")
+    mark("docker")
     rec = c.registry.get(req.name)
     assert rec is not None
     addresses = {n.node: n.address for n in rec.nodes} | {node: address}
     env = stack_env(c, req, node, addresses)
     ctx.report(f"{node}: new node on {tgt.name} at {address}")
     if "db" in tiers:
-        copied = f"{STACK_DIR}/.copied-from-{src.name}"
-        if "yes" not in tgt.exec(node, "sh", "-c", f"test -e {copied} && echo yes || true"):
-            deploy(tgt, node, env, start=False)
-            # break: the database stops here; the volume moves; the new one starts. The
-            # marker keeps a resumed move from copying the old data over newer writes.
-            src.exec(node, "docker", "compose", "--project-directory", STACK_DIR, "stop",
-                     timeout=120)
-            _copy_volume(src, tgt, node, _db_volume(req.name))
-            tgt.exec(node, "touch", copied)
-        deploy(tgt, node, env)
-        for other in req.node_names():
-            if other != node and ("web" in req.tier_layout()[other]
-                                  or "app" in req.tier_layout()[other]):
-                host = c.hosts[next(n.host for n in rec.nodes if n.node == other)]
+
+        def repoint() -> None:
+            for host, other in _web_nodes(c, req, node):
                 deploy(host, other, stack_env(c, req, other, addresses))
+
+        copied = f"{STACK_DIR}/.copied-from-{src.name}"
+        with ThreadPoolExecutor(1, thread_name_prefix="repoint") as pool:
+            if "yes" not in tgt.exec(node, "sh", "-c", f"test -e {copied} && echo yes || true"):
+                deploy(tgt, node, env, start=False)
+                mark("created")
+                # break: the database stops here; the volume moves; the new one starts. The
+                # marker keeps a resumed move from copying the old data over newer writes.
+                src.exec(node, "docker", "compose", "--project-directory", STACK_DIR, "stop",
+                         timeout=120)
+                mark("db stopped")
+                # the page is down from here on: the web nodes are re-pointed (WordPress
+                # re-created with the new address) while the volume travels, not after it
+                repointed = pool.submit(repoint)
+                _copy_volume(src, tgt, node, _db_volume(req.name))
+                tgt.exec(node, "touch", copied)
+                mark("volume copied")
+            else:
+                repointed = pool.submit(repoint)
+            deploy(tgt, node, env)
+            mark("db up")
+            repointed.result()
+            mark("web re-pointed")
     else:
         deploy(tgt, node, env)
+        mark("stack up")
+    path = req.saas.expose.path_check
+    if "web" in tiers:
+        # make before break: the new node serves the real page (its nginx → WordPress → the
+        # database) before any traffic is switched to it; its first, cold answers (PHP's
+        # opcode cache empty, a first connection to the database) happen here, not in users'
+        # faces
+        wait_or_retry(lambda: _serves(tgt, node, path), 120,
+                      f"{path} served by {node} on {tgt.name}")
+        mark("serves")
     if front:
-        port = rec.port
-        src.remove_device(node, "web")
-        tgt.add_proxy(node, "web", f"tcp:127.0.0.1:{port}", "tcp:127.0.0.1:80")
-    _verify(rec.url.rstrip("/") + req.saas.expose.path_check)
+        _hand_over(src, tgt, node, f"tcp:127.0.0.1:{rec.port}")
+        mark("url handed over")
+    _verify(rec.url.rstrip("/") + path)
+    mark("verified")
     src.delete(node)
+    mark("old deleted")
     c.registry.set_node(req.name, node, tgt.name, tiers, address)
+
+
+def _web_nodes(c: Context, req: OverCloudRequest, db: str) -> list[tuple[HostDriver, str]]:
+    """The nodes whose WordPress talks to the database node `db`, each with its host."""
+    rec = c.registry.get(req.name)
+    assert rec is not None
+    placed = {n.node: n.host for n in rec.nodes}
+    return [(c.hosts[placed[other]], other) for other in req.node_names()
+            if other != db and {"web", "app"} & set(req.tier_layout()[other])]
+
+
+def _hand_over(src: MovableHost, tgt: MovableHost, node: str, listen: str,
+               connect: str = "tcp:127.0.0.1:80") -> None:
+    """Move the OverCloud's URL (the `web` proxy device listening on `listen`) from `node` on
+    `src` to `node` on `tgt`, with the shortest gap LXD allows.
+
+    Both daemons' proxies listen on this machine's loopback, so the new one cannot bind while
+    the old one holds the port. LXD's proxy process retries its bind every 0.5 s for ~5 s,
+    so the new device is added *first* (in a thread) and the old one removed meanwhile: the
+    new proxy binds within 0.5 s of the port coming free. Removing first and then adding (as
+    before) left the port closed for three `lxc` runs: 0.5-0.9 s on a loaded machine, seconds
+    on a very loaded one. If the add gave up before the port came free, it runs once more."""
+    with ThreadPoolExecutor(1, thread_name_prefix="url-hand-over") as pool:
+        added = pool.submit(tgt.add_proxy, node, "web", listen, connect)
+        try:
+            src.remove_device(node, "web")
+        finally:
+            first = added.exception()
+    if first is not None:
+        log.info("adding %s's URL on %s again (%s)", node, tgt.name, first)
+        tgt.add_proxy(node, "web", listen, connect)
 
 
 def _settle(c: Context, req: OverCloudRequest, node: str, tiers: list[str], source: str,
@@ -333,6 +360,17 @@ def _copy_volume(src: MovableHost, tgt: MovableHost, node: str, path: str) -> No
                              f"{(serr or b'').decode()[-200:]} {(rerr or b'').decode()[-200:]}")
 
 
+def _serves(host: MovableHost, node: str, path: str, expect: str = "WordPress") -> bool:
+    """The page at `path`, asked inside `node` of its own nginx, answers 200 with `expect`."""
+    try:
+        out = host.exec(node, "curl", "-sS", "-m", "10", "-w", "\n%{http_code}",
+                        f"http://127.0.0.1{path}", timeout=30)
+    except (TemporaryError, PermanentError, subprocess.TimeoutExpired):
+        return False
+    body, _, code = out.rpartition("\n")
+    return code.strip() == "200" and expect in body
+
+
 def _verify(url: str) -> None:
     def ok() -> bool:
         try:
@@ -355,10 +393,17 @@ def _roll_back(c: Context, req: OverCloudRequest, node: str, src: MovableHost,
     try:
         src.exec(node, "docker", "compose", "--project-directory", STACK_DIR, "up", "-d",
                  "--wait", "--wait-timeout", "120", timeout=150)
+        if "db" in req.tier_layout()[node]:
+            # the web nodes may have been pointed at the new database already: back to the
+            # old one (the record keeps its address until a move succeeds)
+            addresses = {n.node: n.address for n in rec.nodes}
+            for host, other in _web_nodes(c, req, node):
+                deploy(host, other, stack_env(c, req, other, addresses))
         if req.nodes_of("web")[0] == node and rec.port:
             if tgt.reachable():
-                tgt.remove_device(node, "web")
-            src.add_proxy(node, "web", f"tcp:127.0.0.1:{rec.port}", "tcp:127.0.0.1:80")
+                _hand_over(tgt, src, node, f"tcp:127.0.0.1:{rec.port}")
+            else:
+                src.add_proxy(node, "web", f"tcp:127.0.0.1:{rec.port}", "tcp:127.0.0.1:80")
         if tgt.reachable() and node in tgt.instances(req.name):
             tgt.delete(node)
     except (TemporaryError, PermanentError) as exc:

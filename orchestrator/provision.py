@@ -18,6 +18,7 @@ routing; other OverClouds' nodes sit on other bridges and subnets.
 
 from __future__ import annotations
 
+import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -348,7 +349,9 @@ def agent_daemon(settings: Settings, overcloud: str, node: str, host: str, *,
     if expect:
         args += ["--expect", expect]
     d = cli_daemon(settings, f"agent-{overcloud}-{node}", args, f"{node}@{host}", "agent:")
-    d.start_timeout = 60  # a Python start on a busy 2-core host has taken ~30 s
+    # a Python start on a busy 2-core host has taken ~30 s, and over 60 s with the machine's
+    # load average above 100 (a move then failed only because its agent was slow to start)
+    d.start_timeout = 180
     return d
 
 
@@ -358,9 +361,11 @@ def _wanted_port(req: OverCloudRequest) -> int | None:
 
 
 def docker_ok(host: HostDriver, node: str) -> bool:
+    """Docker answers in `node` (not yet: False, also when `docker info` is slower than 30 s,
+    as it has been on a machine loaded far beyond its cores; the caller's deadline decides)."""
     try:
         host.exec(node, "docker", "info", "--format", "{{.Driver}}", timeout=30)
-    except TemporaryError:
+    except (TemporaryError, subprocess.TimeoutExpired):
         return False
     return True
 
