@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 from collections.abc import Iterable
 from typing import Any, Protocol
 
@@ -18,6 +19,7 @@ from kafka.errors import KafkaError, TopicAlreadyExistsError
 
 from overcloud.errors import TemporaryError
 from overcloud.events import Event
+from overcloud.replay import EventJournal, LogProbe, replay_journal
 from overcloud.samples import Layer
 from overcloud.settings import Settings
 from overcloud.wire import encode_event
@@ -49,8 +51,10 @@ def all_topics(settings: Settings) -> dict[str, int]:
     return topics
 
 
-def ensure_topics(settings: Settings, topics: dict[str, int] | None = None) -> None:
-    """Create missing topics; raises `TemporaryError` while the broker is unreachable."""
+def ensure_topics(settings: Settings, topics: dict[str, int] | None = None) -> list[str]:
+    """Create missing topics and return their names (a topic of ours that is missing after a
+    broker restart means the broker lost its log); raises `TemporaryError` while the broker
+    is unreachable."""
     wanted = all_topics(settings) if topics is None else topics
     try:
         admin = KafkaAdminClient(
@@ -73,6 +77,7 @@ def ensure_topics(settings: Settings, topics: dict[str, int] | None = None) -> N
         raise TemporaryError(f"could not create topics: {exc}") from None
     finally:
         admin.close()
+    return [t.name for t in missing]
 
 
 def make_producer(settings: Settings, **overrides: Any) -> KafkaProducer:
@@ -146,20 +151,72 @@ class EventBus(Protocol):
 
 
 class KafkaEventBus:
-    """Publishes events to the events topic and waits for the broker's acknowledgement."""
+    """Publishes events to the events topic and waits for the broker's acknowledgement.
 
-    def __init__(self, settings: Settings, producer: KafkaProducer | None = None) -> None:
+    Every acknowledged event is also written to the state directory's `EventJournal`, so it
+    can be published again if the broker loses its log before a consumer read it
+    (`recover`, and `watch` in long-running processes). An acknowledgement at or below the
+    last offset the journal knows is checked at once: that is how a publisher finds out
+    that the broker restarted since the last event."""
+
+    def __init__(self, settings: Settings, producer: KafkaProducer | None = None,
+                 journal: EventJournal | None = None) -> None:
         self._settings = settings
         self._producer = producer or make_producer(settings)
         self._topic = events_topic(settings)
+        self.journal = journal if journal is not None else EventJournal.of(settings)
+        self._probe = LogProbe(settings)
+        self._probe_lock = threading.Lock()
+        self.replayed = 0
 
     def publish(self, event: Event, key: str | None = None) -> None:
-        try:
-            self._producer.send(
-                self._topic, key=key.encode() if key else None, value=encode_event(event)
-            ).get(timeout=10)
-        except KafkaError as exc:
-            raise TemporaryError(f"could not publish {event.TYPE}: {exc}") from None
+        self.publish_bytes(encode_event(event), key.encode() if key else None, event.TYPE)
 
-    def close(self) -> None:
-        close_producer(self._producer, timeout=5)
+    def publish_bytes(self, value: bytes, key: bytes | None, what: str = "event") -> None:
+        """Publish an encoded event (the alert evaluator's outbox holds them encoded)."""
+        partition, offset = self._send(self._topic, key, value, what)
+        if self.journal.record(self._topic, key, value, partition, offset):
+            try:
+                self.recover(suspect=True)
+            except TemporaryError as exc:  # the watcher, or the next publish, tries again
+                log.warning("could not replay the event journal: %s", exc)
+
+    def _send(self, topic: str, key: bytes | None, value: bytes, what: str) -> tuple[int, int]:
+        try:
+            md = self._producer.send(topic, key=key, value=value).get(timeout=10)
+        except KafkaError as exc:
+            raise TemporaryError(f"could not publish {what}: {exc}") from None
+        return int(md.partition), int(md.offset)
+
+    def recover(self, suspect: bool = False) -> int:
+        """Publish the journal again if the broker no longer holds it; returns how many."""
+        with self._probe_lock:
+            n = replay_journal(self.journal, lambda t, k, v: self._send(t, k, v, "replay"),
+                               self._probe, suspect=suspect)
+        self.replayed += n
+        return n
+
+    def watch(self, stop: threading.Event, every: float = 2.0) -> threading.Thread:
+        """Check the journal against the broker every `every` s until `stop` (a thread)."""
+
+        def loop() -> None:
+            while True:
+                try:
+                    self.recover()
+                except TemporaryError as exc:
+                    log.debug("journal check postponed: %s", exc)
+                except Exception:  # the watcher must outlive any surprise
+                    log.exception("journal check failed")
+                if stop.wait(every):
+                    return
+
+        t = threading.Thread(target=loop, name="journal-watch", daemon=True)
+        t.start()
+        return t
+
+    def close(self, producer: bool = True) -> None:
+        """Release the probe, and the producer unless it belongs to the caller."""
+        with self._probe_lock:
+            self._probe.close()
+        if producer:
+            close_producer(self._producer, timeout=5)
