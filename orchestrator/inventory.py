@@ -583,3 +583,31 @@ def plan_request(settings: Settings, reachable: Mapping[str, Callable[[], bool]]
     return p, Snapshot(snap.records, views, snap.allocated, snap.load, snap.reachable,
                        snap.load_error)
 
+
+
+def undercloud_report(settings: Settings, inventory: Inventory,
+                      reachable: Mapping[str, Callable[[], bool]], registry: Registry
+                      ) -> dict[str, Any]:
+    """Every site and host as plain data: kind, state, capacity, our nodes, current load.
+
+    What `overcloud undercloud list --json` prints and the DevTower's operator view serves."""
+    snap = snapshot(settings, inventory, reachable, registry)
+    views = {v.name: v for v in snap.views}
+    rows: list[dict[str, Any]] = []
+    for r in snap.records:
+        v = views[r.name]
+        a = snap.allocated.get(r.name)
+        ld = snap.load.get(r.name)
+        rows.append({
+            "site": r.site, "host": r.name, "kind": f"lxd-{r.kind}", "state": v.state,
+            "reachable": snap.reachable.get(r.name, False), "url": r.url,
+            "labels": dict(r.labels),
+            "capacity": {"cpu": v.capacity_cpu, "memory": v.capacity_memory},
+            "allocated": {"cpu": v.allocated_cpu, "memory": v.allocated_memory,
+                          "nodes": list(a.nodes) if a else []},
+            "load": {"cpu_percent": v.cpu_util, "mem_percent": v.mem_util,
+                     "net_bytes_per_s": v.net_bytes_per_s},
+            "instances": ld.instances if ld else None,
+        })
+    sites = [{"site": s.name, "kind": s.kind, "cloud": s.cloud} for s in inventory.sites()]
+    return {"hosts": rows, "sites": sites, "load_error": snap.load_error}

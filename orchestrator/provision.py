@@ -33,7 +33,7 @@ from orchestrator.stack.compose import COMPOSE_FILE, Role, env_file
 from orchestrator.workflow import ActionRegistry, TaskContext, TaskSpec, WorkflowSpec
 from overcloud.bus import EventBus
 from overcloud.errors import PermanentError, TemporaryError
-from overcloud.events import OverCloudDeleted, OverCloudFailed, OverCloudReady
+from overcloud.events import OverCloudDeleted, OverCloudFailed, OverCloudReady, derived_id
 from overcloud.services.process import Daemon
 from overcloud.settings import Settings
 
@@ -226,7 +226,8 @@ def register_actions(actions: ActionRegistry, c: Context) -> None:
         rec = c.registry.get(req.name)
         assert rec is not None
         c.registry.set_state(req.name, "ready", error="")
-        c.bus.publish(OverCloudReady(name=req.name, url=rec.url,
+        c.bus.publish(OverCloudReady(id=derived_id(ctx.workflow_id, "ready"), name=req.name,
+                                     url=rec.url,
                                      nodes={n.node: n.host for n in rec.nodes}), key=req.name)
         return {"url": rec.url}
 
@@ -236,7 +237,8 @@ def register_actions(actions: ActionRegistry, c: Context) -> None:
         task = str(ctx.args.get("failed_task") or "?")
         reason = str(ctx.args.get("error") or "unknown").removeprefix(f"{task}: ")
         c.registry.set_state(name, "failed", error=f"{task}: {reason}")
-        c.bus.publish(OverCloudFailed(name=name, task=task, reason=reason), key=name)
+        c.bus.publish(OverCloudFailed(id=derived_id(ctx.workflow_id, "failed"), name=name,
+                                      task=task, reason=reason), key=name)
 
     # --- delete ---------------------------------------------------------------------------
 
@@ -276,7 +278,8 @@ def register_actions(actions: ActionRegistry, c: Context) -> None:
     def forget(ctx: TaskContext) -> None:
         name = ctx.input["name"]
         c.registry.forget(name)
-        c.bus.publish(OverCloudDeleted(name=name), key=name)
+        c.bus.publish(OverCloudDeleted(id=derived_id(ctx.workflow_id, "deleted"), name=name),
+                      key=name)
 
 
 def stack_env(c: Context, req: OverCloudRequest, node: str, addresses: dict[str, str]) -> str:

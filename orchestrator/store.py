@@ -248,6 +248,18 @@ class WorkflowStore:
         return [HistoryEntry(r["seq"], r["time"], r["workflow_id"], r["task"], r["event"], r["detail"])
                 for r in rows]
 
+    def history_after(self, since: int, limit: int = 1000
+                      ) -> builtins.list[tuple[HistoryEntry, str, str]]:
+        """Every workflow's history rows after `since` (a global seq), with each workflow's
+        kind and subject: what the DevTower tails to show task changes live."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT h.*, w.kind AS kind, w.subject AS subject FROM history h"
+                " JOIN workflows w ON w.id = h.workflow_id WHERE h.seq > ? ORDER BY h.seq LIMIT ?",
+                (since, limit)).fetchall()
+        return [(HistoryEntry(r["seq"], r["time"], r["workflow_id"], r["task"], r["event"],
+                              r["detail"]), r["kind"], r["subject"]) for r in rows]
+
     # -- changes written by the engine ----------------------------------------------------
 
     def workflow_started(self, workflow_id: str, *, resumed: bool) -> str:

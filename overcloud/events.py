@@ -19,6 +19,15 @@ def new_id() -> str:
     return uuid.uuid4().hex
 
 
+def derived_id(*parts: str) -> str:
+    """An event id that is the same every time the same step publishes it (e.g. a workflow
+    id and its task): a resumed or retried task re-publishes the *same* event, which every
+    consumer (webhooks, `--wait`, the journal) then sees once."""
+    import hashlib
+
+    return hashlib.sha256("/".join(parts).encode()).hexdigest()[:32]
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 

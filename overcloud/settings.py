@@ -132,6 +132,29 @@ class AlertsSettings:
 
 
 @dataclass(frozen=True)
+class DevTowerSettings:
+    host: str = "127.0.0.1"
+    """Where the DevTower API (and page) listens; loopback unless you put TLS in front."""
+    port: int = 8480
+    """Its TCP port."""
+    tls_cert: str = ""
+    """PEM certificate: when set (with `tls_key`) the DevTower speaks HTTPS only."""
+    tls_key: str = ""
+    """PEM private key of `tls_cert`."""
+    public_url: str = ""
+    """The address developers use (printed by `services up`); empty: derived from host/port."""
+    group: str = "overcloud-devtower"
+    """Consumer group of the DevTower's event feed (journal and webhooks)."""
+
+    @property
+    def url(self) -> str:
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        scheme = "https" if self.tls_cert else "http"
+        return f"{scheme}://{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
 class UnderCloudSettings:
     """The local UnderCloud: LXD daemons on this machine, each one an UnderCloud host."""
 
@@ -239,6 +262,7 @@ class Settings:
     devlake: DevLakeSettings = field(default_factory=DevLakeSettings)
     undercloud: UnderCloudSettings = field(default_factory=UnderCloudSettings)
     alerts: AlertsSettings = field(default_factory=AlertsSettings)
+    devtower: DevTowerSettings = field(default_factory=DevTowerSettings)
 
     @property
     def local_lxd_hosts(self) -> list[LxdHost]:
@@ -294,7 +318,7 @@ NETWORK_SLOTS = 1024
 
 _SECTIONS = {"kafka": KafkaSettings, "influx": InfluxSettings, "agent": AgentSettings,
              "devlake": DevLakeSettings, "undercloud": UnderCloudSettings,
-             "alerts": AlertsSettings}
+             "alerts": AlertsSettings, "devtower": DevTowerSettings}
 
 
 def load_settings(config: Path | None = None, env: dict[str, str] | None = None) -> Settings:
@@ -369,7 +393,8 @@ def _coerce(value: Any, typ: Any, where: str) -> Any:
 
 
 def _validate(s: Settings) -> None:
-    for name, port in (("kafka.port", s.kafka.port), ("influx.port", s.influx.port)):
+    for name, port in (("kafka.port", s.kafka.port), ("influx.port", s.influx.port),
+                       ("devtower.port", s.devtower.port)):
         if not 1 <= port <= 65533:
             raise ConfigError(f"{name} must be a TCP port (1-65533), got {port}")
     if s.influx.dialect not in ("v1", "v2"):
@@ -387,6 +412,8 @@ def _validate(s: Settings) -> None:
     if s.influx.url and not s.influx.url.startswith(("http://", "https://")):
         raise ConfigError(f"influx.url must start with http:// or https://, got {s.influx.url!r}")
     _validate_undercloud(s.undercloud)
+    if bool(s.devtower.tls_cert) != bool(s.devtower.tls_key):
+        raise ConfigError("devtower.tls_cert and devtower.tls_key go together: set both or neither")
     if s.alerts.tick <= 0 or s.alerts.resend <= 0:
         raise ConfigError("alerts.tick and alerts.resend must be > 0 seconds")
     if not 1 <= s.alerts.alertmanager_port <= 65534:

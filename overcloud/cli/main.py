@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from devtower.cli.tower import app as tower_app
 from overcloud.cli import common
 from overcloud.cli.agent import app as agent_app
 from overcloud.cli.alerts import app as alerts_app
@@ -45,6 +46,7 @@ app.command("migrate")(migrate)
 app.add_typer(dashboards_app, name="dashboards")
 app.command("top")(top)
 app.add_typer(undercloud_app, name="undercloud")
+app.add_typer(tower_app, name="tower")
 
 
 @app.callback()

@@ -205,6 +205,10 @@ def orchestrator_daemon(s: Settings) -> Daemon:
                       f"{s.topic('events')} on {s.kafka.bootstrap}", "orchestrator:")
 
 
+def devtower_daemon(s: Settings) -> Daemon:
+    return cli_daemon(s, "devtower", ["tower", "run"], s.devtower.url, "devtower:")
+
+
 def alerts_daemon(s: Settings) -> Daemon:
     return cli_daemon(s, "alerts", ["alerts", "run"], f"rules → {s.topic('events')}", "alerts:")
 
@@ -223,12 +227,13 @@ CATALOG: dict[str, ServiceSpec] = {
         ServiceSpec("influxdb", ["influxdb"], influx_daemon),
         ServiceSpec("victoriametrics", ["victoria-metrics"], victoriametrics_daemon, default=False),
         ServiceSpec("dockerd", ["docker.io"], dockerd_daemon, default=False),
-        ServiceSpec("lxd", ["lxd", "dnsmasq-base", "btrfs-progs", "openssl", "nftables"], lxd_service, after_start=_images,
-                    default=False),
+        ServiceSpec("lxd", ["lxd", "dnsmasq-base", "btrfs-progs", "openssl", "nftables"], lxd_service,
+                    after_start=_images, default=False),
         ServiceSpec("devlake", [], devlake_daemon, default=False),
         ServiceSpec("orchestrator", [], orchestrator_daemon, default=False),
         ServiceSpec("agent", [], agent_daemon, default=False),
         ServiceSpec("alertmanager", ["prometheus-alertmanager"], alertmanager_daemon, default=False),
         ServiceSpec("alerts", [], alerts_daemon, default=False),
+        ServiceSpec("devtower", [], devtower_daemon, default=False),
     )
 }

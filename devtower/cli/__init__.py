@@ -1,0 +1,1 @@
+"""The `overcloud` command line (the top layer): local commands and the DevTower's."""

@@ -1,0 +1,142 @@
+"""What happened to each OverCloud, in one ordered, resumable log: the DevTower's memory.
+
+Server-sent events need ids a client can resume from (`Last-Event-ID`), and webhooks need
+each change once. The sources are two: domain events on the Kafka events topic (lifecycle,
+migrations, alerts) and the orchestrator's workflow history (every task change, in its own
+SQLite store). Both are copied into one SQLite table with a global, increasing `id`; a
+UNIQUE `key` per source item (`event:<event id>`, `task:<history seq>`) makes the copy
+idempotent, so a redelivered event or a re-read history row adds nothing. A reader asks for
+the entries of one OverCloud after the id it saw last.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from overcloud.events import (
+    AlertFiring,
+    AlertResolved,
+    Event,
+    MigrationFinished,
+    MigrationRequested,
+    MigrationStarted,
+    NodeOverloaded,
+    NodeRecovered,
+)
+
+
+@dataclass(frozen=True)
+class Entry:
+    id: int
+    overcloud: str
+    kind: str
+    """`event` (a domain event) or `task` (a workflow task change)."""
+    type: str
+    """The event's type, or `task` / `workflow`."""
+    time: float
+    data: dict[str, Any]
+
+
+def overcloud_of(event: Event) -> str:
+    """Which OverCloud an event is about ('' when none: an UnderCloud host's overload)."""
+    if isinstance(event, AlertFiring | AlertResolved):
+        return event.labels.get("overcloud", "")
+    if isinstance(event, MigrationStarted | MigrationFinished | MigrationRequested
+                  | NodeOverloaded | NodeRecovered):
+        return event.overcloud
+    name = getattr(event, "name", "")
+    return name if isinstance(name, str) else ""
+
+
+class Journal:
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.executescript(
+            """
+            CREATE TABLE IF NOT EXISTS entries (
+              id INTEGER PRIMARY KEY AUTOINCREMENT, key TEXT NOT NULL UNIQUE,
+              overcloud TEXT NOT NULL, kind TEXT NOT NULL, type TEXT NOT NULL,
+              time REAL NOT NULL, data TEXT NOT NULL);
+            CREATE INDEX IF NOT EXISTS entries_by_overcloud ON entries (overcloud, id);
+            CREATE TABLE IF NOT EXISTS cursors (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+            """
+        )
+
+    def add(self, key: str, overcloud: str, kind: str, type_: str, time: float,
+            data: dict[str, Any]) -> int | None:
+        """Append an entry; None when `key` is already there (a redelivery)."""
+        with self._lock:
+            cur = self._db.execute(
+                "INSERT OR IGNORE INTO entries (key, overcloud, kind, type, time, data)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (key, overcloud, kind, type_, time, json.dumps(data, default=str)))
+            if cur.rowcount != 1:
+                return None
+            self._changed.notify_all()
+            return int(cur.lastrowid or 0)
+
+    def since(self, overclouds: Iterable[str] | None, after: int = 0,
+              limit: int = 500) -> list[Entry]:
+        """Entries after id `after`, of the given OverClouds (None: all), oldest first."""
+        sql = "SELECT id, overcloud, kind, type, time, data FROM entries WHERE id > ?"
+        params: list[Any] = [after]
+        if overclouds is not None:
+            names = list(overclouds)
+            if not names:
+                return []
+            sql += f" AND overcloud IN ({','.join('?' * len(names))})"
+            params += names
+        with self._lock:
+            rows = self._db.execute(sql + " ORDER BY id LIMIT ?", [*params, limit]).fetchall()
+        return [Entry(r[0], r[1], r[2], r[3], r[4], json.loads(r[5])) for r in rows]
+
+    def first_of(self, overcloud: str, request_id: str) -> int:
+        """The id of the first entry of this incarnation of `overcloud` (its request event or
+        its provisioning workflow, whichever came in first); 0 when none is there yet.
+
+        A reader starts after `first_of - 1`: entries of an earlier OverCloud of the same
+        name (deleted, the name taken again, maybe by another tenant) stay out of reach."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT MIN(id) FROM entries WHERE overcloud = ? AND (key = ?"
+                " OR json_extract(data, '$.workflow') = ?)",
+                (overcloud, f"event:{request_id}", request_id)).fetchone()
+        return int(row[0] or 0)
+
+    def last_id(self) -> int:
+        with self._lock:
+            row = self._db.execute("SELECT COALESCE(MAX(id), 0) FROM entries").fetchone()
+        return int(row[0])
+
+    def wait(self, after: int, timeout: float) -> bool:
+        """Block until an entry newer than `after` was added in this process (or timeout)."""
+        with self._changed:
+            return self._changed.wait_for(lambda: self._max_locked() > after, timeout)
+
+    def _max_locked(self) -> int:
+        row = self._db.execute("SELECT COALESCE(MAX(id), 0) FROM entries").fetchone()
+        return int(row[0])
+
+    def cursor(self, name: str) -> int:
+        with self._lock:
+            row = self._db.execute("SELECT value FROM cursors WHERE name = ?", (name,)).fetchone()
+        return int(row[0]) if row else 0
+
+    def set_cursor(self, name: str, value: int) -> None:
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO cursors (name, value) VALUES (?, ?)"
+                " ON CONFLICT(name) DO UPDATE SET value = excluded.value", (name, value))
+
+    def close(self) -> None:
+        self._db.close()

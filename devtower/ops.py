@@ -1,0 +1,160 @@
+"""What the DevTower can do, as plain functions over the parts it is given.
+
+The HTTP API and the CLI call the same functions and render the same data, so a developer
+gets the same answers locally and through `--tower`. Every function checks *who* asks
+(`Identity`) before it reveals or changes anything: another tenant's OverCloud does not
+exist for the caller (`NotFound`, never "forbidden"), a viewer may read but not change.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from devtower.hooks import HookStore
+from devtower.tokens import Identity
+from orchestrator.registry import OverCloudRecord, Registry
+from orchestrator.request import OverCloudRequest, RequestInvalid, parse_request
+from orchestrator.store import WorkflowRecord, WorkflowStore
+from overcloud.bus import EventBus
+from overcloud.errors import UserError
+from overcloud.events import MigrationRequested, OverCloudDeleteRequested, OverCloudRequested
+from overcloud.problems import Problem
+from overcloud.settings import Settings
+
+
+class NotFound(UserError, LookupError):
+    """No such OverCloud — or not one the caller may see (the same answer on purpose)."""
+
+
+class Forbidden(UserError):
+    """The caller sees it but their role may not do this (a viewer changing something)."""
+
+
+class Conflict(UserError):
+    """The name is taken, or the OverCloud is in a state that does not allow this."""
+
+
+@dataclass
+class Tower:
+    """The parts the DevTower works with, built once by the process and handed down."""
+
+    settings: Settings
+    registry: Registry
+    workflows: WorkflowStore
+    bus: EventBus
+    hooks: HookStore
+
+
+def visible(ident: Identity, rec: OverCloudRecord) -> bool:
+    """Operators see everything; others only their own OverClouds with `devtower.api` on."""
+    if ident.operator:
+        return True
+    api_on = bool((rec.spec.get("devtower") or {}).get("api", True))
+    return rec.owner == ident.owner and api_on
+
+
+def find(t: Tower, ident: Identity, name: str) -> OverCloudRecord:
+    rec = t.registry.get(name) if len(name) <= 64 else None
+    if rec is None or not visible(ident, rec):
+        raise NotFound(f"no OverCloud named {name[:64]!r}")
+    return rec
+
+
+def writable(t: Tower, ident: Identity, name: str) -> OverCloudRecord:
+    rec = find(t, ident, name)
+    if not ident.can_write:
+        raise Forbidden(f"the {ident.role.value} role can only read")
+    return rec
+
+
+def summary(rec: OverCloudRecord) -> dict[str, Any]:
+    return {"name": rec.name, "state": rec.state, "owner": rec.owner, "url": rec.url,
+            "nodes": {n.node: n.host for n in rec.nodes}, "error": rec.error,
+            "created": rec.created, "updated": rec.updated,
+            "age_s": round(time.time() - rec.created, 1)}
+
+
+def list_overclouds(t: Tower, ident: Identity) -> list[dict[str, Any]]:
+    return [summary(r) for r in t.registry.all() if visible(ident, r)]
+
+
+def workflow_dict(wf: WorkflowRecord) -> dict[str, Any]:
+    return {
+        "id": wf.id, "kind": wf.kind, "state": str(wf.state), "error": wf.error,
+        "created": wf.created, "updated": wf.updated,
+        "tasks": [{"name": k.name, "state": str(k.state), "attempts": k.attempts,
+                   "started": k.started, "finished": k.finished,
+                   "seconds": round((k.finished or time.time()) - k.started, 2) if k.started else None,
+                   "progress": k.progress or "", "error": k.error or ""} for k in wf.tasks],
+    }
+
+
+def detail(t: Tower, ident: Identity, name: str) -> dict[str, Any]:
+    rec = find(t, ident, name)
+    out = summary(rec)
+    out["nodes"] = [{"node": n.node, "host": n.host, "address": n.address, "tiers": n.tiers}
+                    for n in rec.nodes]
+    out["spec"] = rec.spec
+    out["workflows"] = [workflow_dict(wf) for wf in t.workflows.list(subject=name)]
+    return out
+
+
+@dataclass(frozen=True)
+class Submitted:
+    request: OverCloudRequest
+    event: OverCloudRequested
+    webhook_secret: str | None
+
+
+def submit(t: Tower, ident: Identity, text: str, source: str = "request") -> Submitted:
+    """Validate a request document as the caller and publish `OverCloudRequested`.
+
+    Raises `RequestInvalid` (every problem at once), `Forbidden` (a viewer; a document
+    naming another owner is a problem of the document), `Conflict` (the name is taken)."""
+    if not ident.can_write:
+        raise Forbidden(f"the {ident.role.value} role cannot create OverClouds")
+    req = parse_request(text, source)
+    if req.owner != ident.owner and not ident.operator:
+        raise RequestInvalid(source, [Problem(
+            "owner", None, f"must be you ({ident.owner}): a token acts only for its owner")])
+    if t.registry.get(req.name) is not None:
+        raise Conflict(f"an OverCloud named {req.name!r} already exists; choose another name")
+    secret = t.hooks.register(req.name, req.devtower.notify) if req.devtower.notify else None
+    event = OverCloudRequested(name=req.name, owner=req.owner, spec=req.to_spec())
+    t.bus.publish(event, key=req.name)
+    return Submitted(req, event, secret)
+
+
+def delete(t: Tower, ident: Identity, name: str, keep_data: bool) -> OverCloudDeleteRequested:
+    writable(t, ident, name)
+    event = OverCloudDeleteRequested(name=name, keep_data=keep_data)
+    t.bus.publish(event, key=name)
+    return event
+
+
+def migrate(t: Tower, ident: Identity, name: str, node: str, to: str, site: str,
+            hosts: set[str], sites: set[str], draining: set[str]) -> MigrationRequested:
+    """An operator's move of one node or a whole OverCloud (checks as `overcloud migrate`)."""
+    if not ident.operator:
+        raise Forbidden("only operators move OverClouds between hosts")
+    rec = find(t, ident, name)
+    if bool(to) == bool(site):
+        raise UserError("say where to: exactly one of 'to' (a host) or 'site'")
+    if node and site:
+        raise UserError("a site move is for a whole OverCloud; for one node name a host")
+    nodes = {n.node: n.host for n in rec.nodes}
+    if node and node not in nodes:
+        raise UserError(f"{name} has no node {node[:64]!r}; its nodes: {', '.join(nodes)}")
+    if to and to not in hosts:
+        raise UserError(f"no UnderCloud host named {to[:64]!r} (known: {', '.join(sorted(hosts))})")
+    if to and to in draining:
+        raise Conflict(f"{to} is draining: it takes no new nodes")
+    if site and site not in sites:
+        raise UserError(f"no site named {site[:64]!r} (known: {', '.join(sorted(sites))})")
+    if rec.state not in ("ready", "degraded"):
+        raise Conflict(f"{name} is {rec.state}; only a ready (or degraded) OverCloud moves")
+    event = MigrationRequested(overcloud=name, node=node, target=to, site=site, reason="by hand")
+    t.bus.publish(event, key=name)
+    return event

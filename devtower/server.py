@@ -1,0 +1,211 @@
+"""The DevTower process (`overcloud devtower run`, `services up devtower`).
+
+It builds every client once and hands them down (STYLE: no part makes its own): the
+registry and workflow store of the orchestrator (read), a Kafka event bus (publish), the
+journal and webhook store (its own SQLite files under `<state>/devtower/`), the token store,
+and the DevLake reader. Three threads feed and drain it — the event feed, the workflow
+history feed and the webhook dispatcher — and uvicorn serves the API in the main thread.
+SIGTERM stops uvicorn gracefully, then the threads.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+
+from devtower.api import make_app
+from devtower.devlake import InfluxReader
+from devtower.feeds import EventFeed, TaskFeed
+from devtower.hooks import Dispatcher, HookStore
+from devtower.journal import Journal
+from devtower.ops import Tower
+from devtower.tokens import TokenStore
+from orchestrator.registry import Registry
+from orchestrator.store import WorkflowStore
+from overcloud.bus import KafkaEventBus, ensure_topics, events_topic, make_consumer
+from overcloud.errors import OverCloudError, TemporaryError
+from overcloud.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def devtower_dir(s: Settings) -> Path:
+    return s.state_dir / "devtower"
+
+
+def token_store(s: Settings) -> TokenStore:
+    return TokenStore(devtower_dir(s) / "tokens.sqlite")
+
+
+def workflow_store(s: Settings) -> WorkflowStore:
+    path = s.state_dir / "orchestrator" / "workflows.sqlite"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return WorkflowStore(path)
+
+
+def hook_store(s: Settings) -> HookStore:
+    return HookStore(devtower_dir(s) / "hooks.sqlite")
+
+
+class UnderCloudOps:
+    """The operator's side of the API, over the orchestrator's inventory."""
+
+    def __init__(self, s: Settings, registry: Registry, bus: KafkaEventBus) -> None:
+        self._s = s
+        self._registry = registry
+        self._bus = bus
+
+    def _reachable(self) -> dict[str, Callable[[], bool]]:
+        from orchestrator.hosts import drivers
+
+        return {n: d.reachable for n, d in drivers(self._s).items()}
+
+    def undercloud(self) -> dict[str, Any]:
+        from orchestrator.inventory import Inventory, undercloud_report
+
+        inv = Inventory(self._s)
+        try:
+            return undercloud_report(self._s, inv, self._reachable(), self._registry)
+        finally:
+            inv.close()
+
+    def hosts(self) -> tuple[set[str], set[str], set[str]]:
+        from orchestrator.hosts import drivers
+        from orchestrator.inventory import Inventory
+
+        inv = Inventory(self._s)
+        try:
+            records = inv.hosts()
+        finally:
+            inv.close()
+        return (set(drivers(self._s)), {r.site for r in records},
+                {r.name for r in records if r.draining})
+
+    def drain(self, host: str, evacuate: bool) -> dict[str, Any]:
+        from orchestrator.inventory import Inventory, allocations
+        from overcloud.events import MigrationRequested
+
+        inv = Inventory(self._s)
+        try:
+            inv.set_draining(host, True)
+        finally:
+            inv.close()
+        held = allocations(self._registry).get(host)
+        if not evacuate or held is None or not held.nodes:
+            return {"host": host, "draining": True, "moving": []}
+        event = MigrationRequested(source=host, reason=f"drain {host}")
+        self._bus.publish(event, key=host)
+        return {"host": host, "draining": True, "moving": list(held.nodes), "id": event.id}
+
+    def undrain(self, host: str) -> dict[str, Any]:
+        from orchestrator.inventory import Inventory
+
+        inv = Inventory(self._s)
+        try:
+            inv.set_draining(host, False)
+        finally:
+            inv.close()
+        return {"host": host, "draining": False}
+
+
+def _loop(name: str, stop: threading.Event, step: Callable[[], object], idle: float) -> None:
+    """Run `step` until stopped; an outage is logged once and retried with backoff."""
+    delay = idle
+    failing = False
+    while not stop.is_set():
+        try:
+            step()
+            if failing:
+                log.info("%s: working again", name)
+            failing, delay = False, idle
+        except (OverCloudError, OSError) as exc:
+            if not failing:
+                log.warning("%s: %s; retrying", name, exc)
+            failing = True
+            delay = min(delay * 2, 5.0)
+            stop.wait(delay)
+            continue
+        stop.wait(idle)
+
+
+class EventFeedRunner(threading.Thread):
+    """Keeps an `EventFeed` consuming; (re)builds its consumer while the broker is away."""
+
+    def __init__(self, s: Settings, journal: Journal, hooks: HookStore,
+                 stop: threading.Event) -> None:
+        super().__init__(name="event-feed", daemon=True)
+        self._s, self._journal, self._hooks, self._stop = s, journal, hooks, stop
+        self.feed: EventFeed | None = None
+
+    def step(self) -> None:
+        if self.feed is None:
+            try:
+                ensure_topics(self._s)
+                consumer = make_consumer(self._s, [events_topic(self._s)],
+                                         f"{self._s.kafka.topic_prefix}-{self._s.devtower.group}")
+            except TemporaryError:
+                raise
+            self.feed = EventFeed(consumer, self._journal, self._hooks)
+        self.feed.step()
+
+    def run(self) -> None:
+        _loop("event feed", self._stop, self.step, 0.0)
+
+
+def serve(s: Settings, stop: threading.Event, *, on_ready: Callable[[str], None] | None = None
+          ) -> None:
+    """Run the DevTower until `stop` is set."""
+    registry = Registry(s)
+    workflows = workflow_store(s)
+    bus = KafkaEventBus(s)
+    hooks = hook_store(s)
+    journal = Journal(devtower_dir(s) / "journal.sqlite")
+    tokens = token_store(s)
+    tower = Tower(settings=s, registry=registry, workflows=workflows, bus=bus, hooks=hooks)
+    reader = InfluxReader(s, registry)
+    app = make_app(tower, tokens, journal, reader, UnderCloudOps(s, registry, bus))
+
+    events = EventFeedRunner(s, journal, hooks, stop)
+    tasks = TaskFeed(workflows, journal)
+    history = threading.Thread(target=_loop, args=("task feed", stop, tasks.step, 0.25),
+                               name="task-feed", daemon=True)
+    dispatcher = Dispatcher(hooks, stop)
+    for t in (events, history, dispatcher):
+        t.start()
+
+    d = s.devtower
+    tls = {"ssl_certfile": d.tls_cert, "ssl_keyfile": d.tls_key} if d.tls_cert else {}
+    config = uvicorn.Config(app, host=d.host, port=d.port, log_level="warning",
+                            access_log=False, lifespan="off", **tls)  # type: ignore[arg-type]
+    server = uvicorn.Server(config)
+
+    def watch() -> None:
+        stop.wait()
+        server.should_exit = True
+
+    threading.Thread(target=watch, name="stop-watch", daemon=True).start()
+    if on_ready is not None:
+        def announce() -> None:
+            from overcloud.waiting import WaitTimeout, wait_until
+
+            try:
+                wait_until(lambda: server.started or stop.is_set(), timeout=60, interval=0.05,
+                           what="the DevTower to listen")
+            except WaitTimeout:
+                return
+            if server.started:
+                on_ready(d.url)
+        threading.Thread(target=announce, name="announce", daemon=True).start()
+    try:
+        server.run()
+    finally:
+        stop.set()
+        for t in (events, history, dispatcher):
+            t.join(timeout=10)
+        reader.close()
+        bus.close()

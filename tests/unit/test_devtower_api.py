@@ -1,0 +1,313 @@
+"""The DevTower API over real HTTP (uvicorn on loopback): identity, tenancy, bad input.
+
+The event bus is a list (what was published is what we check) and the DevLake reader a
+stand-in that records what it was asked; both are interfaces the API is given. The same
+routes run against the real broker, InfluxDB and LXD in tests/integration/test_devtower.py.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+
+from devtower.api import make_app
+from devtower.hooks import HookStore
+from devtower.journal import Journal
+from devtower.ops import Tower
+from devtower.tokens import Role, TokenStore
+from orchestrator.registry import Registry
+from orchestrator.store import WorkflowStore
+from overcloud.events import Event, OverCloudDeleteRequested, OverCloudRequested
+from overcloud.settings import load_settings
+from tests.helpers import free_port
+
+DOC = """\
+apiVersion: overcloud/v1
+kind: OverCloud
+name: {name}
+owner: {owner}
+cluster: {{nodes: 1, cpu: 1, memory: 1GiB}}
+devtower: {{api: {api}, notify: [http://127.0.0.1:9/hook]}}
+saas: {{stack: wordpress}}
+"""
+
+
+class ListBus:
+    def __init__(self) -> None:
+        self.events: list[Event] = []
+
+    def publish(self, event: Event, key: str | None = None) -> None:
+        self.events.append(event)
+
+
+class FakeReader:
+    def __init__(self) -> None:
+        self.asked: list[tuple[str, str]] = []
+
+    def query(self, overcloud: str, q: str) -> list[dict[str, Any]]:
+        from devtower.readonly import check_read_query
+
+        check_read_query(q, f"devlake_{overcloud}")
+        self.asked.append((overcloud, q))
+        return [{"name": "m", "columns": ["time", "v"], "values": [[1, 1.0]]}]
+
+    def latest(self, overcloud: str) -> list[dict[str, Any]]:
+        self.asked.append((overcloud, "latest"))
+        return []
+
+    def top(self, overcloud: str) -> dict[str, Any]:
+        self.asked.append((overcloud, "top"))
+        return {"overcloud": overcloud, "sections": {}}
+
+    def credentials(self, overcloud: str) -> dict[str, str]:
+        return {"database": f"devlake_{overcloud}", "username": f"ro_{overcloud}"}
+
+
+class NoOperator:
+    def undercloud(self) -> dict[str, Any]:
+        return {"hosts": [], "sites": []}
+
+    def hosts(self) -> tuple[set[str], set[str], set[str]]:
+        return {"lxd1", "lxd2"}, {"local"}, set()
+
+    def drain(self, host: str, evacuate: bool) -> dict[str, Any]:
+        return {"host": host}
+
+    def undrain(self, host: str) -> dict[str, Any]:
+        return {"host": host}
+
+
+class Api:
+    def __init__(self, url: str, bus: ListBus, registry: Registry, tokens: TokenStore,
+                 journal: Journal, reader: FakeReader) -> None:
+        self.url, self.bus, self.registry, self.tokens = url, bus, registry, tokens
+        self.journal, self.reader = journal, reader
+
+    def token(self, owner: str, role: Role = Role.DEVELOPER, ttl: float | None = None) -> str:
+        return self.tokens.create(owner, role, ttl)[0]
+
+    def client(self, token: str | None) -> httpx.Client:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        return httpx.Client(base_url=self.url, headers=headers, timeout=10)
+
+    def admit(self, name: str, owner: str, api: bool = True) -> None:
+        """What the orchestrator does when it consumes the request."""
+        spec = {"devtower": {"api": api, "notify": []}, "cluster": {"cpu": 1, "memory": "1GiB"}}
+        assert self.registry.admit(name, owner, spec, f"req-{name}")
+
+
+@pytest.fixture
+def api(tmp_path: Path) -> Iterator[Api]:
+    s = load_settings(env={"OVERCLOUD_STATE_DIR": str(tmp_path), "OVERCLOUD_CONFIG": ""})
+    bus, reader = ListBus(), FakeReader()
+    registry = Registry(s)
+    tokens = TokenStore(tmp_path / "devtower" / "tokens.sqlite")
+    journal = Journal(tmp_path / "devtower" / "journal.sqlite")
+    tower = Tower(settings=s, registry=registry,
+                  workflows=WorkflowStore(tmp_path / "orchestrator" / "workflows.sqlite"),
+                  bus=bus, hooks=HookStore(tmp_path / "devtower" / "hooks.sqlite"))
+    app = make_app(tower, tokens, journal, reader, NoOperator())
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
+                                           lifespan="off"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    from overcloud.waiting import wait_until
+
+    wait_until(lambda: server.started, timeout=20, interval=0.02, what="uvicorn")
+    try:
+        yield Api(f"http://127.0.0.1:{port}", bus, registry, tokens, journal, reader)
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+def _post(c: httpx.Client, name: str, owner: str, api: str = "true") -> httpx.Response:
+    return c.post("/v1/overclouds", content=DOC.format(name=name, owner=owner, api=api),
+                  headers={"Content-Type": "application/yaml"})
+
+
+def test_a_developer_creates_lists_and_deletes_only_their_own(api: Api) -> None:
+    a, b = api.token("a@example.com"), api.token("b@example.com")
+    with api.client(a) as ca, api.client(b) as cb:
+        r = _post(ca, "alpha", "a@example.com")
+        assert r.status_code == 202, r.text
+        body = r.json()
+        assert body["name"] == "alpha" and body["webhook_secret"]
+        ev = api.bus.events[-1]
+        assert isinstance(ev, OverCloudRequested) and ev.id == body["id"] and ev.owner == "a@example.com"
+        api.admit("alpha", "a@example.com")
+        api.admit("beta", "b@example.com")
+        assert [o["name"] for o in ca.get("/v1/overclouds").json()["overclouds"]] == ["alpha"]
+        assert [o["name"] for o in cb.get("/v1/overclouds").json()["overclouds"]] == ["beta"]
+        assert ca.get("/v1/overclouds/alpha").json()["owner"] == "a@example.com"
+        for method, path in [("GET", "/v1/overclouds/beta"), ("DELETE", "/v1/overclouds/beta"),
+                             ("GET", "/v1/overclouds/beta/events"),
+                             ("GET", "/v1/overclouds/beta/query?q=SELECT%20*%20FROM%20m"),
+                             ("GET", "/v1/overclouds/beta/latest"), ("GET", "/v1/overclouds/beta/top"),
+                             ("GET", "/v1/overclouds/beta/webhooks"),
+                             ("GET", "/v1/overclouds/nonexistent")]:
+            r = ca.request(method, path)
+            assert r.status_code == 404, (method, path, r.text)
+            assert r.json()["error"]["message"] in ("no OverCloud named 'beta'",
+                                                    "no OverCloud named 'nonexistent'")
+        assert not any(o == "beta" for o, _ in api.reader.asked)
+        n = len(api.bus.events)
+        r = ca.delete("/v1/overclouds/alpha", params={"keep_data": "true"})
+        assert r.status_code == 202
+        ev = api.bus.events[n]
+        assert isinstance(ev, OverCloudDeleteRequested) and ev.name == "alpha" and ev.keep_data
+
+
+def test_a_document_for_someone_else_is_refused_at_its_path(api: Api) -> None:
+    with api.client(api.token("a@example.com")) as c:
+        r = _post(c, "alpha", "b@example.com")
+    assert r.status_code == 422
+    assert any(p["path"] == "owner" and "a@example.com" in p["message"] for p in r.json()["problems"])
+    assert api.bus.events == []
+
+
+def test_problems_come_all_at_once_with_lines(api: Api) -> None:
+    doc = "apiVersion: overcloud/v1\nkind: OverCloud\nname: Bad_Name\nowner: a@example.com\n" \
+          "cluster: {nodes: 0}\nsaas: {stack: nope}\n"
+    with api.client(api.token("a@example.com")) as c:
+        r = c.post("/v1/overclouds", content=doc, headers={"Content-Type": "application/yaml"})
+    assert r.status_code == 422
+    problems = r.json()["problems"]
+    assert {p["path"] for p in problems} >= {"name", "cluster.nodes", "saas.stack"}
+    assert {p["line"] for p in problems if p["path"] == "name"} == {3}
+    assert api.bus.events == []
+
+
+def test_roles(api: Api) -> None:
+    api.admit("alpha", "a@example.com")
+    api.admit("beta", "b@example.com")
+    viewer = api.token("a@example.com", Role.VIEWER)
+    with api.client(viewer) as c:
+        assert c.get("/v1/overclouds/alpha").status_code == 200
+        assert _post(c, "gamma", "a@example.com").status_code == 403
+        assert c.delete("/v1/overclouds/alpha").status_code == 403
+        assert c.get("/v1/undercloud").status_code == 403
+    with api.client(api.token("ops@example.com", Role.OPERATOR)) as c:
+        names = [o["name"] for o in c.get("/v1/overclouds").json()["overclouds"]]
+        assert names == ["alpha", "beta"]
+        assert c.get("/v1/undercloud").status_code == 200
+    assert api.bus.events == []
+
+
+def test_api_false_hides_it_from_its_owner_but_not_from_operators(api: Api) -> None:
+    api.admit("hidden", "a@example.com", api=False)
+    with api.client(api.token("a@example.com")) as c:
+        assert c.get("/v1/overclouds").json()["overclouds"] == []
+        assert c.get("/v1/overclouds/hidden").status_code == 404
+    with api.client(api.token("ops@example.com", Role.OPERATOR)) as c:
+        assert c.get("/v1/overclouds/hidden").status_code == 200
+
+
+@pytest.mark.parametrize("header", [None, "", "Bearer", "Bearer nope", "Basic abc",
+                                    "Bearer oct_000000000000_" + "A" * 43, "Bearer " + "x" * 5000])
+def test_missing_or_bad_tokens_get_401(api: Api, header: str | None) -> None:
+    headers = {"Authorization": header} if header is not None else {}
+    r = httpx.get(api.url + "/v1/overclouds", headers=headers)
+    assert r.status_code == 401 and r.json()["error"]["status"] == 401
+    assert r.headers["www-authenticate"] == "Bearer"
+
+
+def test_expired_and_revoked_tokens_get_401(api: Api) -> None:
+    token, info = api.tokens.create("a@example.com", Role.DEVELOPER)
+    with api.client(token) as c:
+        assert c.get("/v1/overclouds").status_code == 200
+        api.tokens.revoke(info.token_id)
+        assert c.get("/v1/overclouds").status_code == 401
+
+
+@pytest.mark.parametrize(("ctype", "body", "status"), [
+    ("application/yaml", b"x" * (1024 * 1024 + 1), 413),
+    ("application/json", b"{not json", 422),
+    ("application/xml", b"<a/>", 415),
+    (None, b"name: x", 415),
+    ("application/yaml", b"\xff\xfe\x00binary", 400),
+    ("application/yaml", b"- just\n- a list\n", 422),
+    ("application/yaml", b"a: [/bold]\n", 422),
+])
+def test_bad_bodies_get_a_clear_json_error_and_create_nothing(api: Api, ctype: str | None,
+                                                              body: bytes, status: int) -> None:
+    headers = {"Authorization": f"Bearer {api.token('a@example.com')}"}
+    if ctype:
+        headers["Content-Type"] = ctype
+    r = httpx.post(api.url + "/v1/overclouds", content=body, headers=headers)
+    assert r.status_code == status, r.text
+    assert r.json()["error"]["message"]
+    assert api.bus.events == []
+
+
+def test_a_chunked_body_over_the_limit_is_cut_off(api: Api) -> None:
+    def chunks() -> Iterator[bytes]:
+        for _ in range(40):
+            yield b"y" * 65536
+
+    r = httpx.post(api.url + "/v1/overclouds", content=chunks(),
+                   headers={"Authorization": f"Bearer {api.token('a@example.com')}",
+                            "Content-Type": "application/yaml"})
+    assert r.status_code == 413
+    assert api.bus.events == []
+
+
+def test_query_is_checked_before_it_reaches_the_devlake(api: Api) -> None:
+    api.admit("alpha", "a@example.com")
+    with api.client(api.token("a@example.com")) as c:
+        ok = c.get("/v1/overclouds/alpha/query", params={"q": "SELECT * FROM m"})
+        assert ok.status_code == 200 and ok.json()["series"][0]["name"] == "m"
+        bad = c.get("/v1/overclouds/alpha/query",
+                    params={"q": "SELECT * FROM m; DROP DATABASE devlake_beta"})
+        assert bad.status_code == 400 and "one statement" in bad.json()["error"]["message"]
+    assert api.reader.asked == [("alpha", "SELECT * FROM m")]
+
+
+def test_events_stream_resumes_after_last_event_id(api: Api) -> None:
+    api.admit("alpha", "a@example.com")
+    for i in range(3):
+        api.journal.add(f"event:x{i}", "alpha", "event", "OverCloudReady", 1.0, {"i": i})
+    api.journal.add("event:other", "beta", "event", "OverCloudReady", 1.0, {"i": 99})
+    # the first entry of this incarnation is its request (ids below it belong to a predecessor)
+    api.journal.add("event:req-alpha", "alpha", "event", "OverCloudRequested", 1.0, {"i": -1})
+    for i in range(3, 6):
+        api.journal.add(f"event:x{i}", "alpha", "event", "OverCloudReady", 1.0, {"i": i})
+    token = api.token("a@example.com")
+
+    def read(n: int, last: str | None) -> list[tuple[int, dict[str, Any]]]:
+        headers = {"Authorization": f"Bearer {token}"}
+        if last:
+            headers["Last-Event-ID"] = last
+        got: list[tuple[int, dict[str, Any]]] = []
+        with httpx.stream("GET", api.url + "/v1/overclouds/alpha/events", headers=headers,
+                          timeout=10) as r:
+            assert r.headers["content-type"].startswith("text/event-stream")
+            ident = 0
+            for line in r.iter_lines():
+                if line.startswith("id: "):
+                    ident = int(line[4:])
+                if line.startswith("data: "):
+                    import json
+
+                    got.append((ident, json.loads(line[6:])["data"]))
+                    if len(got) == n:
+                        break
+        return got
+
+    first = read(2, None)
+    assert [d["i"] for _, d in first] == [-1, 3]  # not the predecessor's, not beta's
+    rest = read(2, str(first[-1][0]))
+    assert [d["i"] for _, d in rest] == [4, 5]
+    assert [i for i, _ in first + rest] == sorted({i for i, _ in first + rest})  # no gap, no repeat
+
+
+def test_openapi_is_served(api: Api) -> None:
+    spec = httpx.get(api.url + "/v1/openapi.json").json()
+    assert "/v1/overclouds" in spec["paths"] and "/v1/overclouds/{name}/events" in spec["paths"]
