@@ -33,7 +33,7 @@ from kafka.structs import OffsetAndMetadata, TopicPartition
 
 from devlake.lineprotocol import message_lines
 from devlake.sinks import MetricSink
-from overcloud.bus import deadletter_topic, make_producer
+from overcloud.bus import deadletter_topic, make_producer, poll
 from overcloud.errors import DecodeError, PermanentError, TemporaryError
 from overcloud.settings import Settings
 from overcloud.wire import describe
@@ -126,7 +126,8 @@ class DevLake:
 
     def step(self, stop: threading.Event) -> None:
         """One poll: decode, queue lines, and flush when the batch is full or old enough."""
-        records = self._consumer.poll(timeout_ms=100, max_records=2000)
+        # (reliability) overcloud.bus.poll: a broker outage must not end the process
+        records = poll(self._consumer, timeout_ms=100, max_records=2000)
         pending = self._pending
         cfg = self._settings.devlake
         for tp, messages in records.items():

@@ -34,7 +34,7 @@ from orchestrator.provision import Context, delete_spec, provision_spec
 from orchestrator.request import OverCloudRequest, RequestInvalid
 from orchestrator.store import WorkflowStore
 from orchestrator.workflow import Engine, WorkflowState
-from overcloud.bus import KafkaEventBus
+from overcloud.bus import KafkaEventBus, poll
 from overcloud.errors import DecodeError, PermanentError, TemporaryError
 from overcloud.events import (
     Event,
@@ -200,7 +200,7 @@ class Orchestrator:
             # first check at once: the broker may have lost the log while we were away
             self.ctx.bus.watch(stop)
         while not stop.is_set():
-            records = consumer.poll(timeout_ms=200, max_records=100)
+            records = poll(consumer, timeout_ms=200, max_records=100)
             offsets: dict[TopicPartition, OffsetAndMetadata] = {}
             retry = False
             for tp, messages in records.items():

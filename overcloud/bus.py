@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+import time
 from collections.abc import Iterable
 from typing import Any, Protocol
 
@@ -142,6 +143,27 @@ def make_consumer(
         return KafkaConsumer(*topics, **options)
     except KafkaError as exc:
         raise TemporaryError(f"Kafka broker at {settings.kafka.bootstrap} unreachable: {exc}") from None
+
+
+_last_poll_warning = 0.0
+
+
+def poll(consumer: KafkaConsumer, timeout_ms: int, max_records: int) -> dict[Any, Any]:
+    """`consumer.poll`, but a broker that is away means "nothing yet", not an exception.
+
+    kafka-python (3.0) lets a `KafkaConnectionError` escape from `poll` while it looks for the
+    group coordinator of a broker that is down: a DevLake once died of it mid-outage. The
+    consumer recovers on a later poll, so wait a little and say so (at most every 10 s)."""
+    global _last_poll_warning
+    try:
+        return dict(consumer.poll(timeout_ms=timeout_ms, max_records=max_records))
+    except KafkaError as exc:
+        now = time.monotonic()
+        if now - _last_poll_warning > 10:
+            _last_poll_warning = now
+            log.warning("broker unavailable, consumer waiting: %s", exc)
+        time.sleep(min(timeout_ms, 500) / 1000)
+        return {}
 
 
 class EventBus(Protocol):

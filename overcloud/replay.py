@@ -13,8 +13,9 @@ itself, from what it remembers of its own acknowledgements:
   for events, every few seconds.
 
 Agents keep their acknowledged batches in their spool (`agents/spool.py`); events go
-through `EventJournal`, one SQLite file per state directory shared by every process that
-publishes events there (the CLI, the orchestrator, the alert evaluator). `recover` publishes
+through `EventJournal`, one SQLite file per state directory and events topic, shared by
+every process that publishes events there (the CLI, the orchestrator, the alert evaluator,
+the DevTower). `recover` publishes
 the journal again when its records are gone; consumers de-duplicate by event id (the
 orchestrator keeps an inbox of handled ids), so a replayed event is acted on at most once.
 """
@@ -25,6 +26,7 @@ import contextlib
 import fcntl
 import hashlib
 import logging
+import re
 import sqlite3
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -160,8 +162,13 @@ class EventJournal:
 
     @classmethod
     def of(cls, settings: Settings) -> EventJournal:
+        """The journal of this state directory's events topic (one file per topic: processes
+        with another topic prefix, or a prefix changed since, never replay into each other)."""
         k = settings.kafka
-        return cls(settings.state_dir / "events" / "journal.sqlite", k.replay_window,
+        topic = settings.topic("events")
+        name = topic if re.fullmatch(r"[A-Za-z0-9._-]{1,200}", topic) else \
+            hashlib.sha256(topic.encode()).hexdigest()[:32]
+        return cls(settings.state_dir / "events" / f"{name}.journal.sqlite", k.replay_window,
                    k.replay_max_bytes)
 
     def _db(self) -> sqlite3.Connection:

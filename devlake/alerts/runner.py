@@ -41,7 +41,7 @@ from devlake.alerts.evaluator import Evaluator
 from devlake.alerts.outbox import Outbox, Worker, alertmanager_alert, http_post
 from devlake.alerts.rules import Rule
 from devlake.sinks import MetricSink
-from overcloud.bus import KafkaEventBus
+from overcloud.bus import KafkaEventBus, poll
 from overcloud.errors import DecodeError
 from overcloud.settings import Settings
 from overcloud.wire import sample_rows
@@ -165,7 +165,7 @@ class AlertRunner:
 
     def step(self) -> None:
         tick_ns = int(self._s.alerts.tick * 1e9)
-        records = self._consumer.poll(timeout_ms=min(200, tick_ns // 1_000_000), max_records=5000)
+        records = poll(self._consumer, timeout_ms=min(200, tick_ns // 1_000_000), max_records=5000)
         ev = self.evaluator
         for tp, messages in records.items():
             for msg in messages:
