@@ -176,7 +176,7 @@ class Orchestrator:
     def handle(self, event: Event) -> bool:
         """Dispatch `event` unless its id was handled before; False: retry it later."""
         if self.inbox.done(event.id):
-            log.info("%s %s already handled: skipped", event.TYPE, event.id)
+            log.info("%s %s: already handled, skipped", event.TYPE, event.id)
             return True
         starts = self.inbox.begin(event.id, event.TYPE)
         if starts > 1:

@@ -92,6 +92,10 @@ def make_producer(settings: Settings, **overrides: Any) -> KafkaProducer:
         "max_request_size": 8 * 1024 * 1024,
         "bootstrap_timeout_ms": 5000,
         "reconnect_backoff_max_ms": 1000,
+        # only `ensure_topics` makes topics: one the broker makes on a first send (after a
+        # restart, before anyone recreated ours) gets its own partition count — an events
+        # topic with four partitions loses the order of events about one OverCloud
+        "allow_auto_create_topics": False,
     }
     options.update(overrides)
     try:
@@ -137,6 +141,7 @@ def make_consumer(
         # notice a recreated topic (tansu restart) within seconds, not the 5 min default
         "metadata_max_age_ms": 3000,
         "reconnect_backoff_max_ms": 1000,
+        "allow_auto_create_topics": False,
     }
     options.update(overrides)
     try:
@@ -204,11 +209,16 @@ class KafkaEventBus:
                 log.warning("could not replay the event journal: %s", exc)
 
     def _send(self, topic: str, key: bytes | None, value: bytes, what: str) -> tuple[int, int]:
-        try:
-            md = self._producer.send(topic, key=key, value=value).get(timeout=10)
-        except KafkaError as exc:
-            raise TemporaryError(f"could not publish {what}: {exc}") from None
-        return int(md.partition), int(md.offset)
+        for attempt in (1, 2):
+            try:
+                md = self._producer.send(topic, key=key, value=value).get(timeout=10)
+                return int(md.partition), int(md.offset)
+            except KafkaError as exc:
+                if attempt == 2:
+                    raise TemporaryError(f"could not publish {what}: {exc}") from None
+                # a broker that restarted has no topics until someone makes them again
+                ensure_topics(self._settings)
+        raise AssertionError("unreachable")
 
     def recover(self, suspect: bool = False) -> int:
         """Publish the journal again if the broker no longer holds it; returns how many."""

@@ -77,8 +77,10 @@ class LogProbe:
                     bootstrap_servers=self._settings.kafka.bootstrap, group_id=None,
                     enable_auto_commit=False, auto_offset_reset="earliest",
                     client_id="overcloud-log-probe", bootstrap_timeout_ms=5000,
+                    allow_auto_create_topics=False,
                     request_timeout_ms=5000, reconnect_backoff_max_ms=1000,
                     fetch_max_wait_ms=200, max_partition_fetch_bytes=1024 * 1024,
+                    metadata_max_age_ms=3000,
                 )
             except KafkaError as exc:
                 raise TemporaryError(f"broker {self._settings.kafka.bootstrap}: {exc}") from None
@@ -92,17 +94,27 @@ class LogProbe:
             return []
         try:
             return self._missing(marks)
-        except KafkaError as exc:
+        except TemporaryError:
             self.close()
-            raise TemporaryError(f"cannot read back from the broker: {exc}") from None
+            raise
+        except Exception as exc:  # kafka-python raises more than KafkaError mid-restart
+            self.close()
+            raise TemporaryError(f"cannot read back from the broker: {exc!r}") from None
 
     def _missing(self, marks: Sequence[LogMark]) -> list[LogMark]:
         c = self._client()
-        wanted = {TopicPartition(m.topic, m.partition): m for m in marks}
+        gone: list[LogMark] = []
+        wanted: dict[TopicPartition, LogMark] = {}
+        for m in marks:
+            if m.partition in (c.partitions_for_topic(m.topic) or set()):
+                wanted[TopicPartition(m.topic, m.partition)] = m
+            else:  # the topic is gone, or was made again with other partitions
+                gone.append(m)
+        if not wanted:
+            return gone
         c.assign(list(wanted))
         for tp, m in wanted.items():
             c.seek(tp, m.offset)
-        gone: list[LogMark] = []
         deadline = time.monotonic() + self._read_timeout
         while wanted and time.monotonic() < deadline:
             for tp, records in c.poll(timeout_ms=200).items():

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
-from kafka import KafkaConsumer
+from kafka import KafkaConsumer, TopicPartition
 
 from overcloud.bus import events_topic
 from overcloud.errors import DecodeError
@@ -100,6 +100,14 @@ class Buckets:
     intervals: int
     empty: list[int]
     samples: int
+    tags: dict[str, str] = field(default_factory=dict)
+    skipped: int = 0
+    """Runs the agent itself reports it skipped for this series' collector (a busy machine)."""
+
+    @property
+    def unexplained(self) -> int:
+        """Empty intervals the agent did not report as skipped: samples lost after measuring."""
+        return max(0, len(self.empty) - self.skipped)
 
 
 def empty_buckets(settings: Settings, db: str, measurement: str, field_: str,
@@ -120,22 +128,47 @@ def empty_buckets(settings: Settings, db: str, measurement: str, field_: str,
         name = f"{measurement}{{{','.join(f'{k}={v}' for k, v in sorted(where.items()))}" \
                f"{',' if tags and where else ''}{tags}}}"
         out.append(Buckets(name, len(values), [int(t) // 10**9 for t, n in values if not n],
-                           sum(int(n or 0) for _, n in values)))
+                           sum(int(n or 0) for _, n in values),
+                           {**where, **(s.get("tags") or {})}))
     return out
 
 
-def events_on_topic(settings: Settings, idle_ms: int = 1500) -> list[Event]:
-    """Every decodable event on the events topic, in log order (copies included)."""
-    c = KafkaConsumer(events_topic(settings), bootstrap_servers=settings.kafka.bootstrap,
-                      group_id=None, auto_offset_reset="earliest", enable_auto_commit=False,
-                      consumer_timeout_ms=idle_ms)
+def skipped_runs(settings: Settings, db: str, node: str, collector: str, start_s: int,
+                 end_s: int) -> int:
+    """Runs of `collector` that `node`'s agent reported skipped (`agent_skipped`) in the
+    window, widened by a second each side (a late run lands in the next interval)."""
+    for name in (db, node, collector):
+        assert _NAME.fullmatch(name), name
+    q = (f'SELECT count("runs") FROM "agent_skipped" WHERE "node" = \'{node}\' AND '
+         f"\"collector\" = '{collector}' AND time >= {(start_s - 1) * 10**9} AND "
+         f"time < {(end_s + 1) * 10**9}")
+    for s in _series(settings, db, q):
+        return int(s["values"][0][1] or 0)
+    return 0
+
+
+def events_on_topic(settings: Settings, timeout: float = 60) -> list[Event]:
+    """Every decodable event on the events topic, in log order (copies included): read from
+    the beginning up to the end offsets asked for first (not "until idle": on a busy machine
+    a fetch can take longer than any idle timeout)."""
+    topic = events_topic(settings)
+    c = KafkaConsumer(bootstrap_servers=settings.kafka.bootstrap, group_id=None,
+                      enable_auto_commit=False, allow_auto_create_topics=False)
     out: list[Event] = []
     try:
-        for msg in c:
-            try:
-                out.append(decode_event(msg.value))
-            except DecodeError:
-                continue
+        tps = [TopicPartition(topic, p) for p in sorted(c.partitions_for_topic(topic) or ())]
+        if not tps:
+            return out
+        c.assign(tps)
+        c.seek_to_beginning(*tps)
+        end = c.end_offsets(tps)
+        deadline = time.monotonic() + timeout
+        while any(c.position(tp) < end[tp] for tp in tps):
+            assert time.monotonic() < deadline, f"could not read {topic} to its end"
+            for records in c.poll(timeout_ms=500).values():
+                for msg in records:
+                    with contextlib.suppress(DecodeError):
+                        out.append(decode_event(msg.value))
     finally:
         c.close()
     return out

@@ -33,6 +33,7 @@ from overcloud.wire import encode_samples
 from tests.conftest import Env
 from tests.helpers import Background
 from tests.integration.drill_kit import (
+    Buckets,
     Figures,
     copies,
     empty_buckets,
@@ -40,6 +41,7 @@ from tests.integration.drill_kit import (
     first_sample_s,
     freeze,
     kill9,
+    skipped_runs,
     thaw,
     wait_clock,
 )
@@ -94,21 +96,26 @@ def test_broker_killed_for_20s_host_agent_keeps_every_second(env: Env, logdir: P
         t_up = time.time()
         start, end = max(first + 1, math.floor(t_freeze) - 5), math.floor(t_up) + 6
 
-        def gaps() -> list[int]:
+        def window() -> Buckets:
             got = empty_buckets(s, db, "resource_host", "load1", {"node": node}, start, end)
-            return got[0].empty if got else list(range(start, end))
+            b = got[0] if got else Buckets("resource_host", end - start,
+                                           list(range(start, end)), 0)
+            b.skipped = skipped_runs(s, db, node, "host", start, end)
+            return b
 
         wait_clock(end - t_up + 1, t_up)  # the window has passed
         try:
-            wait_until(lambda: not gaps(), timeout=120, interval=1,
+            wait_until(lambda: not window().unexplained, timeout=120, interval=1,
                        what="a sample in every second around the outage")
         finally:
-            got = empty_buckets(s, db, "resource_host", "load1", {"node": node}, start, end)
+            b = window()
             fig.add(window_s=end - start, outage_s=round(t_up - t_kill, 1),
-                    series=len(got), intervals=sum(b.intervals for b in got),
-                    empty_intervals=sum(len(b.empty) for b in got),
-                    empty_at_s_after_kill=[t - round(t_kill) for b in got for t in b.empty],
-                    samples=sum(b.samples for b in got))
+                    intervals=b.intervals, samples=b.samples, empty_intervals=len(b.empty),
+                    skipped_by_agent=b.skipped, unexplained=b.unexplained,
+                    empty_at_s_after_kill=[t - round(t_kill) for t in b.empty])
+        # the machine may be too busy to measure on time now and then (the agent says so);
+        # an agent that waited on the broker would skip most of the outage
+        assert b.skipped <= 3, f"{b.skipped} runs skipped around the outage"
         wait_until(lambda: last_field(s, db, "agent_spool", "broker_resets_total", node) >= 1,
                    timeout=60, interval=0.5, what="the agent to report the broker's reset")
         replayed = last_field(s, db, "agent_spool", "replayed_messages_total", node)
@@ -116,7 +123,6 @@ def test_broker_killed_for_20s_host_agent_keeps_every_second(env: Env, logdir: P
                 replayed_batches=replayed)
         assert replayed >= 3, "the batches acknowledged while the DevLakes were held were resent"
         assert all(lake.alive() for lake in lakes) and agent.alive(), agent.output()[-2000:]
-        assert "maximum number of running instances" not in agent.output()
     finally:
         fig.write()
         agent.stop()
@@ -189,7 +195,7 @@ def test_event_acknowledged_before_a_crash_is_handled_once(env: Env, logdir: Pat
         inbox = Inbox(s.state_dir / "orchestrator" / "inbox.sqlite")
 
         def failed() -> list[OverCloudFailed]:
-            return [e for e in events_on_topic(s, idle_ms=500)
+            return [e for e in events_on_topic(s)
                     if isinstance(e, OverCloudFailed) and e.name == name]
 
         wait_until(lambda: inbox.done(event.id) and failed(), timeout=90, interval=0.5,
@@ -203,10 +209,10 @@ def test_event_acknowledged_before_a_crash_is_handled_once(env: Env, logdir: Pat
         wait_until(lambda: journal.counter("replays") > replays, timeout=60, interval=0.3,
                    what="the second replay")
         wait_until(lambda: any(isinstance(e, OverCloudRequested) and e.id == event.id
-                               for e in events_on_topic(s, idle_ms=500)),
+                               for e in events_on_topic(s)),
                    timeout=30, interval=0.3, what="the request back on the topic")
         on_topic = events_on_topic(s)
-        wait_until(lambda: "already handled: skipped" in orch.output(), timeout=60, interval=0.3,
+        wait_until(lambda: f"{event.id}: already handled, skipped" in orch.output(), timeout=60, interval=0.3,
                    what="the orchestrator to see the replayed request")
         distinct_failed = {e.id for e in on_topic if isinstance(e, OverCloudFailed)
                            and e.name == name}
