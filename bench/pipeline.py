@@ -58,7 +58,9 @@ from agents.runtime import AgentIdentity
 from collectors.resource.host import HostSnapshot, samples_between
 from devlake.lineprotocol import line
 from devlake.sinks import InfluxQL, InfluxV1Sink
+from overcloud import influxql
 from overcloud.bus import make_producer, metrics_topic
+from overcloud.influxql import QL, compose
 from overcloud.samples import Layer, Sample
 from overcloud.settings import Settings, load_settings
 from overcloud.wire import encode_samples
@@ -307,11 +309,15 @@ def measure_ceiling(settings: Settings, bodies: list[bytes], seconds: float,
             "client_cpu_cores": client_cpu / elapsed}
 
 
+def count_query(measurement: str, fld: str, since_ns: int) -> QL:
+    return compose("SELECT count({}) FROM {} WHERE time >= {}", influxql.ident(fld),
+                   influxql.ident(measurement), influxql.integer(since_ns))
+
+
 def count_points(ql: InfluxQL, database: str, since_ns: int) -> int:
     total = 0
     for meas, fld in COUNT_FIELD.items():
-        for s in ql.query(f'SELECT count("{fld}") FROM "{meas}" WHERE time >= {since_ns}',
-                          database, post=True):
+        for s in ql.query(count_query(meas, fld, since_ns), database, post=True):
             total += int(s["values"][0][1])
     return total
 
@@ -333,7 +339,8 @@ class ProbePoller(threading.Thread):
         while not self.stop.is_set():
             try:
                 series = self._ql.query(
-                    f'SELECT "seq", "node" FROM "bench_probe" WHERE time >= {self.since_ns}',
+                    compose('SELECT "seq", "node" FROM "bench_probe" WHERE time >= {}',
+                            influxql.integer(self.since_ns)),
                     self.db,
                 )
             except Exception:
@@ -358,9 +365,16 @@ def start_devlakes(n: int, env: dict[str, str], state: Path) -> list[Any]:
     return procs
 
 
+def create_devlake(settings: Settings, database: str) -> None:
+    sink = InfluxV1Sink(settings.influx)
+    sink.ensure_database(database)
+    sink.close()
+
+
 def wait_group_ready(settings: Settings, env: dict[str, str], partitions: int,
                      timeout: float = 60) -> None:
     """Send a probe to every partition until each is stored: the group owns all of them."""
+    create_devlake(settings, DATABASE)
     producer = make_producer(settings)
     topic = metrics_topic(settings, Layer.RESOURCE)
     ql = InfluxQL(settings.influx, timeout=5)
@@ -378,9 +392,7 @@ def wait_group_ready(settings: Settings, env: dict[str, str], partitions: int,
             t_sent = time.monotonic()
             while time.monotonic() - t_sent < 3:
                 try:
-                    rows = ql.query(
-                        f'SELECT count("v") FROM "bench_warmup" WHERE time >= {min(marks)}',
-                        DATABASE)
+                    rows = ql.query(count_query("bench_warmup", "v", min(marks)), DATABASE)
                 except Exception:
                     rows = []
                 if rows and int(rows[0]["values"][0][1]) >= partitions:
@@ -404,8 +416,8 @@ def ceiling_phase(settings: Settings, bodies: list[bytes], seconds: float, db: s
     ceiling["influxd_cores"] = (cpu_seconds(pids["influxdb"]) - c_influx0) / ceiling["seconds"]
     ceiling["machine_cores"] = (c_busy1 - c_busy0) / ceiling["seconds"]
     # drop it so that its compactions do not run during the next phase
-    drop = InfluxQL(settings.influx, timeout=60)
-    drop.query(f'DROP DATABASE "{db}"', post=True)
+    drop = InfluxV1Sink(settings.influx, timeout=60)
+    drop.drop_database(db)
     drop.close()
     time.sleep(2.0)
     return ceiling
@@ -419,6 +431,7 @@ def run_round(args: argparse.Namespace, settings: Settings, env: dict[str, str],
     # each round writes to a fresh DevLake database (`overcloud` tag bench<round>)
     overcloud = f"{OVERCLOUD}{rnd}"
     database = f"devlake_{overcloud}"
+    create_devlake(settings, database)  # as the orchestrator does: DevLake writes only there
     # b. pipeline at --load × ceiling (or --rate points/s)
     per_msg = sum(len(c) for c in node_cycles("x", args.cores, 1, 1))
     target_points = args.rate or args.load * before["rate"]
@@ -475,9 +488,11 @@ def run_round(args: argparse.Namespace, settings: Settings, env: dict[str, str],
     poller.join(timeout=5)
     ql = InfluxQL(settings.influx, timeout=120)
     stored = count_points(ql, database, since_ns)
-    with contextlib.suppress(Exception):
-        ql.query(f'DROP DATABASE "{database}"', post=True)
     ql.close()
+    with contextlib.suppress(Exception):
+        drop = InfluxV1Sink(settings.influx, timeout=120)
+        drop.drop_database(database)
+        drop.close()
     # the ceiling again after the pipeline: the machine is shared, so the ratio uses the mean
     after = ceiling_phase(settings, bodies, args.ceiling_seconds, f"{CEILING_DB}_{rnd}b", pids)
     ceiling = {k: (before[k] + after[k]) / 2 for k in before}

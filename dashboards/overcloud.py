@@ -8,6 +8,8 @@ OverCloud to one node's rows.
 
 from __future__ import annotations
 
+from typing import LiteralString
+
 from grafana_foundation_sdk.builders import dashboard as db
 from grafana_foundation_sdk.models import dashboard as dm
 
@@ -24,17 +26,21 @@ from dashboards.panels import (
     table,
     tag_variable,
 )
+from overcloud import influxql
+from overcloud.influxql import QL, compose
 
-NODE = '"node" =~ /^$node$/'
-TIER = '"tier" =~ /^$tier$/'
+NODE: LiteralString = '"node" =~ /^$node$/'
+TIER: LiteralString = '"tier" =~ /^$tier$/'
+NODE_AND_TIER: LiteralString = '"node" =~ /^$node$/ AND "tier" =~ /^$tier$/'
 TO_NODE = (f"/d/{OVERCLOUD_UID}/overcloud?var-overcloud=$overcloud&var-node=${{__data.fields.node}}"
            "&var-tier=All&${__url_time_range}")
 
 
-def _ts(measurement: str, select: str, where: str, group: str) -> str:
-    cond = f"{where} AND $timeFilter" if where else "$timeFilter"
-    return (f'SELECT {select} FROM "$overcloud".."{measurement}" WHERE {cond} '
-            f"GROUP BY time($__interval), {group} fill(none)")
+def _ts(measurement: str, select: LiteralString, where: LiteralString, group: LiteralString) -> QL:
+    """A time series of the selected OverCloud's `measurement` (select/where/group: constants)."""
+    cond = compose("{} AND $timeFilter", QL(where)) if where else QL("$timeFilter")
+    return compose('SELECT {} FROM "$overcloud"..{} WHERE {} GROUP BY time($__interval), {} fill(none)',
+                   QL(select), influxql.ident(measurement), cond, QL(group))
 
 
 def build() -> dm.Dashboard:
@@ -52,7 +58,7 @@ def build() -> dm.Dashboard:
             'last("mem_usage") AS "memory", last("processes") AS "processes", '
             'last("net_bytes_received_per_s") AS "rx B/s", '
             'last("net_bytes_sent_per_s") AS "tx B/s" FROM "$overcloud".."resource_instance" '
-            f'WHERE {NODE} AND $timeFilter GROUP BY "node", "host", "instance"',
+            'WHERE "node" =~ /^$node$/ AND $timeFilter GROUP BY "node", "host", "instance"',
             height=6, description="Click a node to show only its rows.",
             links=[link("Show this node", TO_NODE)]))
         # --- Resource: the machine containers, from the LXD API -----------------------------
@@ -89,7 +95,8 @@ def build() -> dm.Dashboard:
             'SELECT last("errors_received") AS "rx errors", last("errors_sent") AS "tx errors", '
             'last("drops_received") AS "rx drops", last("drops_sent") AS "tx drops", '
             'last("bytes_received") AS "rx bytes", last("bytes_sent") AS "tx bytes" '
-            f'FROM "$overcloud".."flow_iface" WHERE {NODE} AND $timeFilter GROUP BY "node", "iface"',
+            'FROM "$overcloud".."flow_iface" WHERE "node" =~ /^$node$/ AND $timeFilter '
+            'GROUP BY "node", "iface"',
             width=HALF, height=6))
         .with_panel(table(
             "Who talks to whom",
@@ -97,14 +104,15 @@ def build() -> dm.Dashboard:
             'last("connections") AS "connections", last("bytes_sent") AS "sent", '
             'last("bytes_received") AS "received", last("packets_sent") AS "packets sent", '
             'last("packets_received") AS "packets received" FROM "$overcloud".."flow_peer" '
-            f'WHERE {NODE} AND {TIER} AND $timeFilter GROUP BY "node", "tier", "peer", "peer_tier"',
+            'WHERE "node" =~ /^$node$/ AND "tier" =~ /^$tier$/ AND $timeFilter '
+            'GROUP BY "node", "tier", "peer", "peer_tier"',
             width=HALF, height=6))
         .with_panel(series("Traffic to peers (sent)",
-                           _ts("flow_peer", 'mean("bytes_sent_per_s")', f"{NODE} AND {TIER}",
+                           _ts("flow_peer", 'mean("bytes_sent_per_s")', NODE_AND_TIER,
                                '"node", "peer"'),
                            unit="Bps", alias="$tag_node → $tag_peer", width=HALF))
         .with_panel(series("Traffic from peers (received)",
-                           _ts("flow_peer", 'mean("bytes_received_per_s")', f"{NODE} AND {TIER}",
+                           _ts("flow_peer", 'mean("bytes_received_per_s")', NODE_AND_TIER,
                                '"node", "peer"'),
                            unit="Bps", alias="$tag_node ← $tag_peer", width=HALF))
         # --- Service: the SaaS from outside (HTTP) and its containers -------------------------
@@ -123,7 +131,8 @@ def build() -> dm.Dashboard:
             'SELECT last("state") AS "state", last("health") AS "health", last("healthy") AS "healthy", '
             'last("running") AS "running", last("restarts") AS "restarts", last("cpu_percent") AS "cpu %", '
             'last("mem_usage") AS "memory" FROM "$overcloud".."service_container" '
-            f'WHERE {NODE} AND $timeFilter GROUP BY "node", "service"', width=HALF, height=6))
+            'WHERE "node" =~ /^$node$/ AND $timeFilter GROUP BY "node", "service"', width=HALF,
+            height=6))
         .with_panel(series("Container CPU",
                            _ts("service_container", 'mean("cpu_percent")', NODE, '"node", "service"'),
                            unit="percent", alias="$tag_node/$tag_service", width=THIRD))

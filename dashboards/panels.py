@@ -14,6 +14,8 @@ from grafana_foundation_sdk.builders import table as table_b
 from grafana_foundation_sdk.models import dashboard as dm
 
 from dashboards.influxql import DATASOURCE, InfluxQL
+from overcloud import influxql
+from overcloud.influxql import compose
 
 #: dashboard uids (stable: links and `push` upserts rely on them)
 UNDERCLOUD_UID = "overcloud-undercloud"
@@ -81,6 +83,7 @@ def overcloud_variable(*, multi: bool) -> db.QueryVariable:
 def tag_variable(name: str, label: str, measurement: str, key: str) -> db.QueryVariable:
     """A multi-valued tag filter read from the selected OverCloud's database."""
     return (db.QueryVariable(name).label(label).datasource(DATASOURCE)
-            .query(f'SHOW TAG VALUES ON "$overcloud" FROM "{measurement}" WITH KEY = "{key}"')
+            .query(compose('SHOW TAG VALUES ON "$overcloud" FROM {} WITH KEY = {}',
+                           influxql.ident(measurement), influxql.ident(key)))
             .multi(True).include_all(True).refresh(dm.VariableRefresh.ON_TIME_RANGE_CHANGED)
             .sort(dm.VariableSort.ALPHABETICAL_ASC))

@@ -12,11 +12,14 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, LiteralString
 
 from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
+
+from overcloud import influxql
+from overcloud.influxql import QL, compose
 
 Scope = Literal["undercloud", "overcloud"]
 BARS = "▁▂▃▄▅▆▇█"
@@ -26,14 +29,18 @@ BARS = "▁▂▃▄▅▆▇█"
 class TopQuery:
     key: str
     scope: Scope
-    text: str
+    text: QL
 
 
 def top_queries(window: str = "10m", step: str = "20s") -> list[TopQuery]:
-    """What one refresh asks: UnderCloud hosts and machines, then the OverCloud's layers."""
-    def q(select: str, measurement: str, group: str) -> str:
-        return (f'SELECT {select} FROM "{measurement}" WHERE time > now() - {window} '
-                f"GROUP BY time({step}), {group} fill(none)")
+    """What one refresh asks: UnderCloud hosts and machines, then the OverCloud's layers.
+
+    `window` and `step` are InfluxQL durations (validated: ValueError otherwise)."""
+    since, every = influxql.duration(window), influxql.duration(step)
+
+    def q(select: LiteralString, measurement: str, group: LiteralString) -> QL:
+        return compose("SELECT {} FROM {} WHERE time > now() - {} GROUP BY time({}), {} fill(none)",
+                       QL(select), influxql.ident(measurement), since, every, QL(group))
 
     return [
         TopQuery("hosts", "undercloud", q(
@@ -152,7 +159,9 @@ def _table(title: str, columns: Sequence[str], rows: list[list[str | Text]]) -> 
     for i, c in enumerate(columns):
         t.add_column(c, justify="left" if i == 0 else "right", no_wrap=True)
     for r in rows:
-        t.add_row(*r)
+        # cells hold tag values and error texts from the DevLake: a plain str would be read
+        # as rich markup by the console (`[/x]` crashes it), a Text is printed as it is
+        t.add_row(*(Text(c) if isinstance(c, str) else c for c in r))
     if not rows:
         t.add_row(Text("(no samples in this window)", style="dim"), *[""] * (len(columns) - 1))
     return t

@@ -6,21 +6,52 @@
   machines exercised against VictoriaMetrics, which accepts that API).
 
 Errors follow one rule: `TemporaryError` means "nothing or not all was stored, retry the same
-batch later" (server down, 5xx); `PermanentError` means "retrying cannot help" (the server
-rejected the points, e.g. a field type conflict) and the batch is dead-lettered.
+batch later" (server down, 5xx); `PermanentError` means "retrying cannot help". Its
+subclass `PointsRefused` says the server refused points of the write (a field type conflict,
+a point beyond the retention policy, ...) while it may have stored the others: the caller
+finds the refused ones by writing parts again (writes are idempotent) and dead-letters only
+those. `DatabaseMissing`: the database does not exist (never created, or dropped).
+
+Every statement sent to `/query` is built by `overcloud.influxql` (names validated and
+quoted), never by formatting text.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any, Protocol
 
 import httpx
+import orjson
 
+from overcloud import influxql
 from overcloud.errors import PermanentError, TemporaryError
+from overcloud.influxql import QL, compose
 from overcloud.settings import InfluxSettings
 
 log = logging.getLogger(__name__)
+
+SHOW_DATABASES = QL("SHOW DATABASES")
+
+
+class PointsRefused(PermanentError):
+    """The server refused points of one write and said why (`reason`).
+
+    `all_refused`: it stored none of them (every line failed to parse); `dropped`: how many it
+    says it dropped, when it says (`partial write: ... dropped=N`). Anything less certain
+    means some points may have been stored and the rest must be found by writing parts.
+    """
+
+    def __init__(self, reason: str, *, all_refused: bool = False, dropped: int | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.all_refused = all_refused
+        self.dropped = dropped
+
+
+class DatabaseMissing(PermanentError):
+    """The database of a write does not exist (dropped, e.g. by `overcloud delete`)."""
 
 
 class MetricSink(Protocol):
@@ -28,8 +59,16 @@ class MetricSink(Protocol):
         """Create the database (bucket) with its retention policy if it does not exist."""
         ...
 
+    def databases(self) -> set[str] | None:
+        """The databases that exist now; None when the server has none to list (then every
+        well-formed name is writable, e.g. VictoriaMetrics)."""
+        ...
+
     def write(self, database: str, lines: bytes) -> None:
-        """Store line protocol in `database`; idempotent for identical points."""
+        """Store line protocol in `database`; idempotent for identical points.
+
+        Raises `PointsRefused` when the server refused some or all points, `DatabaseMissing`
+        when the database does not exist, `TemporaryError` when it should be retried."""
         ...
 
     def drop_database(self, name: str) -> None:
@@ -48,7 +87,10 @@ class InfluxQL:
         self.url = settings.base_url
 
     def query(self, q: str, database: str = "", *, post: bool = False) -> list[dict[str, Any]]:
-        """Run a statement; returns the `series` of its first result ([] when empty)."""
+        """Run a statement; returns the `series` of its first result ([] when empty).
+
+        `q` is sent as it is: build it with `overcloud.influxql` (the one exception is
+        `overcloud metrics query`, which runs the statement its user typed)."""
         params = {"q": q, "epoch": "ns"}
         if database:
             params["db"] = database
@@ -75,10 +117,58 @@ class InfluxQL:
         return series
 
     def databases(self) -> list[str]:
-        return [row[0] for s in self.query("SHOW DATABASES") for row in s.get("values", [])]
+        return [row[0] for s in self.query(SHOW_DATABASES) for row in s.get("values", [])]
 
     def close(self) -> None:
         self._client.close()
+
+
+def create_database(name: str) -> QL:
+    return compose("CREATE DATABASE {}", influxql.database(name))
+
+
+def create_retention_policy(name: str, retention: str) -> QL:
+    return compose('CREATE RETENTION POLICY "devlake" ON {} DURATION {} REPLICATION 1 DEFAULT',
+                   influxql.database(name), influxql.retention(retention))
+
+
+def alter_retention_policy(name: str, retention: str) -> QL:
+    return compose('ALTER RETENTION POLICY "devlake" ON {} DURATION {} DEFAULT',
+                   influxql.database(name), influxql.retention(retention))
+
+
+def drop_database(name: str) -> QL:
+    return compose("DROP DATABASE {}", influxql.database(name))
+
+
+_DROPPED = re.compile(r"dropped=(\d+)")
+
+
+def refusal(status: int, text: str) -> PermanentError:
+    """What an InfluxDB 1.x `/write` answer other than 204/5xx means.
+
+    1.x answers 400 `partial write: <reason> dropped=N` when it stored the parsable points
+    but refused some (type conflict, beyond retention, unparsable lines — the latter are not
+    counted in N), and 400 `unable to parse ...` without "partial write" when no line parsed.
+    """
+    if status == 404 and "database not found" in text:
+        return DatabaseMissing(text)
+    if status == 400 and text.startswith('{"error":"unable to parse'):
+        return PointsRefused(_error_text(text), all_refused=True)
+    if status in (400, 413, 422):
+        m = _DROPPED.search(text) if "partial write" in text else None
+        return PointsRefused(_error_text(text), dropped=int(m[1]) if m else None)
+    return PermanentError(f"InfluxDB answered {status}: {text[:300]}")
+
+
+def _error_text(text: str) -> str:
+    try:
+        body = orjson.loads(text)
+        if isinstance(body, dict) and isinstance(body.get("error"), str):
+            return str(body["error"])[:500]
+    except ValueError:
+        pass
+    return text[:500]
 
 
 class InfluxV1Sink:
@@ -91,23 +181,30 @@ class InfluxV1Sink:
     def ensure_database(self, name: str) -> None:
         if not self._settings.create_databases:
             return
-        rp = self._settings.retention
-        self._ql.query(f'CREATE DATABASE "{name}"', post=True)
         try:
-            self._ql.query(
-                f'CREATE RETENTION POLICY "devlake" ON "{name}" DURATION {rp} REPLICATION 1 DEFAULT',
-                post=True,
-            )
+            create = create_database(name)
+            policy = create_retention_policy(name, self._settings.retention)
+            alter = alter_retention_policy(name, self._settings.retention)
+        except ValueError as exc:
+            raise PermanentError(f"cannot create database {name!r}: {exc}") from None
+        self._ql.query(create, post=True)
+        try:
+            self._ql.query(policy, post=True)
         except PermanentError as exc:
             if "already exists" not in str(exc):
                 raise
-            self._ql.query(
-                f'ALTER RETENTION POLICY "devlake" ON "{name}" DURATION {rp} DEFAULT', post=True
-            )
+            self._ql.query(alter, post=True)
+
+    def databases(self) -> set[str] | None:
+        return set(self._ql.databases())
 
     def drop_database(self, name: str) -> None:
         """Delete a DevLake database and its data (idempotent)."""
-        self._ql.query(f'DROP DATABASE "{name}"', post=True)
+        try:
+            q = drop_database(name)
+        except ValueError as exc:
+            raise PermanentError(f"cannot drop database {name!r}: {exc}") from None
+        self._ql.query(q, post=True)
 
     def write(self, database: str, lines: bytes) -> None:
         try:
@@ -119,14 +216,9 @@ class InfluxV1Sink:
         if resp.status_code == 204:
             return
         text = resp.text.strip()
-        if resp.status_code == 404 and "database not found" in text:
-            # it existed (DevLake creates a database before its first write), so it was
-            # dropped on purpose, e.g. by `overcloud delete`: late points are dead-lettered,
-            # not used to bring the deleted OverCloud's DevLake back
-            raise PermanentError(f"database {database} does not exist (dropped?)")
         if resp.status_code >= 500 or resp.status_code == 429:
             raise TemporaryError(f"InfluxDB write failed ({resp.status_code}): {text[:300]}")
-        raise PermanentError(f"InfluxDB rejected points ({resp.status_code}): {text[:300]}")
+        raise refusal(resp.status_code, text)
 
     def close(self) -> None:
         self._client.close()
@@ -170,6 +262,19 @@ class InfluxV2Sink:
         except OSError as exc:
             raise TemporaryError(f"InfluxDB unreachable: {exc}") from None
 
+    def databases(self) -> set[str] | None:
+        if not self._settings.create_databases:
+            return None  # buckets are not ours to manage (e.g. VictoriaMetrics has none)
+        from influxdb_client.rest import ApiException
+
+        try:
+            found = self._client.buckets_api().find_buckets(limit=100_000).buckets or []
+        except ApiException as exc:
+            raise TemporaryError(f"could not list buckets: {exc.reason}") from None
+        except OSError as exc:
+            raise TemporaryError(f"InfluxDB unreachable: {exc}") from None
+        return {b.name for b in found}
+
     def drop_database(self, name: str) -> None:
         buckets = self._client.buckets_api()
         bucket = buckets.find_bucket_by_name(name)
@@ -187,6 +292,11 @@ class InfluxV2Sink:
         except ApiException as exc:
             if exc.status is None or exc.status >= 500 or exc.status == 429:
                 raise TemporaryError(f"InfluxDB v2 write failed ({exc.status}): {exc.reason}") from None
+            if exc.status == 404:
+                raise DatabaseMissing(f"bucket {database} does not exist: {exc.body}") from None
+            if exc.status in (400, 413, 422):
+                # 2.x may store the valid points of a batch it partly refused: find them
+                raise PointsRefused(f"InfluxDB v2 refused points ({exc.status}): {exc.body}") from None
             raise PermanentError(f"InfluxDB v2 rejected points ({exc.status}): {exc.body}") from None
         except (Urllib3Error, OSError) as exc:
             raise TemporaryError(f"InfluxDB at {self._settings.base_url} unreachable: {exc}") from None

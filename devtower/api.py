@@ -179,9 +179,7 @@ def make_app(tower: Tower, tokens: TokenStore, journal: Journal, devlake: DevLak
     async def list_overclouds(me: Caller) -> dict[str, Any]:
         return {"overclouds": await run(ops.list_overclouds, tower, me)}
 
-    @app.post("/v1/overclouds", status_code=202)
-    async def create(request: Request, me: Caller,
-                     content_type: Annotated[str | None, Header()] = None) -> JSONResponse:
+    async def document(request: Request, content_type: str | None) -> str:
         ctype = (content_type or "").split(";")[0].strip().lower()
         if ctype not in YAML_TYPES:
             raise ApiError(415, "send the request document as application/yaml or "
@@ -193,6 +191,20 @@ def make_app(tower: Tower, tokens: TokenStore, journal: Journal, devlake: DevLak
             raise ApiError(400, "the body is not UTF-8 text") from None
         if "\0" in text:
             raise ApiError(400, "the body is binary, not a YAML or JSON document")
+        return text
+
+    @app.post("/v1/validate")
+    async def validate(request: Request, me: Caller,
+                       content_type: Annotated[str | None, Header()] = None) -> dict[str, Any]:
+        """Check a request document as POST /v1/overclouds would; creates nothing."""
+        req = await run(ops.validate, me, await document(request, content_type), "request")
+        return {"valid": True, "name": req.name, "summary": ops.summary_lines(req),
+                "spec": req.to_spec()}
+
+    @app.post("/v1/overclouds", status_code=202)
+    async def create(request: Request, me: Caller,
+                     content_type: Annotated[str | None, Header()] = None) -> JSONResponse:
+        text = await document(request, content_type)
         sub = await run(ops.submit, tower, me, text, "request")
         body: dict[str, Any] = {"id": sub.event.id, "name": sub.request.name, "state": "requested",
                                 "events": f"/v1/overclouds/{sub.request.name}/events"}

@@ -101,6 +101,38 @@ def detail(t: Tower, ident: Identity, name: str) -> dict[str, Any]:
     return out
 
 
+def summary_lines(req: OverCloudRequest) -> list[str]:
+    """A few lines that say what the request would make (`request validate` prints them)."""
+    c, s = req.cluster, req.saas
+    layout = "; ".join(f"{node}: {' + '.join(tiers)}" for node, tiers in req.tier_layout().items())
+    port = s.expose.port
+    url = f"http://127.0.0.1:{port}/" if port != "auto" else "http://127.0.0.1:<free port>/"
+    nodes = f"{c.nodes} node{'s' * (c.nodes != 1)}"
+    hooks = len(req.devtower.notify)
+    return [
+        f"{req.name}: a valid OverCloud request from {req.owner}",
+        f"  cluster   {nodes} × {c.cpu} cpu, {c.memory}; placement {req.placement.strategy}"
+        + (", network-heavy" if req.placement.network_heavy else ""),
+        f"  stack     {s.stack}: web ×{s.tiers.web.replicas} → app ×{s.tiers.app.replicas} "
+        f"→ db ×{s.tiers.db.replicas}",
+        f"  layout    {layout}",
+        f"  exposed   {url} (checked at {s.expose.path_check})",
+        f"  devlake   retention {req.devlake.retention}, "
+        + ("kept" if req.devlake.keep_on_delete else "dropped") + " on delete",
+        f"  devtower  api {'on' if req.devtower.api else 'off'}, "
+        f"{hooks} notify webhook{'s' * (hooks != 1)}",
+    ]
+
+
+def validate(ident: Identity, text: str, source: str = "request") -> OverCloudRequest:
+    """Check a document as `submit` would, creating nothing."""
+    req = parse_request(text, source)
+    if req.owner != ident.owner and not ident.operator:
+        raise RequestInvalid(source, [Problem(
+            "owner", None, f"must be you ({ident.owner}): a token acts only for its owner")])
+    return req
+
+
 @dataclass(frozen=True)
 class Submitted:
     request: OverCloudRequest
@@ -115,10 +147,7 @@ def submit(t: Tower, ident: Identity, text: str, source: str = "request") -> Sub
     naming another owner is a problem of the document), `Conflict` (the name is taken)."""
     if not ident.can_write:
         raise Forbidden(f"the {ident.role.value} role cannot create OverClouds")
-    req = parse_request(text, source)
-    if req.owner != ident.owner and not ident.operator:
-        raise RequestInvalid(source, [Problem(
-            "owner", None, f"must be you ({ident.owner}): a token acts only for its owner")])
+    req = validate(ident, text, source)
     if t.registry.get(req.name) is not None:
         raise Conflict(f"an OverCloud named {req.name!r} already exists; choose another name")
     secret = t.hooks.register(req.name, req.devtower.notify) if req.devtower.notify else None

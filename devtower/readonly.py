@@ -112,7 +112,7 @@ def check_read_query(q: str, database: str) -> str:
     elif first == "SHOW":
         _check_show(toks, words, database)
     else:
-        raise QueryRefused(f"only SELECT and SHOW are allowed, not {toks[0].text[:20]}")
+        raise QueryRefused(f"{toks[0].text[:20]!r} is not allowed: a query is one select or show")
     return q
 
 
@@ -156,8 +156,8 @@ def _check_show(toks: list[Token], words: list[str | None], database: str) -> No
     rest = tuple(w or "" for w in words[1:5])
     if not any(rest[:len(a)] == a for a in _SHOW_ALLOWED):
         what = " ".join(w for w in rest[:2] if w)
-        raise QueryRefused(f"SHOW {what or '…'} is not allowed; SHOW MEASUREMENTS, TAG KEYS, "
-                           "TAG VALUES, FIELD KEYS, SERIES or RETENTION POLICIES are")
+        raise QueryRefused(f"show {what.lower() or '…'!r} is not allowed; these are: measurements, "
+                           "tag keys, tag values, field keys, series, retention policies")
     for i, w in enumerate(words):
         if w == "ON":
             target = toks[i + 1] if i + 1 < len(toks) else None

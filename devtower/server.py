@@ -27,8 +27,9 @@ from devtower.ops import Tower
 from devtower.tokens import TokenStore
 from orchestrator.registry import Registry
 from orchestrator.store import WorkflowStore
-from overcloud.bus import KafkaEventBus, ensure_topics, events_topic, make_consumer
+from overcloud.bus import EventBus, KafkaEventBus, ensure_topics, events_topic, make_consumer
 from overcloud.errors import OverCloudError, TemporaryError
+from overcloud.events import Event
 from overcloud.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -55,7 +56,7 @@ def hook_store(s: Settings) -> HookStore:
 class UnderCloudOps:
     """The operator's side of the API, over the orchestrator's inventory."""
 
-    def __init__(self, s: Settings, registry: Registry, bus: KafkaEventBus) -> None:
+    def __init__(self, s: Settings, registry: Registry, bus: EventBus) -> None:
         self._s = s
         self._registry = registry
         self._bus = bus
@@ -113,6 +114,34 @@ class UnderCloudOps:
         return {"host": host, "draining": False}
 
 
+class LazyBus:
+    """A Kafka event bus made on first use and remade after an outage: the DevTower starts
+    and serves reads while the broker is away; a publish then answers 503 (TemporaryError)."""
+
+    def __init__(self, s: Settings) -> None:
+        self._s = s
+        self._bus: KafkaEventBus | None = None
+        self._lock = threading.Lock()
+
+    def publish(self, event: Event, key: str | None = None) -> None:
+        with self._lock:
+            if self._bus is None:
+                ensure_topics(self._s)
+                self._bus = KafkaEventBus(self._s)
+            try:
+                self._bus.publish(event, key=key)
+            except TemporaryError:
+                self._bus.close()
+                self._bus = None
+                raise
+
+    def close(self) -> None:
+        with self._lock:
+            if self._bus is not None:
+                self._bus.close()
+                self._bus = None
+
+
 def _loop(name: str, stop: threading.Event, step: Callable[[], object], idle: float) -> None:
     """Run `step` until stopped; an outage is logged once and retried with backoff."""
     delay = idle
@@ -162,7 +191,7 @@ def serve(s: Settings, stop: threading.Event, *, on_ready: Callable[[str], None]
     """Run the DevTower until `stop` is set."""
     registry = Registry(s)
     workflows = workflow_store(s)
-    bus = KafkaEventBus(s)
+    bus = LazyBus(s)
     hooks = hook_store(s)
     journal = Journal(devtower_dir(s) / "journal.sqlite")
     tokens = token_store(s)

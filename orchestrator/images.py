@@ -51,6 +51,8 @@ log = logging.getLogger(__name__)
 RECIPE = 1
 """Bump to invalidate every cached artifact after a change this module cannot see."""
 NODE_ALIAS = "overcloud-node"
+BUILD_PACKAGES = ["docker.io", "debootstrap"]
+"""What building the images needs on this machine (the host dockerd builds the stack)."""
 NODE_PACKAGES = (
     "systemd-sysv", "iproute2", "dbus", "ifupdown", "isc-dhcp-client", "ca-certificates",
     "docker.io", "curl",
@@ -263,7 +265,7 @@ class Builder:
     def stack(self) -> ArtifactState:
         if (hit := self._cached("stack", self.k.stack)) is not None:
             return hit
-        ensure_packages(["docker.io", "debootstrap"])
+        ensure_packages(BUILD_PACKAGES)
         base = self.base()
         t0 = time.monotonic()
         engine, started = self._engine()

@@ -30,7 +30,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from orchestrator.placement import HostState, HostView, Plan
+from overcloud import influxql
 from overcloud.errors import TemporaryError, UserError
+from overcloud.influxql import QL, compose
 from overcloud.settings import LxdHost, Settings
 
 if TYPE_CHECKING:
@@ -38,9 +40,10 @@ if TYPE_CHECKING:
     from orchestrator.request import OverCloudRequest
 
 LOCAL_SITE = "local"
-NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
-URL_RE = re.compile(r"^https://[A-Za-z0-9.\-\[\]:]+:\d+/?$")
-LABEL_RE = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._/-]{0,62})=([A-Za-z0-9._-]{0,63})$")
+# used with fullmatch: `$` also matches before a trailing newline ("lxd3\n" was a host name)
+NAME_RE = re.compile(r"[a-z][a-z0-9-]{0,30}")
+URL_RE = re.compile(r"https://[A-Za-z0-9.\-\[\]:]+:[0-9]{1,5}/?")
+LABEL_RE = re.compile(r"([A-Za-z0-9][A-Za-z0-9._/-]{0,62})=([A-Za-z0-9._-]{0,63})")
 LOAD_WINDOW = "5m"
 """How far back the DevLake load is averaged: long enough to smooth a spike, short enough
 to follow a host that got busy."""
@@ -114,7 +117,7 @@ def parse_labels(items: Iterable[str]) -> dict[str, str]:
     """`["zone=a", "ssd=true"]` → dict; raises `UserError` naming the bad item."""
     out: dict[str, str] = {}
     for item in items:
-        m = LABEL_RE.match(item.strip())
+        m = LABEL_RE.fullmatch(item.strip())
         if not m:
             raise UserError(f"bad label {item!r}: write key=value (letters, digits, '.', '_', "
                             "'-'; the key may contain '/')")
@@ -127,7 +130,7 @@ def parse_memory(text: str) -> int:
     from orchestrator.request import memory_bytes
 
     t = text.strip()
-    if t.isdigit():
+    if re.fullmatch(r"[0-9]{1,18}", t):  # not "٣", nor 5000 digits int() cannot read
         return int(t)
     try:
         return memory_bytes(t)
@@ -136,7 +139,7 @@ def parse_memory(text: str) -> int:
 
 
 def _check_name(name: str, what: str) -> None:
-    if not NAME_RE.match(name):
+    if not NAME_RE.fullmatch(name):
         raise UserError(f"bad {what} name {name!r}: lowercase letters, digits and '-', starting "
                         "with a letter, at most 31 characters")
 
@@ -244,7 +247,7 @@ class Inventory:
         """Record an HTTPS LXD remote; its pinned certificate is copied into the state dir."""
         _check_name(name, "host")
         _check_name(site, "site")
-        if not URL_RE.match(url):
+        if not URL_RE.fullmatch(url):
             raise UserError(f"bad URL {url!r}: an LXD remote is https://address:port (HTTPS only, "
                             "explicit port), e.g. https://198.51.100.7:8443")
         if cpus is not None and cpus <= 0:
@@ -376,15 +379,21 @@ def _read_certificate(path: Path) -> bytes:
 # --- observed state ----------------------------------------------------------------------------
 
 
+def load_query(window: str = LOAD_WINDOW) -> QL:
+    """The InfluxQL of `read_load` (`window`: an InfluxQL duration, ValueError otherwise)."""
+    return compose(
+        'SELECT mean("cpu_percent") AS cpu_percent, mean("cpu_cores_used") AS cpu_cores_used, '
+        'mean("mem_percent") AS mem_percent, mean("mem_usage") AS mem_usage, '
+        'mean("net_bytes_per_s") AS net_bytes_per_s, last("instances") AS instances, '
+        'last("capacity_cpus") AS capacity_cpus, last("capacity_memory") AS capacity_memory '
+        'FROM "resource_undercloud" WHERE time > now() - {} GROUP BY "host"',
+        influxql.duration(window))
+
+
 def read_load(ql: QueryApi, database: str, window: str = LOAD_WINDOW) -> dict[str, HostLoad]:
     """Per host: the mean of `resource_undercloud` over the last `window` (InfluxQL)."""
-    q = ('SELECT mean("cpu_percent") AS cpu_percent, mean("cpu_cores_used") AS cpu_cores_used, '
-         'mean("mem_percent") AS mem_percent, mean("mem_usage") AS mem_usage, '
-         'mean("net_bytes_per_s") AS net_bytes_per_s, last("instances") AS instances, '
-         'last("capacity_cpus") AS capacity_cpus, last("capacity_memory") AS capacity_memory '
-         f'FROM "resource_undercloud" WHERE time > now() - {window} GROUP BY "host"')
     out: dict[str, HostLoad] = {}
-    for s in ql.query(q, database):
+    for s in ql.query(load_query(window), database):
         host = (s.get("tags") or {}).get("host")
         rows = s.get("values") or []
         if not host or not rows:
@@ -409,8 +418,8 @@ def latest_undercloud(settings: Settings) -> dict[str, tuple[float, float]]:
     from devlake.sinks import InfluxQL
     from overcloud.errors import PermanentError
 
-    q = ('SELECT last("cpu_cores_used") AS used, last("capacity_cpus") AS cap '
-         'FROM "resource_undercloud" WHERE time > now() - 1m GROUP BY "host"')
+    q = QL('SELECT last("cpu_cores_used") AS used, last("capacity_cpus") AS cap '
+           'FROM "resource_undercloud" WHERE time > now() - 1m GROUP BY "host"')
     try:
         series = InfluxQL(settings.influx, timeout=5.0).query(q, settings.influx.default_database)
     except (TemporaryError, PermanentError):

@@ -30,8 +30,10 @@ from __future__ import annotations
 import difflib
 import os
 import re
+import unicodedata
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeAlias
 from urllib.parse import urlsplit
@@ -48,17 +50,23 @@ from pydantic import (
     model_validator,
 )
 
-from overcloud.problems import DocumentInvalid, Problem
+from overcloud.problems import DocumentInvalid, DocumentLoader, Problem, dotted, echo, yaml_problem
 
 API_VERSION = "overcloud/v1"
 MAX_FILE_BYTES = 256 * 1024
 """A request is a few dozen lines; anything this big is the wrong file."""
 MIN_MEMORY = 256 * 1024**2
-NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,30}[a-z0-9]$")
-_MEMORY_RE = re.compile(r"^(\d+(?:\.\d+)?)\s*(KiB|MiB|GiB|TiB|kB|KB|MB|GB|TB)$")
+MAX_MEMORY = 1024**5
+"""1 PiB: more than any machine has; a bound so that a number of 400 digits is an error, not
+an overflow (memory sizes are computed exactly, never through a float)."""
+MAX_DURATION_NS = 2**63 - 1
+"""InfluxDB keeps durations in int64 nanoseconds (about 292 years)."""
+# every pattern is matched with fullmatch: `$` also matches before a trailing newline
+NAME_RE = re.compile(r"[a-z][a-z0-9-]{0,30}[a-z0-9]")
+_MEMORY_RE = re.compile(r"([0-9]+(?:\.[0-9]+)?) ?(KiB|MiB|GiB|TiB|kB|KB|MB|GB|TB)")
 _UNITS = {"KiB": 1024, "MiB": 1024**2, "GiB": 1024**3, "TiB": 1024**4,
           "kB": 1000, "KB": 1000, "MB": 1000**2, "GB": 1000**3, "TB": 1000**4}
-_DURATION_RE = re.compile(r"^(?:\d+(?:w|d|h|m|s|ms|u|µ|ns))+$")
+_DURATION_RE = re.compile(r"(?:[0-9]+(?:w|d|h|m|s|ms|u|µ|ns))+")
 _DURATION_NS = {"w": 604800 * 10**9, "d": 86400 * 10**9, "h": 3600 * 10**9, "m": 60 * 10**9,
                 "s": 10**9, "ms": 10**6, "u": 10**3, "µ": 10**3, "ns": 1}
 _SECRET_KEY_RE = re.compile(r"pass(word|wd|phrase)?$|secret|token|credential|private[_-]?key|api[_-]?key",
@@ -101,11 +109,20 @@ class Capacity:
 
 
 def memory_bytes(text: str) -> int:
-    """`"512MiB"` → 536870912; binary (KiB…TiB) and decimal (kB…TB) units, as LXD takes them."""
-    m = _MEMORY_RE.match(text.strip())
+    """`"512MiB"` → 536870912; binary (KiB…TiB) and decimal (kB…TB) units, as LXD takes them.
+
+    Exact (decimal arithmetic, no float to overflow to `inf`); ValueError for anything else
+    or for more than `MAX_MEMORY`.
+    """
+    m = _MEMORY_RE.fullmatch(text.strip())
     if not m:
         raise ValueError(text)
-    return int(float(m.group(1)) * _UNITS[m.group(2)])
+    if len(m.group(1)) > 30:  # more than MAX_MEMORY in any unit; spare the arithmetic
+        raise ValueError(text)
+    n = int(Decimal(m.group(1)) * _UNITS[m.group(2)])
+    if n > MAX_MEMORY:
+        raise ValueError(text)
+    return n
 
 
 def human_bytes(n: int) -> str:
@@ -114,6 +131,13 @@ def human_bytes(n: int) -> str:
             v = n / _UNITS[unit]
             return f"{v:.0f}{unit}" if v == int(v) else f"{v:.1f}{unit}"
     return f"{n}B"
+
+
+def _one_line(text: str) -> bool:
+    """No newline, tab, control or format character (a bidi override reorders what a terminal
+    shows); spaces of every kind and the emoji joiners are fine."""
+    return all(c.isprintable() or unicodedata.category(c) == "Zs" or c in "\u200c\u200d"
+               for c in text)
 
 
 def _capacity(info: ValidationInfo) -> Capacity | None:
@@ -153,7 +177,10 @@ class Cluster(_Model):
         try:
             n = memory_bytes(v)
         except ValueError:
-            raise ValueError(f"{v!r} is not a memory size: write a number and a unit, e.g. "
+            if _MEMORY_RE.fullmatch(v.strip()):
+                raise ValueError(f"{echo(v.strip())} is more memory than any machine has (at most "
+                                 f"{human_bytes(MAX_MEMORY)})") from None
+            raise ValueError(f"{echo(v)} is not a memory size: write a number and a unit, e.g. "
                              "512MiB or 2GiB (KiB, MiB, GiB, TiB or kB, MB, GB, TB)") from None
         if n < MIN_MEMORY:
             raise ValueError(f"{v} is too little: a node runs Docker and its tiers, give it at "
@@ -170,10 +197,11 @@ class Cluster(_Model):
 
 
 def _webhook(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"{url!r} is not a webhook URL: it must start with http:// or https:// "
-                         "and name a host")
+    # urlsplit silently drops tabs and newlines; the URL is stored and used as written
+    parts = urlsplit(url) if _one_line(url) and " " not in url else None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"{echo(url)} is not a webhook URL: it must start with http:// or "
+                         "https://, name a host and contain no spaces or control characters")
     if parts.password is not None:
         raise ValueError(f"{parts.hostname}: a password in the URL is a secret, and secrets are "
                          "never written in the request")
@@ -209,10 +237,15 @@ class DevLake(_Model):
     def _duration(cls, v: str) -> str:
         if v.upper() == "INF":
             return "INF"
-        if not _DURATION_RE.match(v):
-            raise ValueError(f"{v!r} is not an InfluxQL duration: write e.g. 12h, 30d or 4w "
+        if not _DURATION_RE.fullmatch(v):
+            raise ValueError(f"{echo(v)} is not an InfluxQL duration: write e.g. 12h, 30d or 4w "
                              "(units w, d, h, m, s), or INF to keep everything")
-        ns = sum(int(n) * _DURATION_NS[u] for n, u in re.findall(r"(\d+)(ms|ns|w|d|h|m|s|u|µ)", v))
+        parts = re.findall(r"([0-9]+)(ms|ns|w|d|h|m|s|u|µ)", v)
+        ns = sum(int(n) * _DURATION_NS[u] for n, u in parts) if all(len(n) <= 20 for n, _ in parts) \
+            else MAX_DURATION_NS + 1  # int() of thousands of digits raises; it is too long anyway
+        if ns > MAX_DURATION_NS:
+            raise ValueError(f"{echo(v)} is longer than InfluxDB can keep (about 292 years); "
+                             "write INF to keep everything")
         if ns < _DURATION_NS["h"]:
             raise ValueError(f"{v} is shorter than InfluxDB's shortest retention, 1h")
         return v
@@ -244,7 +277,7 @@ class DbTier(_Model):
     @classmethod
     def _one(cls, v: int) -> int:
         if v != 1:
-            raise ValueError(f"must be 1, got {v}: the db tier is a single MariaDB primary without "
+            raise ValueError(f"must be 1, got {echo(v)}: the db tier is a single MariaDB primary without "
                              "replication, so another replica would be a second, diverging database")
         return v
 
@@ -272,15 +305,16 @@ class Expose(_Model):
         if isinstance(v, bool) or not isinstance(v, int):
             raise ValueError(f"must be a port number (1024..65535) or auto, got {_describe(v)}")
         if not 1024 <= v <= 65535:
-            raise ValueError(f"must be between 1024 and 65535, got {v} (ports below 1024 are "
+            raise ValueError(f"must be between 1024 and 65535, got {echo(v)} (ports below 1024 are "
                              "privileged; the stack is exposed on 127.0.0.1 by an unprivileged proxy)")
         return v
 
     @field_validator("path_check")
     @classmethod
     def _path(cls, v: str) -> str:
-        if not v.startswith("/") or any(c.isspace() for c in v):
-            raise ValueError(f"{v!r} must be a URL path starting with '/' without spaces")
+        if not v.startswith("/") or any(c.isspace() or not c.isprintable() for c in v):
+            raise ValueError(f"{echo(v)} must be a URL path starting with '/' without spaces or "
+                             "control characters")
         return v
 
 
@@ -309,8 +343,8 @@ class OverCloudRequest(_Model):
     @field_validator("name")
     @classmethod
     def _name(cls, v: str) -> str:
-        if not NAME_RE.match(v):
-            raise ValueError(f"{v!r} must be a DNS label: 2 to 32 lowercase letters, digits and '-', "
+        if not NAME_RE.fullmatch(v):
+            raise ValueError(f"{echo(v)} must be a DNS label: 2 to 32 lowercase letters, digits and '-', "
                              "starting with a letter and not ending with '-' (it names containers, "
                              "databases and networks)")
         return v
@@ -320,6 +354,10 @@ class OverCloudRequest(_Model):
     def _owner(cls, v: str) -> str:
         if not v.strip():
             raise ValueError("must not be blank: say who the OverCloud is for, e.g. an e-mail")
+        if not _one_line(v.strip()):
+            raise ValueError(f"{echo(v.strip())} must be one line of text: no newlines, tabs, "
+                             "control or bidirectional-override characters (it is printed in "
+                             "lists and alerts)")
         return v.strip()
 
     @model_validator(mode="after")
@@ -329,7 +367,7 @@ class OverCloudRequest(_Model):
         if isinstance(info.context, dict) and info.context.get("cross") is False:
             return self
         counts = (self.cluster.nodes, self.saas.tiers.app.replicas, self.saas.tiers.web.replicas)
-        msgs = [f"{_dotted(loc)}: {msg}" for loc, msg in _cross_rules(*counts)]
+        msgs = [f"{dotted(loc)}: {msg}" for loc, msg in _cross_rules(*counts)]
         if msgs:
             raise ValueError("; ".join(msgs))
         return self
@@ -420,13 +458,9 @@ def parse_request(text: str, source: str = "<string>",
     if capacity is None:
         capacity = Capacity.this_machine()
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.MarkedYAMLError as exc:
-        raise RequestInvalid(source, [_yaml_problem(exc)]) from None
-    except yaml.reader.ReaderError as exc:  # characters YAML does not allow
-        line = text[: exc.position].count("\n") + 1
-        raise RequestInvalid(source, [Problem("", line, f"is not valid YAML: the control character "
-                                              f"#x{exc.character:04x} is not allowed")]) from None
+        node = yaml.compose(text, Loader=DocumentLoader)
+    except yaml.YAMLError as exc:
+        raise RequestInvalid(source, [yaml_problem(exc, text, "a request")]) from None
     if node is None:
         raise RequestInvalid(source, [Problem("", None, "is empty: a request needs at least "
                                               "apiVersion, kind, name, owner and saas")])
@@ -437,9 +471,9 @@ def parse_request(text: str, source: str = "<string>",
     tree = _Tree()
     tree.walk(node, ())
     try:
-        data = yaml.SafeLoader(text).get_single_data()
-    except yaml.MarkedYAMLError as exc:  # e.g. an unknown tag such as !!python/object
-        raise RequestInvalid(source, [*tree.problems, _yaml_problem(exc)]) from None
+        data = DocumentLoader(text).get_single_data()
+    except yaml.YAMLError as exc:  # e.g. an unknown tag such as !!python/object, a date in month 13
+        raise RequestInvalid(source, [*tree.problems, yaml_problem(exc, text, "a request")]) from None
     problems, request = _validate(data, capacity, tree.lines, skip=frozenset(tree.reported))
     problems = sorted([*tree.problems, *problems], key=lambda p: (p.line or 0, p.path))
     if problems or request is None:
@@ -459,18 +493,18 @@ def _validate(data: Any, capacity: Capacity | None, lines: Mapping[Loc, int],
         request = OverCloudRequest.model_validate(data, context=context)
     except ValidationError as exc:
         for err in exc.errors(include_url=False):
-            loc = _clean_loc(err["loc"])
+            loc = _clean_loc(err["loc"], err["type"])
             if err["type"] == "invalid_key" and lines:
                 continue  # a key that is not text: the node tree reported it with its line
             if not _under(loc, skip):
-                problems.append(Problem(_dotted(loc), _line(lines, loc, err["type"]), _message(err, loc)))
+                problems.append(Problem(dotted(loc), _line(lines, loc, err["type"]), _message(err, loc)))
     # cross-field rules, also when other parts of the document are broken
     counts = (request.cluster.nodes, request.saas.tiers.app.replicas, request.saas.tiers.web.replicas
               ) if request else _counts(data)
     if counts:
         for loc, msg in _cross_rules(*counts):
             if not _under(loc, skip):
-                problems.append(Problem(_dotted(loc), _line(lines, loc, ""), msg))
+                problems.append(Problem(dotted(loc), _line(lines, loc, ""), msg))
     return problems, (request if not problems else None)
 
 
@@ -540,14 +574,14 @@ class _Tree:
                         self.walk(value_node, loc)
                         continue
                     shown = key_node.value if isinstance(key_node, yaml.ScalarNode) else _node_kind(key_node)
-                    self.problems.append(Problem(_dotted(loc), line, f"key {shown!r} must be text "
+                    self.problems.append(Problem(dotted(loc), line, f"key {echo(shown)} must be text "
                                                  "(a plain name such as nodes or replicas)"))
                     continue
                 key = key_node.value
                 here = (*loc, key)
                 if key in first:
                     self.reported.add(here)
-                    self.problems.append(Problem(_dotted(here), line, f"duplicate key {key!r} (first at "
+                    self.problems.append(Problem(dotted(here), line, f"duplicate key {echo(key)} (first at "
                                                  f"line {first[key]}); YAML would silently keep only "
                                                  "the last one, so write it once"))
                     continue
@@ -555,24 +589,11 @@ class _Tree:
                 self.lines[here] = line
                 if _SECRET_KEY_RE.search(key):
                     self.reported.add(here)
-                    self.problems.append(Problem(_dotted(here), line, "secrets are never written in the "
+                    self.problems.append(Problem(dotted(here), line, "secrets are never written in the "
                                                  "request: OverCloud generates every password and key "
                                                  "and stores them itself; remove this key"))
                     continue
                 self.walk(value_node, here)
-
-
-def _yaml_problem(exc: yaml.MarkedYAMLError) -> Problem:
-    mark = exc.problem_mark or exc.context_mark
-    line = mark.line + 1 if mark else None
-    if isinstance(exc, yaml.constructor.ConstructorError):
-        tag = (exc.problem or "").split()[-1].strip("'").replace("tag:yaml.org,2002:", "!!")
-        return Problem("", line, f"the YAML tag {tag} is not allowed: a request is plain data "
-                       "(text, numbers, true/false, lists and mappings)")
-    what = " ".join(x for x in (exc.context, exc.problem) if x)
-    if exc.context_mark and mark and exc.context_mark.line != mark.line:
-        what += f" (it started at line {exc.context_mark.line + 1})"
-    return Problem("", line, f"malformed YAML: {what}")
 
 
 def _node_kind(node: yaml.Node) -> str:
@@ -580,23 +601,19 @@ def _node_kind(node: yaml.Node) -> str:
         return "a list"
     if isinstance(node, yaml.MappingNode):
         return "a mapping"
-    return f"the value {node.value!r}" if node.value else "nothing"
+    return f"the value {echo(node.value)}" if node.value else "nothing"
 
 
 # --- pydantic errors → problems ------------------------------------------------------------
 
 
-def _clean_loc(loc: tuple[int | str, ...]) -> Loc:
-    # union members and function validators add their own names to the location
-    return tuple(p for p in loc if not (isinstance(p, str) and (p.startswith(("literal[", "function-"))
-                                                               or p in ("int", "str"))))
-
-
-def _dotted(loc: Loc) -> str:
-    out = ""
-    for p in loc:
-        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else p)
-    return out
+def _clean_loc(loc: tuple[int | str, ...], kind: str) -> Loc:
+    # union members and function validators add their own names to the location; the last
+    # part of an unknown key's location is the user's key, which may well be called `int`
+    keep = loc[-1:] if kind == "extra_forbidden" else ()
+    head = loc[: len(loc) - len(keep)]
+    return tuple(p for p in head if not (isinstance(p, str) and (p.startswith(("literal[", "function-"))
+                                                                or p in ("int", "str")))) + keep
 
 
 def _line(lines: Mapping[Loc, int], loc: Loc, kind: str) -> int | None:
@@ -615,12 +632,12 @@ def _describe(v: Any) -> str:
     if isinstance(v, bool):
         return str(v).lower()
     if isinstance(v, str):
-        return f"the text {v!r}"
+        return f"the text {echo(v)}"
     if isinstance(v, list):
         return "a list"
     if isinstance(v, dict):
         return "a mapping"
-    return repr(v)
+    return echo(v)
 
 
 def _allowed_keys(loc: Loc) -> list[str]:
@@ -646,7 +663,7 @@ _REQUIRED_HINTS = {
 def _message(err: Any, loc: Loc) -> str:
     kind, value, ctx = err["type"], err.get("input"), err.get("ctx") or {}
     if kind == "missing":
-        return "is required" + _REQUIRED_HINTS.get(_dotted(loc), "")
+        return "is required" + _REQUIRED_HINTS.get(dotted(loc), "")
     if kind == "extra_forbidden":
         allowed = _allowed_keys(loc[:-1])
         near = difflib.get_close_matches(str(loc[-1]), allowed, n=1)

@@ -9,6 +9,7 @@ bad setting fails at start with a one-line message naming it, never deep inside 
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import re
 import tomllib
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any, get_type_hints
 
 from overcloud.errors import ConfigError
+from overcloud.problems import echo
 
 
 def _default_state_dir() -> Path:
@@ -335,6 +337,9 @@ def load_settings(config: Path | None = None, env: dict[str, str] | None = None)
             raise ConfigError(f"config file {path} does not exist") from None
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+        except ValueError as exc:  # tomllib's int() of a number of more than 4300 digits
+            raise ConfigError(f"config file {path} holds a number too large to read: {str(exc)[:40]}…"
+                              ) from None
     unknown = set(data) - set(_SECTIONS) - {"state_dir"}
     if unknown:
         raise ConfigError(f"unknown setting(s) {', '.join(sorted(unknown))} in {path}")
@@ -382,14 +387,21 @@ def _coerce(value: Any, typ: Any, where: str) -> Any:
         if typ is int:
             if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
                 raise ValueError
+            if isinstance(value, str) and not re.fullmatch(r"\s*[-+]?[0-9]{1,18}\s*", value):
+                raise ValueError  # not "٣" or "1_000", nor 5000 digits int() cannot read
+            if isinstance(value, int) and abs(value) >= 2**63:
+                raise ValueError
             return int(value)
         if typ is float:
             if isinstance(value, bool):
                 raise ValueError
-            return float(value)
+            number = float(value)
+            if not math.isfinite(number):  # `nan` and `inf` pass every `< 1` check
+                raise ConfigError(f"{where} must be a finite number, got {echo(value)}")
+            return number
         return str(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{where} must be {typ.__name__}, got {value!r}") from None
+    except (TypeError, ValueError, OverflowError):
+        raise ConfigError(f"{where} must be {typ.__name__}, got {echo(value)}") from None
 
 
 def _validate(s: Settings) -> None:
@@ -451,7 +463,7 @@ def _validate_undercloud(u: UnderCloudSettings) -> None:
     ):
         raise ConfigError(f"undercloud.bridge_prefix {u.bridge_prefix!r}: lowercase, short")
     parts = u.subnet_prefix.split(".")
-    if len(parts) != 2 or not all(p.isdigit() and 0 <= int(p) <= 255 for p in parts):
+    if len(parts) != 2 or not all(re.fullmatch(r"[0-9]{1,3}", p) and int(p) <= 255 for p in parts):
         raise ConfigError(
             f"undercloud.subnet_prefix must look like '10.231', got {u.subnet_prefix!r}"
         )

@@ -29,6 +29,8 @@ import pydantic
 
 from overcloud.errors import DecodeError
 from overcloud.events import EVENT_TYPES, Event, new_id
+from overcloud.names import RULE as OVERCLOUD_NAME_RULE
+from overcloud.names import is_overcloud_name
 from overcloud.samples import Sample
 
 SAMPLE_BATCH = "SampleBatch"
@@ -175,6 +177,56 @@ def validate_sample(index: int, row: Any) -> Sample:
 #: measurement names already validated (a bounded set: names are few and bounded by design)
 _valid_names: set[str] = set()
 _FIELD_TYPES = frozenset({int, float, str, bool})
+#: what InfluxDB accepts (1.x `models/points.go`): int64 integers, timestamps within ±(2^63-2)
+MAX_INT = 2**63 - 1
+MIN_INT = -(2**63)
+MAX_TIME_NS = 2**63 - 2
+#: InfluxDB refuses a line whose series key (measurement and tags, escaped) is longer
+MAX_SERIES_KEY = 65_535
+MAX_KEY = 256
+#: a control character (newline ends the line; InfluxDB skips tab and NUL as whitespace at
+#: the start of a field), or a backslash that line protocol would read as an escape (before
+#: , = space " or at the end): no escaping carries these through InfluxDB 1.x unchanged
+_LP_UNSAFE = re.compile(r'[\x00-\x1f\x7f]|\\(?=[,= "]|\Z)')
+_LP_SPECIAL = re.compile(r'[,= "]')
+#: InfluxDB refuses (tag) or silently drops (field) a key named `time`
+_RESERVED = "time"
+
+
+def _key_problem(what: str, name: str) -> str:
+    if len(name) > MAX_KEY:
+        return f"{what} {name[:40]!r}... is longer than {MAX_KEY} characters"
+    if name == _RESERVED:
+        return f"{what} 'time' is reserved by InfluxDB"
+    return _lp_problem(what, name)
+
+
+def _lp_problem(what: str, text: str) -> str:
+    m = _LP_UNSAFE.search(text)
+    if m is None:
+        return ""
+    if m.group(0) != "\\":
+        return (f"{what} {text[:80]!r} contains the control character {m.group(0)!r} "
+                "(line protocol cannot carry it)")
+    return (f"{what} {text[:80]!r} has a backslash before , = space \" or at its end "
+            "(line protocol would read it as an escape)")
+
+
+def _check_tags(index: int, measurement: str, tags: dict[str, str]) -> None:
+    overcloud = tags.get("overcloud")
+    if overcloud and not is_overcloud_name(overcloud):
+        raise DecodeError(f"samples[{index}]: overcloud tag {overcloud[:80]!r} is not an "
+                          f"OverCloud name ({OVERCLOUD_NAME_RULE})")
+    size = len(measurement)
+    for k, v in tags.items():
+        problem = _key_problem("tag key", k) or _lp_problem(f"tag {k!r} value", v)
+        if problem:
+            raise DecodeError(f"samples[{index}]: {problem}")
+        if v:
+            size += 2 + len(k.encode()) + len(v.encode()) + len(_LP_SPECIAL.findall(k + v))
+    if size > MAX_SERIES_KEY:
+        raise DecodeError(f"samples[{index}]: measurement and tags are {size} bytes, more than "
+                          f"InfluxDB's series key limit of {MAX_SERIES_KEY}")
 
 
 def _sample(index: int, row: Any) -> Sample:
@@ -184,7 +236,7 @@ def _sample(index: int, row: Any) -> Sample:
         raise DecodeError(f"samples[{index}] must be [measurement, tags, fields, time_ns]")
     measurement, tags, fields, ts = row
     if type(measurement) is not str or measurement not in _valid_names:
-        if not isinstance(measurement, str) or not _NAME.match(measurement):
+        if not isinstance(measurement, str) or not _NAME.fullmatch(measurement):
             raise DecodeError(f"samples[{index}]: bad measurement name {measurement!r}")
         if len(_valid_names) < 10_000:
             _valid_names.add(measurement)
@@ -192,19 +244,31 @@ def _sample(index: int, row: Any) -> Sample:
         type(v) is str for v in tags.values()
     ) or not all(isinstance(k, str) for k in tags):
         raise DecodeError(f"samples[{index}]: tags must map names to strings")
+    _check_tags(index, measurement, tags)
     if type(fields) is not dict or not fields or "" in fields:
         if type(fields) is dict and fields:
             raise DecodeError(f"samples[{index}]: field '' has unsupported value {fields['']!r}")
         raise DecodeError(f"samples[{index}]: fields must be a non-empty object")
     for k, v in fields.items():
+        problem = _key_problem("field", k)
+        if problem:
+            raise DecodeError(f"samples[{index}]: {problem}")
+        if k in tags:
+            raise DecodeError(f"samples[{index}]: {k!r} is both a tag and a field")
         t = type(v)
         if t is float:
             if not math.isfinite(v):
                 raise DecodeError(f"samples[{index}]: field {k!r} is not finite")
+        elif t is int:
+            if not MIN_INT <= v <= MAX_INT:
+                raise DecodeError(f"samples[{index}]: field {k!r} is outside InfluxDB's "
+                                  f"64-bit integers: {v}")
         elif t not in _FIELD_TYPES and not isinstance(v, int | float | str):
             raise DecodeError(f"samples[{index}]: field {k!r} has unsupported value {v!r}")
     if type(ts) is not int or ts <= 0:
         raise DecodeError(f"samples[{index}]: time_ns must be a positive integer")
+    if ts > MAX_TIME_NS:
+        raise DecodeError(f"samples[{index}]: time_ns {ts} is beyond InfluxDB's range")
     return Sample(measurement, tags, fields, ts)
 
 

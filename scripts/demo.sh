@@ -18,6 +18,8 @@ if [ "${1:-}" = "stop" ]; then
   $OC delete "$NAME" --wait 2>/dev/null || true
   exec $OC services down
 fi
+# curl below reads the OverCloud's URL as a developer would (a minimal Debian has none)
+.venv/bin/python -c 'from overcloud.services.install import ensure_packages as e; e(["curl"])'
 echo "== services (installs what is missing; first run builds the node image, minutes)"
 $OC services up kafka influxdb devlake lxd orchestrator agent alertmanager alerts
 echo "== OverCloud request: $REQUEST"

@@ -62,14 +62,25 @@ def env(services: Env, request: pytest.FixtureRequest) -> Env:
     """The session's services, with topics, consumer group and OverCloud private to one test."""
     import uuid
 
+    from devlake.sinks import InfluxV1Sink
+
     tag = uuid.uuid4().hex[:8]
-    return Env(
+    env = Env(
         services,
         OVERCLOUD_KAFKA_TOPIC_PREFIX=f"t{tag}",
         OVERCLOUD_DEVLAKE_GROUP=f"g{tag}",
         OVERCLOUD_DEVLAKE_LINGER="0.1",
         TEST_OVERCLOUD=f"oc{tag}",
     )
+    # the test's OverCloud exists: its DevLake database is there, as the orchestrator's
+    # `devlake` task makes it (DevLake stores samples only for OverClouds that exist)
+    settings = env.settings()
+    sink = InfluxV1Sink(settings.influx)
+    try:
+        sink.ensure_database(settings.influx.database_prefix + env["TEST_OVERCLOUD"])
+    finally:
+        sink.close()
+    return env
 
 
 @pytest.fixture(scope="session")

@@ -14,6 +14,8 @@ from typing import Any
 from devlake.alerts.evaluator import Evaluator, Transition
 from devlake.alerts.rules import Rule, compile_expression
 from devlake.sinks import InfluxQL
+from overcloud import influxql
+from overcloud.influxql import QL, compose
 
 
 @dataclass(frozen=True)
@@ -24,16 +26,21 @@ class Backtest:
     databases: list[str]
 
 
-def _query(rule: Rule, since_s: float) -> str:
+def query(rule: Rule, since_s: float) -> QL:
+    """The rule's watch as InfluxQL over the last `since_s` seconds, every name quoted."""
     w = rule.watch
     _, names = compile_expression(w.field)
-    cols = ", ".join(f'"{n}"' for n in dict.fromkeys(names))
-    where = "".join(f" AND \"{k}\" = '{v}'" for k, v in w.where.items())
+    cols = influxql.idents(dict.fromkeys(names))
+    q = compose("SELECT {} FROM {} WHERE time > now() - {}", cols, influxql.ident(w.measurement),
+                influxql.seconds(since_s))
+    if w.where:
+        q = compose("{} AND {}", q, influxql.tag_equals(w.where.items()))
     # the `where` tags too: InfluxDB returns only the tags grouped by, and the evaluator checks
     # the scope on every point again (without them no scoped rule could ever fire here)
     tags = list(dict.fromkeys([*w.group_by, *w.where]))
-    group = f" GROUP BY {', '.join(chr(34) + g + chr(34) for g in tags)}" if tags else ""
-    return f'SELECT {cols} FROM "{w.measurement}" WHERE time > now() - {int(since_s)}s{where}{group}'
+    if tags:
+        q = compose("{} GROUP BY {}", q, influxql.idents(tags))
+    return q
 
 
 def backtest(ql: InfluxQL, rules: list[Rule], since_s: float, prefix: str, now_ns: int) -> Backtest:
@@ -47,7 +54,7 @@ def backtest(ql: InfluxQL, rules: list[Rule], since_s: float, prefix: str, now_n
     for rule in rules:
         points: list[tuple[int, str, dict[str, str], dict[str, Any]]] = []
         for db in dbs:
-            for series in ql.query(_query(rule, since_s), db):
+            for series in ql.query(query(rule, since_s), db):
                 cols = series.get("columns") or []
                 tags = {k: v for k, v in (series.get("tags") or {}).items() if v}
                 for row in series.get("values") or []:

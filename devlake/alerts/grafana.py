@@ -10,24 +10,53 @@ stays the source of `NodeOverloaded`. `provisioning(rules)` is reused by the das
 
 from __future__ import annotations
 
-import re
+import ast
 from typing import Any
 
-from devlake.alerts.rules import Rule, format_duration
+from devlake.alerts.rules import Rule, compile_expression, format_duration
+from overcloud import influxql
+from overcloud.influxql import QL, compose
 
 _GRAFANA_OP = {">": "gt", ">=": "gt", "<": "lt", "<=": "lt", "==": "within_range", "!=": "outside_range"}
 _UNLOAD = {"gt": "lt", "lt": "gt"}
 _NO_DATA = {"keep": "KeepLast", "alert": "Alerting", "resolve": "OK"}
 
 
-def influxql(rule: Rule) -> str:
+_OPS: dict[type[ast.operator], QL] = {ast.Add: QL("+"), ast.Sub: QL("-"), ast.Mult: QL("*"),
+                                      ast.Div: QL("/")}
+
+
+def _mean_of(node: ast.AST) -> QL:
+    """The field expression with every field as `mean("field")`, rebuilt from its syntax tree
+    (names quoted, numbers as literals): no text of the rule is pasted into the query."""
+    if isinstance(node, ast.Name):
+        return compose("mean({})", influxql.ident(node.id))
+    if isinstance(node, ast.Constant) and isinstance(node.value, int | float) \
+            and not isinstance(node.value, bool):
+        return influxql.number(node.value)
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
+        return compose("-({})", _mean_of(node.operand))
+    if isinstance(node, ast.BinOp) and type(node.op) in _OPS:
+        return compose("({} {} {})", _mean_of(node.left), _OPS[type(node.op)], _mean_of(node.right))
+    raise ValueError(f"unexpected {ast.dump(node)} in a field expression")
+
+
+def expression(field: str) -> QL:
+    compile_expression(field)  # validates: field names, numbers and + - * / only
+    return _mean_of(ast.parse(field.strip().replace('"', ""), mode="eval").body)
+
+
+def influxql_query(rule: Rule) -> QL:
     """A Grafana InfluxQL query of the rule's watch: aggregated per interval, per group."""
     w = rule.watch
-    expr = re.sub(r"\b([A-Za-z_]\w*)\b", lambda m: f'mean("{m[1]}")', w.field)
-    where = "".join(f" AND \"{k}\" = '{v}'" for k, v in w.where.items())
-    group = "".join(f', "{g}"' for g in w.group_by)
-    return (f'SELECT {expr} FROM "{w.measurement}" WHERE $timeFilter{where} '
-            f"GROUP BY time($__interval){group} fill(none)")
+    q = compose("SELECT {} FROM {} WHERE $timeFilter", expression(w.field),
+                influxql.ident(w.measurement))
+    if w.where:
+        q = compose("{} AND {}", q, influxql.tag_equals(w.where.items()))
+    q = compose("{} GROUP BY time($__interval)", q)
+    if w.group_by:
+        q = compose("{}, {}", q, influxql.idents(w.group_by))
+    return compose("{} fill(none)", q)
 
 
 def _threshold(rule: Rule) -> dict[str, Any]:
@@ -50,7 +79,7 @@ def grafana_rule(rule: Rule, datasource_uid: str) -> dict[str, Any]:
         "data": [
             {"refId": "A", "datasourceUid": datasource_uid,
              "relativeTimeRange": {"from": int(window), "to": 0},
-             "model": {"refId": "A", "rawQuery": True, "query": influxql(rule),
+             "model": {"refId": "A", "rawQuery": True, "query": str(influxql_query(rule)),
                        "resultFormat": "time_series"}},
             {"refId": "B", "datasourceUid": "__expr__",
              "model": {"refId": "B", "type": "reduce", "expression": "A", "reducer": "last"}},

@@ -35,6 +35,7 @@ import difflib
 import math
 import operator
 import re
+import string
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,15 +52,21 @@ from pydantic import (
     model_validator,
 )
 
-from overcloud.problems import DocumentInvalid, Problem
+from overcloud.problems import DocumentInvalid, DocumentLoader, Problem, dotted, echo, yaml_problem
 
 Loc = tuple[int | str, ...]
 MAX_FILE_BYTES = 1 << 20
 
-_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
-_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
+# validating patterns are used with fullmatch: `$` also matches before a trailing newline
+_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
+_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
+_DURATION = re.compile(r"([0-9]{1,15}(?:\.[0-9]{1,9})?)(ms|s|m|h|d)")
+MAX_EXPRESSION = 500
+"""Characters of a field expression or streaming query: a few fields and operators, not a
+program (a 10000-term sum would also exhaust the recursion of the expression compiler)."""
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+MAX_DURATION = 366 * 86400.0
+"""No `for` or no-data wait is longer than a year (and none is infinite)."""
 
 
 def parse_duration(v: Any) -> float:
@@ -67,13 +74,13 @@ def parse_duration(v: Any) -> float:
     if isinstance(v, bool):
         raise ValueError(f"must be a duration such as 30s or 5m, got {str(v).lower()}")
     if isinstance(v, int | float):
-        seconds = float(v)
+        seconds = float(v) if not isinstance(v, int) or abs(v) < 10**20 else math.inf
     elif isinstance(v, str) and v.strip() and _DURATION.sub("", v.strip()) == "":
         seconds = sum(float(n) * _UNITS[u] for n, u in _DURATION.findall(v.strip()))
     else:
-        raise ValueError(f"must be a duration such as 30s, 5m or 1h30m, got {v!r}")
-    if not math.isfinite(seconds) or seconds < 0:
-        raise ValueError(f"must be a duration of 0 s or more, got {v!r}")
+        raise ValueError(f"must be a duration such as 30s, 5m or 1h30m, got {echo(v)}")
+    if not math.isfinite(seconds) or seconds < 0 or seconds > MAX_DURATION:
+        raise ValueError(f"must be a duration from 0 s to a year, got {echo(v)}")
     return seconds
 
 
@@ -100,22 +107,24 @@ def compile_expression(text: str) -> tuple[Callable[[Mapping[str, Any]], float |
     arithmetic is undefined, the field names it reads). Raises ValueError for anything else.
     """
     text = text.strip()
-    if _IDENT.match(text):  # the common case: one field, no arithmetic
+    if _IDENT.fullmatch(text):  # the common case: one field, no arithmetic
         return _single(text), [text]
+    if len(text) > MAX_EXPRESSION:
+        raise ValueError(f"{echo(text)} is too long for a field expression (at most "
+                         f"{MAX_EXPRESSION} characters)")
     try:
         tree = ast.parse(text.replace('"', ""), mode="eval").body
-    except SyntaxError:
-        raise ValueError(f"{text!r} is not a field name or arithmetic of fields (+ - * /)") from None
+    except (SyntaxError, ValueError, RecursionError, MemoryError):  # ValueError: a NUL, a 5000-digit literal
+        raise ValueError(f"{echo(text)} is not a field name or arithmetic of fields (+ - * /)") from None
     names: list[str] = []
 
     def build(node: ast.AST) -> Callable[[Mapping[str, Any]], float]:
-        if isinstance(node, ast.Name):
+        if isinstance(node, ast.Name) and _IDENT.fullmatch(node.id):
             names.append(node.id)
             key = node.id
             return lambda f: _num(f[key])
         if isinstance(node, ast.Constant) and isinstance(node.value, int | float) \
-                and not isinstance(node.value, bool):
-            c = float(node.value)
+                and not isinstance(node.value, bool) and math.isfinite(c := float(node.value)):
             return lambda f: c
         if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
             inner = build(node.operand)
@@ -123,9 +132,12 @@ def compile_expression(text: str) -> tuple[Callable[[Mapping[str, Any]], float |
         if isinstance(node, ast.BinOp) and type(node.op) in _BINOPS:
             op, a, b = _BINOPS[type(node.op)], build(node.left), build(node.right)
             return lambda f: op(a(f), b(f))
-        raise ValueError(f"{text!r}: only field names, numbers and + - * / are allowed")
+        raise ValueError(f"{echo(text)}: only field names, numbers and + - * / are allowed")
 
-    fn = build(tree)
+    try:
+        fn = build(tree)
+    except RecursionError:  # within MAX_EXPRESSION only by nesting hundreds of brackets
+        raise ValueError(f"{echo(text)} nests too deeply") from None
 
     def evaluate(fields: Mapping[str, Any]) -> float | None:
         try:
@@ -153,29 +165,47 @@ def _single(name: str) -> Callable[[Mapping[str, Any]], float | None]:
 
 
 _QUERY = re.compile(
-    r"^\s*SELECT\s+(?P<expr>.+?)\s+FROM\s+(?P<m>\"[^\"]+\"|[A-Za-z_][\w.]*)"
-    r"(?:\s+WHERE\s+(?P<where>.+?))?(?:\s+GROUP\s+BY\s+(?P<group>.+?))?\s*;?\s*$",
+    r"\s*SELECT\s+(?P<expr>.+?)\s+FROM\s+(?P<m>\"[^\"]+\"|[A-Za-z_][\w.]*)"
+    r"(?:\s+WHERE\s+(?P<where>.+?))?(?:\s+GROUP\s+BY\s+(?P<group>.+?))?\s*;?\s*",
     re.IGNORECASE | re.DOTALL,
 )
-_COND = re.compile(r"^\s*\"?([A-Za-z_]\w*)\"?\s*=\s*'([^']*)'\s*$")
+_COND = re.compile(r"\s*\"?([A-Za-z_]\w*)\"?\s*=\s*'([^']*)'\s*")
+
+
+def _statements(q: str) -> int:
+    """How many statements `q` holds: `;` outside quotes ends one (a trailing `;` is fine)."""
+    count, quote = 1, ""
+    for i, c in enumerate(q):
+        if quote:
+            quote = "" if c == quote else quote
+        elif c in "'\"":
+            quote = c
+        elif c == ";" and q[i + 1:].strip():
+            count += 1
+    return count
 
 
 def parse_query(q: str) -> tuple[str, str, dict[str, str], list[str]]:
     """(measurement, field expression, tag equalities, group-by tags) of a streaming query."""
-    m = _QUERY.match(q)
+    if len(q) > MAX_EXPRESSION:
+        raise ValueError(f"is {len(q)} characters long; a streaming query is one short "
+                         f"statement (at most {MAX_EXPRESSION} characters)")
+    if _statements(q) > 1:
+        raise ValueError("only one SELECT statement is allowed: remove what follows the ';'")
+    m = _QUERY.fullmatch(q)
     if not m:
         raise ValueError("must look like SELECT <field or arithmetic> FROM <measurement> "
                          "[WHERE tag = 'value' AND ...] [GROUP BY tag, ...]")
     where: dict[str, str] = {}
     if m["where"]:
         for part in re.split(r"\s+AND\s+", m["where"], flags=re.IGNORECASE):
-            c = _COND.match(part)
+            c = _COND.fullmatch(part)
             if not c:
-                raise ValueError(f"WHERE: {part.strip()!r} is not tag = 'value' (only equalities "
+                raise ValueError(f"WHERE: {echo(part.strip())} is not tag = 'value' (only equalities "
                                  "joined by AND are evaluated on the stream; no time conditions)")
             where[c[1]] = c[2]
     group = [g.strip().strip('"') for g in m["group"].split(",")] if m["group"] else []
-    if any(not _IDENT.match(g) for g in group):
+    if any(not _IDENT.fullmatch(g) for g in group):
         raise ValueError("GROUP BY takes tag names separated by commas (no time(), no *)")
     return m["m"].strip('"'), m["expr"].strip(), where, group
 
@@ -210,22 +240,17 @@ class Watch(_Model):
             object.__setattr__(self, "group_by", group)
         if not self.measurement or not self.field:
             raise ValueError("needs measurement and field (or a query)")
-        if not _IDENT.match(self.measurement):
-            raise ValueError(f"measurement {self.measurement!r} is not a measurement name")
+        if not _IDENT.fullmatch(self.measurement):
+            raise ValueError(f"measurement {echo(self.measurement)} is not a measurement name")
         compile_expression(self.field)
-        bad = [t for t in [*self.where, *self.group_by] if not _IDENT.match(t)]
+        bad = [t for t in [*self.where, *self.group_by] if not _IDENT.fullmatch(t)]
         if bad:
-            raise ValueError(f"{', '.join(map(repr, bad))}: tag names are letters, digits and _")
+            raise ValueError(f"{_some(bad)}: tag names are letters, digits and _")
+        bad = [v for v in self.where.values() if not v.isprintable()]
+        if bad:
+            raise ValueError(f"tag value {_some(bad)}: a tag value has no newline, tab or "
+                             "control character (line protocol cannot carry one)")
         return self
-
-    def as_query(self) -> str:
-        """The InfluxQL equivalent (without a time range), for `alerts test` and Grafana."""
-        q = f'SELECT {self.field} FROM "{self.measurement}"'
-        if self.where:
-            q += " WHERE " + " AND ".join(f"\"{k}\" = '{v}'" for k, v in self.where.items())
-        if self.group_by:
-            q += " GROUP BY " + ", ".join(f'"{g}"' for g in self.group_by)
-        return q
 
 
 class NoData(_Model):
@@ -248,8 +273,10 @@ class WebhookAction(_Model):
 
     @model_validator(mode="after")
     def _http(self) -> WebhookAction:
-        if self.url and not re.match(r"^https?://[^\s/]+", self.url):
-            raise ValueError(f"url must start with http:// or https://, got {self.url!r}")
+        if self.url and (not re.fullmatch(r"https?://[^\s/]+(?:/\S*)?", self.url)
+                         or not self.url.isprintable()):
+            raise ValueError("url must start with http:// or https:// and contain no spaces or "
+                             f"control characters, got {echo(self.url)}")
         return self
 
 
@@ -272,14 +299,16 @@ class Rule(_Model):
     enabled: bool = True
     watch: Watch
     condition: Condition
-    threshold: float
-    recover: float | None = None
+    threshold: float = Field(allow_inf_nan=False)
+    """Finite: a rule with a threshold of NaN or infinity could never fire."""
+    recover: float | None = Field(default=None, allow_inf_nan=False)
     """Recovery threshold: a firing alert resolves only on the far side of it (hysteresis)."""
     for_: Duration = Field(default=0.0, alias="for")
     no_data: NoData = Field(default_factory=NoData)
     severity: Literal["critical", "warning", "info"] = "warning"
     labels: dict[str, str] = Field(default_factory=dict)
     annotations: dict[str, str] = Field(default_factory=dict)
+    """Templates: `{host}`, `{value:.1f}` (tag names, value, threshold, rule; short formats)."""
     actions: list[Action] = Field(default_factory=list)
 
     @model_validator(mode="before")
@@ -294,8 +323,8 @@ class Rule(_Model):
     @field_validator("name")
     @classmethod
     def _name(cls, v: str) -> str:
-        if not _NAME.match(v):
-            raise ValueError(f"{v!r}: lowercase letters, digits, '-' and '_' (at most 63)")
+        if not _NAME.fullmatch(v):
+            raise ValueError(f"{echo(v)}: lowercase letters, digits, '-' and '_' (at most 63)")
         return v
 
     @model_validator(mode="after")
@@ -310,17 +339,18 @@ class Rule(_Model):
             if self.condition in ("<", "<=") and r < t:
                 raise ValueError(f"recover ({r:g}) must be at or above threshold ({t:g}) for "
                                  f"condition {self.condition!r}: it resolves once the value rises above it")
-        bad = [k for k in self.labels if not _IDENT.match(k)]
+        bad = [k for k in self.labels if not _IDENT.fullmatch(k)]
         if bad:
-            raise ValueError(f"label names {', '.join(map(repr, bad))} must be letters, digits and _ "
+            raise ValueError(f"label names {_some(bad)} must be letters, digits and _ "
                              "(Alertmanager's rule)")
         if any(isinstance(a, EventAction) for a in self.actions) and "host" not in self.watch.group_by:
             raise ValueError("the node_overloaded event names a host: watch.group_by must include host")
         for key, text in self.annotations.items():
             try:
+                check_template(text)
                 render(text, {"value": 1.0, "threshold": 1.0, "rule": self.name})
             except (ValueError, IndexError) as exc:
-                raise ValueError(f"annotation {key!r} is not a valid template: {exc}") from None
+                raise ValueError(f"annotation {echo(key)} is not a valid template: {exc}") from None
         return self
 
     @property
@@ -331,6 +361,26 @@ class Rule(_Model):
 class _SafeDict(dict[str, Any]):
     def __missing__(self, key: str) -> str:
         return "{" + key + "}"
+
+
+_SPEC = re.compile(r"(?:.?[<>^=])?[+\- ]?#?0?[0-9]{0,2}[,_]?(?:\.[0-9]{1,2})?[bcdeEfFgGnosxX%]?")
+
+
+def check_template(template: str) -> None:
+    """ValueError unless every `{…}` is a plain name with a short format spec.
+
+    `str.format` would also follow `{rule.__class__}` or `{value[0]}` (AttributeError,
+    TypeError) and pad to `{value:>99999999999}` (a MemoryError): none of that in a rule.
+    """
+    for _, name, spec, conversion in string.Formatter().parse(template):
+        if name is None:
+            continue
+        if not _IDENT.fullmatch(name):
+            raise ValueError(f"placeholder {echo(name)}: a placeholder is a name such as {{host}} "
+                             "or {value:.1f}")
+        if conversion or (spec and not _SPEC.fullmatch(spec)):
+            raise ValueError(f"{{{name}}} has the format {echo(spec)}; a format is short, "
+                             "e.g. .1f or >8")
 
 
 def render(template: str, values: Mapping[str, Any]) -> str:
@@ -367,6 +417,12 @@ BUILTIN: list[dict[str, Any]] = [
 # --- loading with line numbers -------------------------------------------------------------
 
 
+def _some(values: list[str]) -> str:
+    """The first few of `values`, each quoted and cut, and how many more."""
+    shown = ", ".join(echo(v) for v in values[:3])
+    return shown + (f" and {len(values) - 3} more" if len(values) > 3 else "")
+
+
 class RulesInvalid(DocumentInvalid):
     """The rule file has problems; `problems` lists all of them."""
 
@@ -391,7 +447,7 @@ class _Lines:
                 line = k.start_mark.line + 1
                 key = str(k.value) if isinstance(k, yaml.ScalarNode) else "?"
                 if key in seen:
-                    self.problems.append(Problem(_dotted((*loc, key)), line, f"duplicate key {key!r} "
+                    self.problems.append(Problem(dotted((*loc, key)), line, f"duplicate key {echo(key)} "
                                                  f"(first at line {seen[key]}); write it once"))
                     continue
                 seen[key] = line
@@ -422,22 +478,21 @@ def load_rule_file(path: Path) -> list[Rule]:
 
 def parse_rules(text: str, source: str = "<string>") -> list[Rule]:
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        what = " ".join(x for x in (exc.context, exc.problem) if x)
-        raise RulesInvalid(source, [Problem("", mark.line + 1 if mark else None,
-                                            f"malformed YAML: {what}")]) from None
+        node = yaml.compose(text, Loader=DocumentLoader)
     except yaml.YAMLError as exc:
-        raise RulesInvalid(source, [Problem("", None, f"not valid YAML: {exc}")]) from None
+        raise RulesInvalid(source, [yaml_problem(exc, text, "a rule file")]) from None
     if node is None:
         raise RulesInvalid(source, [Problem("", None, "is empty: write `rules:` and a list of rules")])
+    tree = _Lines()
+    tree.walk(node, ())
+    try:
+        data = DocumentLoader(text).get_single_data()
+    except yaml.YAMLError as exc:  # a tag such as !!python/object, a date in month 13
+        raise RulesInvalid(source, _sorted([*tree.problems, yaml_problem(exc, text, "a rule file")])
+                           ) from None
     if not isinstance(data, dict):
         raise RulesInvalid(source, [Problem("", node.start_mark.line + 1,
                                             "must be a mapping with a `rules:` list")])
-    tree = _Lines()
-    tree.walk(node, ())
     problems = list(tree.problems)
     try:
         doc = RuleFile.model_validate(data)
@@ -467,8 +522,8 @@ def merge_with_builtins(raw_rules: list[dict[str, Any]],
         loc: Loc = ("rules", i)
         name = raw.get("name") if isinstance(raw, dict) else None
         if isinstance(name, str) and name in where:
-            problems.append(Problem(_dotted((*loc, "name")), lines.get((*loc, "name")),
-                                    f"rule {name!r} is defined twice (first as rules[{where[name]}])"))
+            problems.append(Problem(dotted((*loc, "name")), lines.get((*loc, "name")),
+                                    f"rule {echo(name)} is defined twice (first as rules[{where[name]}])"))
             continue
         if isinstance(name, str):
             where[name] = i
@@ -494,29 +549,32 @@ def _sorted(problems: list[Problem]) -> list[Problem]:
     return sorted(problems, key=lambda p: (p.line or 0, p.path))
 
 
-def _dotted(loc: Loc) -> str:
-    out = ""
-    for p in loc:
-        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
-    return out
-
-
 def _problems(exc: ValidationError, prefix: Loc, lines: Mapping[Loc, int],
               model: type[BaseModel]) -> list[Problem]:
     out = []
     for err in exc.errors(include_url=False):
-        raw_loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and (
-            p.startswith(("function-", "literal[")) or p in ("webhook", "alertmanager", "event"))))
+        # union members and validators add their names to the location; the last part of an
+        # unknown key's location is the user's key, which may well be called `webhook`
+        keep = err["loc"][-1:] if err["type"] == "extra_forbidden" else ()
+        raw_loc = tuple(p for p in err["loc"][: len(err["loc"]) - len(keep)] if not (isinstance(p, str) and (
+            p.startswith(("function-", "literal[")) or p in ("webhook", "alertmanager", "event")))) + keep
         loc: Loc = (*prefix, *raw_loc)
+        if raw_loc and raw_loc[-1] == "[key]":  # a mapping key that is not text, e.g. `1: web`
+            loc = loc[:-2]
+            out.append(Problem(dotted(loc), _line(lines, loc), f"key {echo(raw_loc[-2])} must be text"))
+            continue
         look = loc[:-1] if err["type"] == "missing" else loc
-        line = None
-        while look:
-            if look in lines:
-                line = lines[look]
-                break
-            look = look[:-1]
-        out.append(Problem(_dotted(loc), line, _message(err, raw_loc, model)))
+        out.append(Problem(dotted(loc), _line(lines, look), _message(err, raw_loc, model)))
     return out
+
+
+def _line(lines: Mapping[Loc, int], loc: Loc) -> int | None:
+    """The line of `loc`, or of the nearest enclosing key that has one."""
+    while loc:
+        if loc in lines:
+            return lines[loc]
+        loc = loc[:-1]
+    return None
 
 
 def _message(err: Any, loc: Loc, model: type[BaseModel]) -> str:
@@ -526,23 +584,27 @@ def _message(err: Any, loc: Loc, model: type[BaseModel]) -> str:
     if kind == "extra_forbidden":
         allowed = _allowed(model, loc[:-1])
         near = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
+        if not allowed:  # e.g. inside an action, whose keys depend on its type
+            return "unknown key"
         return (f"unknown key{f' (did you mean {near[0]!r}?)' if near else ''}; "
                 f"expected one of: {', '.join(allowed)}")
     if kind == "literal_error":
-        return f"must be {err['ctx']['expected']}, got {value!r}"
+        return f"must be {err['ctx']['expected']}, got {echo(value)}"
+    if kind == "finite_number":
+        return f"must be a finite number, got {echo(value)}: with NaN or infinity the rule never fires"
     if kind in ("float_parsing", "float_type"):
-        return f"must be a number, got {value!r}"
+        return f"must be a number, got {echo(value)}"
     if kind in ("dict_type", "model_type", "model_attributes_type"):
-        return f"must be a mapping, got {value!r}"
+        return f"must be a mapping, got {echo(value)}"
     if kind == "list_type":
-        return f"must be a list, got {value!r}"
+        return f"must be a list, got {echo(value)}"
     if kind == "union_tag_invalid":
-        return f"type must be one of webhook, alertmanager, event; got {value.get('type')!r}" \
+        return f"type must be one of webhook, alertmanager, event; got {echo(value.get('type'))}" \
             if isinstance(value, dict) else "must be a mapping with a type"
     if kind == "union_tag_not_found":
         return "needs a type: webhook, alertmanager or event"
     if kind == "string_type":
-        return f"must be text, got {value!r}"
+        return f"must be text, got {echo(value)}"
     return str(err["msg"]).removeprefix("Value error, ")
 
 

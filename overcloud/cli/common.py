@@ -1,4 +1,11 @@
-"""Shared CLI state: the settings tree (loaded once), consoles, and output helpers."""
+"""Shared CLI state: the settings tree (loaded once), consoles, and output helpers.
+
+Both consoles print text as it is: rich markup (`[bold]`, `[/x]`) and emoji codes (`:x:`)
+are off, because what the CLI prints is mostly the user's own text — names, owners, file
+paths, tag values, error messages that quote them — and `[/x]` in it would crash rich and
+`[bold]` would restyle it. Styled output is built as `rich.text.Text` (`styled`), never as
+markup in an f-string.
+"""
 
 from __future__ import annotations
 
@@ -8,14 +15,20 @@ import threading
 from pathlib import Path
 
 from rich.console import Console
+from rich.text import Text
 
 from overcloud.settings import Settings, load_settings
 
-console = Console()
+console = Console(markup=False, emoji=False)
 if not console.is_terminal:
     # piped or captured: do not squeeze tables into 80 columns
-    console = Console(width=200)
-err = Console(stderr=True)
+    console = Console(width=200, markup=False, emoji=False)
+err = Console(stderr=True, markup=False, emoji=False, highlight=False)
+
+
+def styled(text: str, style: str) -> Text:
+    """`text`, exactly as given, in `style` (e.g. "green", "bold red")."""
+    return Text(text, style=style)
 
 _config: dict[str, Path | None] = {"path": None}
 _settings: dict[str, Settings] = {}

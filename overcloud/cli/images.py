@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import typer
 from rich.table import Table
 
-from orchestrator.images import ImageStatus, ensure_images, image_status, prune_cache
-from overcloud.cli.common import console, settings
+from overcloud.cli.common import console, settings, styled
+
+if TYPE_CHECKING:  # imported in the commands: it pulls in kafka, seconds every other command paid
+    from orchestrator.images import ImageStatus
 
 app = typer.Typer(help="Build, cache and import the machine-container image.", no_args_is_help=True)
 
@@ -30,12 +34,16 @@ def _tables(st: ImageStatus) -> None:
 @app.command()
 def build() -> None:
     """Build what is missing from the cache and import the node image into every LXD host."""
-    _tables(ensure_images(settings(), say=lambda msg: console.print(f"[dim]…[/] {msg}")))
+    from orchestrator.images import ensure_images
+
+    _tables(ensure_images(settings(), say=lambda msg: console.print(styled("…", "dim"), msg)))
 
 
 @app.command()
 def status() -> None:
     """Show cached artifacts and which hosts have the current node image (changes nothing)."""
+    from orchestrator.images import image_status
+
     st = image_status(settings())
     _tables(st)
     if not st.ready:
@@ -45,5 +53,7 @@ def status() -> None:
 @app.command()
 def prune() -> None:
     """Delete cached artifacts the current recipes no longer use."""
+    from orchestrator.images import prune_cache
+
     removed = prune_cache(settings())
     console.print(f"removed: {', '.join(p.name for p in removed) if removed else 'nothing'}")

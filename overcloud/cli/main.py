@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.text import Text
 
 from devtower.cli.tower import app as tower_app
 from overcloud.cli import common
@@ -63,7 +64,8 @@ def main() -> None:
     try:
         app()
     except OverCloudError as exc:
-        common.err.print(f"[red]error:[/red] {exc}", markup=True, highlight=False, soft_wrap=True)
+        # the message quotes the user's input: a Text, never markup (`[/x]` would crash rich)
+        common.err.print(Text.assemble(("error:", "red"), " ", str(exc)), soft_wrap=True)
         sys.exit(1)
     except KeyboardInterrupt:
         sys.exit(130)

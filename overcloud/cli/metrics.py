@@ -7,9 +7,13 @@ from typing import Annotated, Any
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
+from overcloud import influxql
 from overcloud.cli.common import console, settings
 from overcloud.errors import PermanentError, TemporaryError, UserError
+from overcloud.influxql import QL, compose
+from overcloud.names import devlake_database
 
 app = typer.Typer(help="Query the DevLake (InfluxQL).", no_args_is_help=True)
 
@@ -18,7 +22,18 @@ Overcloud = Annotated[str, typer.Option(help="OverCloud whose DevLake to read (d
 
 def _database(overcloud: str) -> str:
     s = settings().influx
-    return f"{s.database_prefix}{overcloud}" if overcloud else s.default_database
+    if not overcloud:
+        return s.default_database
+    try:
+        return devlake_database(s.database_prefix, overcloud)
+    except ValueError as exc:
+        raise UserError(f"--overcloud: {exc}") from None
+
+
+def latest_query(measurement: str = "") -> QL:
+    """The newest sample of every series of `measurement` (all measurements when empty)."""
+    source = influxql.ident(measurement) if measurement else QL("/.*/")
+    return compose("SELECT * FROM {} GROUP BY * ORDER BY time DESC LIMIT 1", source)
 
 
 def _run(q: str, database: str) -> list[dict[str, Any]]:
@@ -49,7 +64,7 @@ def _print_series(series: list[dict[str, Any]], database: str) -> None:
         title = s.get("name", "") + (
             " " + ",".join(f"{k}={v}" for k, v in sorted(tags.items()) if v) if tags else ""
         )
-        t = Table(title=f"{title}  [dim]({database})[/]", title_justify="left")
+        t = Table(title=Text.assemble(title, "  ", (f"({database})", "dim")), title_justify="left")
         columns = s.get("columns", [])
         for c in columns:
             t.add_column(c, justify="right" if c != "time" else "left")
@@ -100,8 +115,7 @@ def latest(
     db = _database(overcloud)
     if measurement and not measurement.replace("_", "").isalnum():
         raise UserError(f"bad measurement name {measurement!r}")
-    source = f'"{measurement}"' if measurement else "/.*/"
-    series = _run(f"SELECT * FROM {source} GROUP BY * ORDER BY time DESC LIMIT 1", db)
+    series = _run(latest_query(measurement), db)
     if not series:
         raise UserError(
             f"no samples in {db} yet (is `overcloud devlake run` running and an agent sending?)"
@@ -120,7 +134,7 @@ def latest(
         fields = columns if all_fields else [
             c for c in SUMMARY_FIELDS.get(name, columns[:6]) if c in columns
         ]
-        t = Table(title=f"{name}  [dim]({db})[/]", title_justify="left")
+        t = Table(title=Text.assemble(name, "  ", (f"({db})", "dim")), title_justify="left")
         for c in [*tag_cols, *fields, "age"]:
             t.add_column(c, justify="left" if c in tag_cols else "right")
         rows = []

@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from overcloud.cli.common import console, settings
+from overcloud.cli.common import console, settings, styled
 from overcloud.errors import UserError
 
 
@@ -69,4 +69,4 @@ def migrate(
         wf = _follow(event.id, "migration", timeout)
         if str(wf.state) != "succeeded":
             raise UserError(f"migration of {node or name} failed: {wf.error}")
-        console.print(f"[green]{node or name} moved to {where}[/]")
+        console.print(styled(f"{node or name} moved to {where}", "green"))

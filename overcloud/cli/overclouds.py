@@ -16,8 +16,9 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.live import Live
 from rich.table import Table
+from rich.text import Text
 
-from overcloud.cli.common import console, install_signal_handlers, settings, setup_logging
+from overcloud.cli.common import console, install_signal_handlers, settings, setup_logging, styled
 from overcloud.cli.request import app as request_app
 from overcloud.cli.request import print_problems, summary
 from overcloud.errors import UserError
@@ -43,8 +44,8 @@ def _store() -> WorkflowStore:
     return WorkflowStore(path)
 
 
-def _styled(state: str) -> str:
-    return f"[{STATE_STYLE.get(state, 'white')}]{state}[/]"
+def _styled(state: str) -> Text:
+    return styled(state, STATE_STYLE.get(state, "white"))
 
 
 def _tasks_table(wf: WorkflowRecord, title: str) -> Table:
@@ -135,7 +136,7 @@ def apply(
     rec = Registry(s).get(req.name)
     if str(wf.state) != "succeeded" or rec is None:
         raise UserError(f"OverCloud {req.name} failed: {wf.error or (rec.error if rec else '?')}")
-    console.print(f"[green]OverCloud {req.name} is ready:[/] {rec.url}")
+    console.print(Text.assemble((f"OverCloud {req.name} is ready:", "green"), f" {rec.url}"))
 
 
 def _print_plan(req: OverCloudRequest) -> None:
@@ -194,7 +195,8 @@ def show(name: Annotated[str, typer.Argument(help="OverCloud name.")]) -> None:
     rec = reg.get(name)
     if rec is None:
         raise UserError(f"no OverCloud named {name!r} (see: overcloud list)")
-    console.print(f"[bold]{rec.name}[/] ({rec.owner}): {_styled(rec.state)}  {rec.url}")
+    console.print(Text.assemble((rec.name, "bold"), f" ({rec.owner}): ", _styled(rec.state),
+                                f"  {rec.url}"))
     if rec.error:
         console.print(f"  error: {rec.error}", markup=False)
     hosts = drivers(s)
@@ -247,7 +249,7 @@ def delete(
         wf = _follow(event.id, "deletion", timeout)
         if str(wf.state) != "succeeded":
             raise UserError(f"deleting {name} failed: {wf.error}")
-        console.print(f"[green]OverCloud {name} deleted[/]")
+        console.print(styled(f"OverCloud {name} deleted", "green"))
 
 
 @orchestrator_app.command("run")

@@ -3,25 +3,27 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 
-from overcloud.cli.common import console, settings
-from overcloud.services import manager
+from overcloud.cli.common import console, settings, styled
+
+if TYPE_CHECKING:  # imported in the commands: it pulls in kafka, seconds every other command paid
+    from overcloud.services.manager import ServiceStatus
 
 app = typer.Typer(help="Install, start, stop and inspect the local services.", no_args_is_help=True)
 
 Names = Annotated[list[str] | None, typer.Argument(help="Services (default: all default ones).")]
 
 
-def _table(rows: list[manager.ServiceStatus]) -> Table:
+def _table(rows: list[ServiceStatus]) -> Table:
     t = Table(title="OverCloud services")
     for col in ("service", "state", "pid", "address", "health"):
         t.add_column(col, no_wrap=True)
     for r in rows:
-        health = "[green]ok[/]" if r.healthy else ("[red]down[/]" if r.pid else "-")
+        health = styled("ok", "green") if r.healthy else (styled("down", "red") if r.pid else "-")
         t.add_row(r.name, r.state, str(r.pid or "-"), r.address, health)
     if rows:
         t.caption = f"logs: {Path(rows[0].log).parent}"
@@ -31,12 +33,16 @@ def _table(rows: list[manager.ServiceStatus]) -> Table:
 @app.command()
 def up(names: Names = None) -> None:
     """Install what is missing, start, and wait until each service answers."""
+    from overcloud.services import manager
+
     console.print(_table(manager.up(settings(), names)))
 
 
 @app.command()
 def down(names: Names = None) -> None:
     """Stop the services this state directory started (only by their recorded pids)."""
+    from overcloud.services import manager
+
     stopped = manager.down(settings(), names)
     console.print(f"stopped: {', '.join(stopped) if stopped else 'nothing was running'}")
 
@@ -44,4 +50,6 @@ def down(names: Names = None) -> None:
 @app.command()
 def status(names: Names = None) -> None:
     """Show each service, its pid, address and health."""
+    from overcloud.services import manager
+
     console.print(_table(manager.status(settings(), names)))

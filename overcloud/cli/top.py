@@ -8,6 +8,7 @@ at start an unreachable DevLake or an unknown OverCloud is a one-line error.
 
 from __future__ import annotations
 
+import re
 import threading
 from datetime import UTC, datetime
 from typing import Annotated
@@ -16,6 +17,7 @@ import typer
 
 from overcloud.cli.common import console, install_signal_handlers, settings
 from overcloud.errors import PermanentError, TemporaryError, UserError
+from overcloud.names import devlake_database
 
 
 def top(
@@ -29,17 +31,21 @@ def top(
     from devlake.sinks import InfluxQL
 
     s = settings().influx
-    if not window[:-1].isdigit() or window[-1] not in "smhd":
+    m = re.fullmatch(r"([0-9]{1,9})([smhd])", window)
+    if not m:
         raise UserError(f"--window must look like 10m, 1h or 90s, got {window!r}")
-    seconds = int(window[:-1]) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[window[-1]]
+    seconds = int(m[1]) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[m[2]]
     step = f"{max(1, seconds // 30)}s"  # ~30 buckets per sparkline
+    try:
+        db = devlake_database(s.database_prefix, overcloud) if overcloud else ""
+    except ValueError as exc:
+        raise UserError(f"--overcloud: {exc}") from None
     ql = InfluxQL(s, timeout=5.0)
     try:
         try:
             databases = ql.databases()
         except (TemporaryError, PermanentError) as exc:
             raise UserError(f"DevLake unreachable: {exc} (try: overcloud services status)") from None
-        db = f"{s.database_prefix}{overcloud}" if overcloud else ""
         if overcloud and db not in databases:
             raise UserError(f"unknown OverCloud {overcloud!r}: no DevLake database {db} "
                             "(see `overcloud list`)")

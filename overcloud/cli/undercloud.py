@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.table import Table
 
-from overcloud.cli.common import console, settings
+from overcloud.cli.common import console, settings, styled
 
 if TYPE_CHECKING:
     from orchestrator.inventory import Inventory, Snapshot
@@ -94,7 +94,7 @@ def list_(json_out: Annotated[bool, typer.Option("--json", help="Machine-readabl
     for row in rows:
         cap, al = row["capacity"], row["allocated"]
         t.add_row(row["site"], row["host"], row["kind"],
-                  f"[{STATE_STYLE.get(row['state'], 'white')}]{row['state']}[/]",
+                  styled(row["state"], STATE_STYLE.get(row["state"], "white")),
                   f"{cap['cpu']:g} cpu, {_mem(cap['memory'])}",
                   f"{al['cpu']:g} cpu, {_mem(al['memory'])} ({len(al['nodes'])} nodes)",
                   _pct(row["load"]["cpu_percent"]), _pct(row["load"]["mem_percent"]),
@@ -107,7 +107,7 @@ def list_(json_out: Annotated[bool, typer.Option("--json", help="Machine-readabl
                       "-", "", "", "", "", "", "")
     console.print(t)
     if snap.load_error:
-        console.print(f"[dim]load: the DevLake could not be read ({snap.load_error})[/]")
+        console.print(styled(f"load: the DevLake could not be read ({snap.load_error})", "dim"))
 
 
 @app.command()
@@ -206,7 +206,7 @@ def drain(
         wf = _follow(event.id, "evacuation", timeout)
         if str(wf.state) != "succeeded":
             raise UserError(f"evacuating {host} failed: {wf.error}")
-        console.print(f"[green]{host} is empty[/]")
+        console.print(styled(f"{host} is empty", "green"))
 
 
 @app.command()

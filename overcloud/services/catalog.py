@@ -220,6 +220,19 @@ def _images(s: Settings) -> None:
     ensure_images(s)
 
 
+LXD_PACKAGES = [
+    "lxd",
+    "dnsmasq-base",  # only a Recommends of lxd: a bridge fails without it ("Failed to check dnsmasq version")
+    "iproute2",  # LXD 5.0 runs `ip` for its bridges and veths, and lxd does not depend on it
+    "btrfs-progs",  # the btrfs storage pool (only a Suggests of lxd)
+    "openssl",  # our LXD client certificate (services/lxd.py)
+    "nftables",  # LXD's firewall driver, and the isolation table (orchestrator/isolation.py)
+    "procps",  # `sysctl`: the agents' flow collector turns conntrack accounting on in each node
+]
+"""Everything the UnderCloud hosts need that a minimal Debian 12 lacks, each for a reason
+(the lxd package's Depends bring the rest: lxd-client, rsync, squashfs-tools, xz-utils,
+uidmap, attr). `scripts/fresh-check.sh` proves the list on a machine with nothing else."""
+
 CATALOG: dict[str, ServiceSpec] = {
     spec.name: spec
     for spec in (
@@ -227,8 +240,7 @@ CATALOG: dict[str, ServiceSpec] = {
         ServiceSpec("influxdb", ["influxdb"], influx_daemon),
         ServiceSpec("victoriametrics", ["victoria-metrics"], victoriametrics_daemon, default=False),
         ServiceSpec("dockerd", ["docker.io"], dockerd_daemon, default=False),
-        ServiceSpec("lxd", ["lxd", "dnsmasq-base", "btrfs-progs", "openssl", "nftables"], lxd_service,
-                    after_start=_images, default=False),
+        ServiceSpec("lxd", LXD_PACKAGES, lxd_service, after_start=_images, default=False),
         ServiceSpec("devlake", [], devlake_daemon, default=False),
         ServiceSpec("orchestrator", [], orchestrator_daemon, default=False),
         ServiceSpec("agent", [], agent_daemon, default=False),

@@ -9,8 +9,10 @@ from dataclasses import dataclass, field
 from kafka import KafkaConsumer
 
 from devlake.sinks import InfluxQL
+from overcloud import influxql
 from overcloud.bus import deadletter_topic, ensure_topics, make_producer, metrics_topic
 from overcloud.errors import PermanentError, TemporaryError
+from overcloud.influxql import compose
 from overcloud.samples import Layer, Sample
 from overcloud.settings import Settings
 from overcloud.wire import encode_samples
@@ -71,7 +73,7 @@ def stored(settings: Settings, overcloud: str, measurement: str = "itest") -> in
     """Points stored for `overcloud` (0 while InfluxDB or the database is not there)."""
     ql = InfluxQL(settings.influx)
     try:
-        series = ql.query(f'SELECT count("seq") FROM "{measurement}"',
+        series = ql.query(compose('SELECT count("seq") FROM {}', influxql.ident(measurement)),
                           f"{settings.influx.database_prefix}{overcloud}")
     except (TemporaryError, PermanentError):
         return 0
@@ -84,6 +86,7 @@ def deadletters(settings: Settings, expect: int, timeout: float = 60) -> list[by
     c = KafkaConsumer(
         deadletter_topic(settings), bootstrap_servers=settings.kafka.bootstrap,
         auto_offset_reset="earliest", enable_auto_commit=False, consumer_timeout_ms=3000,
+        max_partition_fetch_bytes=64 << 20, fetch_max_bytes=64 << 20,
     )
     out: list[bytes] = []
     deadline = time.monotonic() + timeout

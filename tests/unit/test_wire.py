@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import orjson
 import pytest
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from overcloud import events
@@ -86,12 +86,18 @@ values = st.one_of(
     st.floats(allow_nan=False, allow_infinity=False), st.integers(-(2**62), 2**62),
     st.booleans(), st.text(max_size=20),
 )
+tag_keys = names.map(lambda n: "t" + n)  # never `time`, `overcloud` or a field's name
+field_keys = names.map(lambda n: "f" + n)
+# a backslash or a control character in a tag value may be refused (test_malformed_...)
+tag_values = st.text(st.characters(blacklist_characters="\\", blacklist_categories=("Cs", "Cc")),
+                     min_size=1, max_size=10)
 samples = st.builds(
-    Sample, names, st.dictionaries(names, st.text(min_size=1, max_size=10), max_size=4),
-    st.dictionaries(names, values, min_size=1, max_size=5), st.integers(1, 2**62),
+    Sample, names, st.dictionaries(tag_keys, tag_values, max_size=4),
+    st.dictionaries(field_keys, values, min_size=1, max_size=5), st.integers(1, 2**62),
 )
 
 
+@settings(suppress_health_check=[HealthCheck.too_slow])  # a shared, loaded machine
 @given(st.lists(samples, max_size=20))
 def test_sample_batch_round_trip(batch: list[Sample]) -> None:
     decoded = decode_samples(encode_samples(batch, batch_id="b1"))
@@ -112,6 +118,28 @@ def test_sample_batch_round_trip(batch: list[Sample]) -> None:
         ({"samples": [["m", {}, {"v": None}, 1]]}, "unsupported value"),
         ({"samples": [["m", {}, {"v": 1}, 0]]}, "time_ns must be a positive integer"),
         ({"samples": [["m", {}, {"v": 1}, 1.5]]}, "time_ns must be a positive integer"),
+        ({"samples": [["m", {}, {"v": 1}, 2**63 - 1]]}, "beyond InfluxDB's range"),
+        ({"samples": [["m", {}, {"v": 2**63}, 1]]}, "outside InfluxDB's 64-bit integers"),
+        ({"samples": [["m", {"time": "x"}, {"v": 1}, 1]]}, "tag key 'time' is reserved"),
+        ({"samples": [["m", {}, {"time": 1}, 1]]}, "field 'time' is reserved"),
+        ({"samples": [["m", {"a": "x"}, {"a": 1}, 1]]}, "'a' is both a tag and a field"),
+        ({"samples": [["m", {"a": "x\\"}, {"v": 1}, 1]]}, "has a backslash"),
+        ({"samples": [["m", {"a\\": "x"}, {"v": 1}, 1]]}, "has a backslash"),
+        ({"samples": [["m", {}, {"v\\": 1}, 1]]}, "has a backslash"),
+        ({"samples": [["m", {"a": "x\\,y"}, {"v": 1}, 1]]}, "has a backslash"),
+        ({"samples": [["m", {"a": "x\\ y"}, {"v": 1}, 1]]}, "has a backslash"),
+        ({"samples": [["m", {}, {'v\\"': 1}, 1]]}, "has a backslash"),
+        ({"samples": [["m", {"a": "x\ny"}, {"v": 1}, 1]]}, "control character"),
+        ({"samples": [["m", {}, {"x\ny": 1}, 1]]}, "control character"),
+        ({"samples": [["m", {}, {"\tx": 1}, 1]]}, "control character"),
+        ({"samples": [["m", {"a": "x\x00"}, {"v": 1}, 1]]}, "control character"),
+        ({"samples": [["m", {"a" * 300: "x"}, {"v": 1}, 1]]}, "longer than 256"),
+        ({"samples": [["m", {"a": "x" * 70_000}, {"v": 1}, 1]]}, "series key limit"),
+        ({"samples": [["m", {"overcloud": 'x"; DROP DATABASE "devlake_other'}, {"v": 1}, 1]]},
+         "is not an OverCloud name"),
+        ({"samples": [["m", {"overcloud": "Shop"}, {"v": 1}, 1]]}, "is not an OverCloud name"),
+        ({"samples": [["m", {"overcloud": "shop\n"}, {"v": 1}, 1]]}, "not an OverCloud name"),
+        ({"samples": [["m\n", {}, {"v": 1}, 1]]}, "bad measurement name"),
     ],
 )
 def test_malformed_sample_batches(payload: object, reason: str) -> None:
@@ -120,6 +148,15 @@ def test_malformed_sample_batches(payload: object, reason: str) -> None:
     with pytest.raises(DecodeError) as info:
         decode_samples(raw)
     assert reason in str(info.value)
+
+
+def test_names_line_protocol_can_carry_are_accepted() -> None:
+    """A backslash elsewhere, quotes, unicode: fine (escaped or carried as they are)."""
+    row = ["m", {"a": 'x\\y "q" é z', "overcloud": "shop-1", "b": "a,b=c d"},
+           {'f"x': 1, "g h": "multi\nline \\ string\\", "k": 2**63 - 1}, 2**63 - 2]
+    raw = orjson.dumps({"type": "SampleBatch", "version": 1, "id": "x",
+                        "time": "2026-11-25T10:00:00Z", "payload": {"samples": [row]}})
+    assert decode_samples(raw).samples[0].tags["overcloud"] == "shop-1"
 
 
 def test_an_event_is_not_a_sample_batch() -> None:
