@@ -86,7 +86,12 @@ def main(argv: list[str] | None = None) -> int:
         report.unlink(missing_ok=True)
         cmd = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", *tests]
         print(f"# {' '.join(cmd[2:])}", flush=True)
-        proc = subprocess.run(cmd, cwd=ROOT, env={**os.environ, "OC_DRILL_REPORT": str(report)},
+        # PYTHONPATH: the processes the tests start (`overcloud ...` of this interpreter's
+        # environment) import this checkout, also when that environment was installed from
+        # another one (a worktree sharing the main checkout's venv)
+        path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
+        proc = subprocess.run(cmd, cwd=ROOT, env={**os.environ, "OC_DRILL_REPORT": str(report),
+                                                  "PYTHONPATH": path},
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         tail = proc.stdout.strip().splitlines()[-1:] or ["(no output)"]
         rows = [json.loads(x) for x in report.read_text().splitlines()] if report.exists() else []

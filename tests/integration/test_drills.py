@@ -45,7 +45,7 @@ from devlake.sinks import make_sink
 from orchestrator.hosts import drivers
 from orchestrator.inbox import Inbox
 from orchestrator.registry import Registry
-from orchestrator.store import WorkflowStore
+from orchestrator.store import WorkflowRecord, WorkflowStore
 from overcloud.events import (
     Event,
     NodeOverloaded,
@@ -410,9 +410,22 @@ def test_kill_9_drills_while_the_loop_runs(uc: Env, services: Env, tmp_path: Pat
                                    "--timeout", "300"],
                                   env={**os.environ, **env},
                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        running = wait_until(lambda: next((w for w in store.list(kind="delete", subject=name)
-                                           if str(w.state) == "running"), None),
-                             timeout=120, interval=0.1, what="the delete workflow running")
+
+        def started() -> WorkflowRecord | bool:
+            """The delete workflow, once persisted and not finished (pending: the orchestrator
+            has it and will resume it; running: in the middle); or the CLI's exit."""
+            wf = next((w for w in store.list(kind="delete", subject=name)
+                       if str(w.state) in ("pending", "running")), None)
+            return wf or delete.poll() is not None
+
+        got = wait_until(started, timeout=300, interval=0.1, what="the delete workflow")
+        if not isinstance(got, WorkflowRecord):  # the CLI ended before the workflow was seen under way
+            out, _ = delete.communicate()
+            raise AssertionError(f"6: `overcloud delete` exited {delete.returncode} before its "
+                                 f"workflow was seen running: {out[-3000:]}\n"
+                                 f"{loop.procs['orch'].output()[-4000:]}")
+        running = got
+        d6.add(workflow_state_at_kill=str(running.state))
         loop.kill("orch")
         loop.start("orch", ["orchestrator", "run"])
         out, _ = delete.communicate(timeout=600)
