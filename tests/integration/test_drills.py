@@ -434,8 +434,11 @@ def test_kill_9_drills_while_the_loop_runs(uc: Env, services: Env, tmp_path: Pat
                deleted_events=len(distinct(on_topic, OverCloudDeleted, name=name)))
         d6.write()
         loop.expect(delete.returncode == 0, f"6: delete failed: {out}")
+        # acted on once: one workflow (keyed by the event id), one OverCloudDeleted. The
+        # handling may start twice: a kill between the inbox's begin and finish leaves the
+        # event uncommitted, the new orchestrator starts it again and resumes that workflow
         loop.expect(d6.values["delete_workflows"] == 1 and d6.values["deleted_events"] == 1
-                    and d6.values["handling_starts"] == 1, f"6: {d6.values}")
+                    and d6.values["handling_starts"] in (1, 2), f"6: {d6.values}")
 
         # --- 7. the broker loses the log once more: every old event comes back ---
         d7 = Figures("7. broker kill -9 after all that: old events replayed, none acted on")
