@@ -146,7 +146,7 @@ def overcloud_cli() -> list[str]:
     exe = Path(sys.executable).parent / "overcloud"
     if exe.exists():
         return [str(exe)]
-    return [sys.executable, "-m", "overcloud.cli.main"]
+    return [sys.executable, "-m", "devtower.cli.main"]
 
 
 def spawn(argv: list[str], env: dict[str, str], log: Path, cwd: Path) -> subprocess.Popen[bytes]:

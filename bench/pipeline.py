@@ -38,8 +38,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import (
@@ -289,9 +287,10 @@ def ceiling_batches(nodes: list[str], cores: int, batch_lines: int, max_points: 
 
 def measure_ceiling(settings: Settings, bodies: list[bytes], seconds: float,
                     db: str) -> dict[str, float]:
-    url = settings.influx.base_url
     points = 0
-    with httpx.Client(base_url=url, timeout=60) as client:
+    from devlake.sinks import client as influx_client
+
+    with influx_client(settings.influx, 60, "devlake") as client:
         # warm-up: one batch, not timed
         client.post("/write", params={"db": db, "precision": "ns"}, content=bodies[0])
         t0 = time.perf_counter()

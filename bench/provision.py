@@ -139,8 +139,14 @@ def leftovers(settings: Settings, name: str, port: int, client: httpx.Client) ->
     left += [f"agent pid file {p.name}" for p in (state / "run").glob(f"agent-{name}-*.pid")]
     if (state / "secrets" / f"{name}.json").exists():
         left.append(f"secrets/{name}.json")
-    r = client.get(f"{settings.influx.base_url}/query", params={"q": "SHOW DATABASES"})
-    if f"{settings.influx.database_prefix}{name}" in r.text:
+    from devlake.sinks import InfluxQL
+
+    ql = InfluxQL(settings.influx)
+    try:
+        dbs = ql.databases()
+    finally:
+        ql.close()
+    if f"{settings.influx.database_prefix}{name}" in dbs:
         left.append(f"database {settings.influx.database_prefix}{name}")
     with contextlib.suppress(OSError), socket.create_connection((LOOPBACK, port), timeout=0.5):
         left.append(f"port {port} still open")

@@ -38,8 +38,12 @@ class ProvisioningFile:
     content: str
 
 
-def datasource(influx: InfluxSettings) -> dict[str, Any]:
-    """The data source as Grafana's provisioning/API object (same keys in both)."""
+def datasource(influx: InfluxSettings, login: tuple[str, str] | None = None,
+               database: str = "") -> dict[str, Any]:
+    """The data source as Grafana's provisioning/API object (same keys in both).
+
+    `login`: InfluxDB user and password (or `$ENV_VAR`, which Grafana's provisioning expands);
+    `database`: the default database (an OverCloud's DevLake for a developer's export)."""
     ds: dict[str, Any] = {
         "name": DATASOURCE_NAME,
         "uid": DATASOURCE_UID,
@@ -47,21 +51,26 @@ def datasource(influx: InfluxSettings) -> dict[str, Any]:
         "access": "proxy",
         "url": influx.base_url,
         "isDefault": True,
-        "jsonData": {"version": "InfluxQL", "dbName": influx.default_database, "httpMode": "GET",
-                     "timeInterval": "10s"},
+        "jsonData": {"version": "InfluxQL", "dbName": database or influx.default_database,
+                     "httpMode": "GET", "timeInterval": "10s"},
     }
-    if influx.token:
+    if login is not None:
+        ds["basicAuth"] = True
+        ds["basicAuthUser"] = login[0]
+        ds["secureJsonData"] = {"basicAuthPassword": login[1]}
+    elif influx.token:
         ds["jsonData"]["httpHeaderName1"] = "Authorization"
         ds["secureJsonData"] = {"httpHeaderValue1": f"Token ${TOKEN_ENV}"}
     return ds
 
 
 def plan(influx: InfluxSettings, dashboards: Sequence[dm.Dashboard], dashboards_path: str,
-         extra: Iterable[ProvisioningFile] = ()) -> list[ProvisioningFile]:
+         extra: Iterable[ProvisioningFile] = (), login: tuple[str, str] | None = None,
+         database: str = "") -> list[ProvisioningFile]:
     """Every file to write. `dashboards_path`: where Grafana will see the `dashboards/` folder."""
     from dashboards import to_json
 
-    ds_yaml = {"apiVersion": 1, "datasources": [datasource(influx)]}
+    ds_yaml = {"apiVersion": 1, "datasources": [datasource(influx, login, database)]}
     provider = {
         "apiVersion": 1,
         "providers": [{

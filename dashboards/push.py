@@ -48,7 +48,11 @@ def push(url: str, token: str, influx: InfluxSettings, dashboards: Sequence[dm.D
 
     api = _client(url, token, timeout)
     report = PushReport()
-    ds = datasource(influx)
+    from overcloud import influxauth
+
+    admin = influxauth.account(influx.credentials, influxauth.ADMIN)
+    # the API takes the secret itself and stores it encrypted (files only name a variable)
+    ds = datasource(influx, (admin.username, admin.password) if admin else None)
     if influx.token:
         # the API takes the secret itself (provisioning files only name the variable)
         ds["secureJsonData"] = {"httpHeaderValue1": f"Token {influx.token}"}

@@ -3,12 +3,13 @@
 Pure: `top_queries` says what to ask the DevLake (six InfluxQL statements per refresh, each
 returning every row of a table at once, with history in `GROUP BY time()` buckets for the
 sparklines), `parse` turns InfluxQL series into `Line`s and `render` turns a `Frame` into a
-rich renderable. The CLI (`overcloud/cli/top.py`) only runs the queries and refreshes the
+rich renderable. The CLI (`devtower/cli/top.py`) only runs the queries and refreshes the
 screen, so the tests render frames from canned query results.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -233,3 +234,13 @@ def _health(v: Any) -> Text:
     text = str(v or "–")
     style = {"healthy": "green", "unhealthy": "bold red", "starting": "yellow"}.get(text, "")
     return Text(text, style=style)
+
+
+def window_step(window: str) -> str:
+    """The sparkline step (~30 buckets) of a `top` window like 10m, 1h or 90s; raises
+    ValueError for anything else (the window goes into InfluxQL as a duration)."""
+    m = re.fullmatch(r"([0-9]{1,6})([smhd])", window)
+    if not m:
+        raise ValueError(f"the window must look like 10m, 1h or 90s, got {window[:40]!r}")
+    seconds = int(m[1]) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[m[2]]
+    return f"{max(1, seconds // 30)}s"

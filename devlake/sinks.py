@@ -20,14 +20,21 @@ from __future__ import annotations
 
 import logging
 import re
+from pathlib import Path
 from typing import Any, Protocol
 
 import httpx
 import orjson
 
-from overcloud import influxql
+from overcloud import influxauth
 from overcloud.errors import PermanentError, TemporaryError
-from overcloud.influxql import QL, compose
+from overcloud.influxql import (
+    QL,
+    alter_retention_policy,
+    create_database,
+    create_retention_policy,
+    drop_database,
+)
 from overcloud.settings import InfluxSettings
 
 log = logging.getLogger(__name__)
@@ -75,15 +82,36 @@ class MetricSink(Protocol):
         """Delete the database (bucket) and its data; no error when it does not exist."""
         ...
 
+    def ensure_reader(self, name: str, reader: influxauth.Account) -> None:
+        """Give `reader` read access to database `name` only (idempotent)."""
+        ...
+
+    def drop_reader(self, user: str) -> None:
+        """Remove a read-only user; no error when it does not exist."""
+        ...
+
     def close(self) -> None: ...
+
+
+def client(settings: InfluxSettings, timeout: float,
+           who: str | influxauth.Account = influxauth.ADMIN) -> httpx.Client:
+    """An HTTP client for InfluxDB signed in as `who`: a role of the accounts file (`admin`,
+    `devlake`) or one OverCloud's read-only account; no credentials when there is no file."""
+    if settings.token:
+        return httpx.Client(base_url=settings.base_url, timeout=timeout,
+                            headers={"Authorization": f"Token {settings.token}"})
+    acct = who if isinstance(who, influxauth.Account) else influxauth.account(
+        settings.credentials, who)
+    auth = httpx.BasicAuth(acct.username, acct.password) if acct else None
+    return httpx.Client(base_url=settings.base_url, timeout=timeout, auth=auth)
 
 
 class InfluxQL:
     """InfluxQL over `/query`: answered by InfluxDB 1.x, 2.x (v1 compat + DBRP) and 3.x."""
 
-    def __init__(self, settings: InfluxSettings, timeout: float = 10.0) -> None:
-        headers = {"Authorization": f"Token {settings.token}"} if settings.token else {}
-        self._client = httpx.Client(base_url=settings.base_url, headers=headers, timeout=timeout)
+    def __init__(self, settings: InfluxSettings, timeout: float = 10.0,
+                 who: str | influxauth.Account = influxauth.ADMIN) -> None:
+        self._client = client(settings, timeout, who)
         self.url = settings.base_url
 
     def query(self, q: str, database: str = "", *, post: bool = False) -> list[dict[str, Any]]:
@@ -123,24 +151,6 @@ class InfluxQL:
         self._client.close()
 
 
-def create_database(name: str) -> QL:
-    return compose("CREATE DATABASE {}", influxql.database(name))
-
-
-def create_retention_policy(name: str, retention: str) -> QL:
-    return compose('CREATE RETENTION POLICY "devlake" ON {} DURATION {} REPLICATION 1 DEFAULT',
-                   influxql.database(name), influxql.retention(retention))
-
-
-def alter_retention_policy(name: str, retention: str) -> QL:
-    return compose('ALTER RETENTION POLICY "devlake" ON {} DURATION {} DEFAULT',
-                   influxql.database(name), influxql.retention(retention))
-
-
-def drop_database(name: str) -> QL:
-    return compose("DROP DATABASE {}", influxql.database(name))
-
-
 _DROPPED = re.compile(r"dropped=(\d+)")
 
 
@@ -172,14 +182,32 @@ def _error_text(text: str) -> str:
 
 
 class InfluxV1Sink:
-    def __init__(self, settings: InfluxSettings, timeout: float = 30.0) -> None:
+    """`who`: `admin` (the orchestrator: creates and drops databases and users) or `devlake`
+    (the DevLake: writes into the databases it was granted, creates none)."""
+
+    def __init__(self, settings: InfluxSettings, timeout: float = 30.0,
+                 who: str = influxauth.ADMIN) -> None:
         self._settings = settings
-        self._ql = InfluxQL(settings, timeout)
-        headers = {"Authorization": f"Token {settings.token}"} if settings.token else {}
-        self._client = httpx.Client(base_url=settings.base_url, headers=headers, timeout=timeout)
+        self._who = who
+        self._ql = InfluxQL(settings, timeout, who)
+        self._client = client(settings, timeout, who)
+
+    def _accounts(self) -> dict[str, str] | None:
+        if self._settings.token:
+            return None
+        return influxauth.load_accounts(Path(self._settings.credentials)) \
+            if self._settings.credentials else None
 
     def ensure_database(self, name: str) -> None:
         if not self._settings.create_databases:
+            return
+        accounts = self._accounts()
+        if accounts is not None and self._who != influxauth.ADMIN:
+            # the DevLake account creates nothing: `services up influxdb` made the UnderCloud's
+            # database and the orchestrator every OverCloud's, each granted to it
+            if name not in self._ql.databases():
+                raise PermanentError(f"database {name} does not exist and the {self._who} "
+                                     "account may not create it")
             return
         try:
             create = create_database(name)
@@ -194,6 +222,27 @@ class InfluxV1Sink:
             if "already exists" not in str(exc):
                 raise
             self._ql.query(alter, post=True)
+        if accounts is not None:  # the DevLake may write into it, and nothing else may
+            self._ql.query(influxauth.grant("WRITE", name, accounts["devlake_user"]), post=True)
+
+    def ensure_reader(self, name: str, reader: influxauth.Account) -> None:
+        """`reader` may read database `name` and nothing else (idempotent: an existing user
+        gets this password again)."""
+        try:
+            self._ql.query(influxauth.create_user(reader.username, reader.password), post=True)
+        except PermanentError as exc:
+            if "already exists" not in str(exc):
+                raise
+            self._ql.query(influxauth.set_password(reader.username, reader.password), post=True)
+        self._ql.query(influxauth.grant("READ", name, reader.username), post=True)
+
+    def drop_reader(self, user: str) -> None:
+        """Remove a read-only user (idempotent)."""
+        try:
+            self._ql.query(influxauth.drop_user(user), post=True)
+        except PermanentError as exc:
+            if "not found" not in str(exc):
+                raise
 
     def databases(self) -> set[str] | None:
         return set(self._ql.databases())
@@ -301,6 +350,13 @@ class InfluxV2Sink:
         except (Urllib3Error, OSError) as exc:
             raise TemporaryError(f"InfluxDB at {self._settings.base_url} unreachable: {exc}") from None
 
+    def ensure_reader(self, name: str, reader: influxauth.Account) -> None:
+        """Not managed here: InfluxDB 2.x/3.x scope read tokens to buckets in their own UI/API
+        (`influx auth create --read-bucket`); this dialect signs in with the configured token."""
+
+    def drop_reader(self, user: str) -> None:
+        """See `ensure_reader`."""
+
     def close(self) -> None:
         self._client.close()
 
@@ -316,7 +372,8 @@ def _duration_seconds(text: str) -> int:
         raise PermanentError(f"bad retention duration {text!r} (use e.g. 30d, 12h)") from None
 
 
-def make_sink(settings: InfluxSettings) -> MetricSink:
+def make_sink(settings: InfluxSettings, who: str = influxauth.ADMIN) -> MetricSink:
+    """The sink of the configured dialect, signed in as `who` (`admin` or `devlake`)."""
     if settings.dialect == "v2":
         return InfluxV2Sink(settings)
-    return InfluxV1Sink(settings)
+    return InfluxV1Sink(settings, who=who)

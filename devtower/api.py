@@ -25,6 +25,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from dashboards.terminal import window_step
 from devtower import ops
 from devtower.journal import Journal
 from devtower.ops import Conflict, Forbidden, NotFound, Tower
@@ -265,9 +266,14 @@ def make_app(tower: Tower, tokens: TokenStore, journal: Journal, devlake: DevLak
         return {"overcloud": name, "series": await run(devlake.query, name, q)}
 
     @app.get("/v1/overclouds/{name}/top")
-    async def top(name: str, me: Caller) -> dict[str, Any]:
+    async def top(name: str, me: Caller, window: str = "10m") -> dict[str, Any]:
+        """What `overcloud top --overcloud NAME` shows, as JSON (`window`: 90s, 10m, 1h…)."""
         await run(ops.find, tower, me, name)
-        return dict(await run(devlake.top, name))
+        try:
+            step = window_step(window)
+        except ValueError as exc:
+            raise ApiError(400, str(exc)) from None
+        return dict(await run(devlake.top, name, window, step))
 
     @app.get("/v1/overclouds/{name}/devlake")
     async def devlake_credentials(name: str, me: Caller) -> dict[str, Any]:

@@ -94,8 +94,9 @@ class TowerClient:
         return list(self._call("GET", f"/v1/overclouds/{_seg(name)}/query",
                                params={"q": q})["series"])
 
-    def top(self, name: str) -> dict[str, Any]:
-        return dict(self._call("GET", f"/v1/overclouds/{_seg(name)}/top"))
+    def top(self, name: str, window: str = "10m") -> dict[str, Any]:
+        return dict(self._call("GET", f"/v1/overclouds/{_seg(name)}/top",
+                               params={"window": window}))
 
     def events(self, name: str, after: int = 0) -> Iterator[dict[str, Any]]:
         """Server-sent events of one OverCloud, resuming after `after` on reconnects."""

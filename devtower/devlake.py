@@ -1,18 +1,23 @@
 """Reading one OverCloud's DevLake for its developer: `/latest`, `/query`, `/top`.
 
 Every read names the OverCloud's own database and nothing else; a developer's own InfluxQL
-first passes `readonly.check_read_query` (one SELECT or SHOW, confined to that database).
+first passes `readonly.check_read_query` (one SELECT or SHOW, confined to that database), and
+then runs signed in as that OverCloud's read-only InfluxDB user (overcloud.influxauth), so a
+statement our checks missed still cannot read or change another DevLake.
 """
 
 from __future__ import annotations
 
+import threading
 from dataclasses import asdict
 from typing import Any
 
 from dashboards.terminal import parse, top_queries
 from devlake.sinks import InfluxQL
+from devtower.ops import NotFound
 from devtower.readonly import check_read_query
 from orchestrator.registry import Registry
+from overcloud import influxauth
 from overcloud.errors import PermanentError, UserError
 from overcloud.settings import Settings
 
@@ -23,14 +28,35 @@ class InfluxReader:
     def __init__(self, s: Settings, registry: Registry) -> None:
         self._s = s
         self._registry = registry
-        self._ql = InfluxQL(s.influx, timeout=10.0)
+        self._ql = InfluxQL(s.influx, timeout=10.0)  # only when InfluxDB has no accounts
+        self._lock = threading.Lock()
+        self._readers: dict[tuple[str, str], InfluxQL] = {}
 
     def database(self, overcloud: str) -> str:
         return f"{self._s.influx.database_prefix}{overcloud}"
 
+    def _account(self, overcloud: str) -> influxauth.Account | None:
+        rec = self._registry.get(overcloud)
+        if rec is None:
+            raise NotFound(f"no OverCloud named {overcloud}")
+        return influxauth.reader(self._s.influx.credentials, overcloud, rec.request_id)
+
+    def _client(self, overcloud: str) -> InfluxQL:
+        acct = self._account(overcloud)
+        if acct is None:
+            return self._ql
+        key = (overcloud, acct.password)
+        with self._lock:  # one client per OverCloud incarnation, built once
+            ql = self._readers.get(key)
+            if ql is None:
+                for old in [k for k in self._readers if k[0] == overcloud]:
+                    self._readers.pop(old).close()
+                ql = self._readers[key] = InfluxQL(self._s.influx, timeout=10.0, who=acct)
+            return ql
+
     def _run(self, overcloud: str, q: str) -> list[dict[str, Any]]:
         try:
-            return self._ql.query(q, self.database(overcloud))
+            return self._client(overcloud).query(q, self.database(overcloud))
         except PermanentError as exc:  # InfluxDB refused the statement: the caller's to fix
             raise UserError(str(exc)) from None
 
@@ -49,7 +75,17 @@ class InfluxReader:
         return {"overcloud": overcloud, "window": window, "step": step, "sections": sections}
 
     def credentials(self, overcloud: str) -> dict[str, str]:
-        raise UserError("this DevTower has no read-only DevLake accounts (InfluxDB auth is off)")
+        """What a developer's own Grafana needs to read this DevLake, and nothing more."""
+        acct = self._account(overcloud)
+        if acct is None:
+            raise UserError("this DevTower has no read-only DevLake accounts (InfluxDB runs "
+                            "without authentication)")
+        return {"url": self._s.influx.base_url, "database": self.database(overcloud),
+                "username": acct.username, "password": acct.password}
 
     def close(self) -> None:
         self._ql.close()
+        with self._lock:
+            for ql in self._readers.values():
+                ql.close()
+            self._readers.clear()

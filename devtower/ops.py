@@ -8,15 +8,17 @@ exist for the caller (`NotFound`, never "forbidden"), a viewer may read but not 
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from typing import Any
 
+from devtower.cli.request import summary as summary_of
 from devtower.hooks import HookStore
 from devtower.tokens import Identity
+from orchestrator import views
 from orchestrator.registry import OverCloudRecord, Registry
 from orchestrator.request import OverCloudRequest, RequestInvalid, parse_request
-from orchestrator.store import WorkflowRecord, WorkflowStore
+from orchestrator.store import WorkflowStore
+from orchestrator.views import summary, workflow_dict
 from overcloud.bus import EventBus
 from overcloud.errors import UserError
 from overcloud.events import MigrationRequested, OverCloudDeleteRequested, OverCloudRequested
@@ -69,33 +71,14 @@ def writable(t: Tower, ident: Identity, name: str) -> OverCloudRecord:
     return rec
 
 
-def summary(rec: OverCloudRecord) -> dict[str, Any]:
-    return {"name": rec.name, "state": rec.state, "owner": rec.owner, "url": rec.url,
-            "nodes": {n.node: n.host for n in rec.nodes}, "error": rec.error,
-            "created": rec.created, "updated": rec.updated,
-            "age_s": round(time.time() - rec.created, 1)}
-
-
 def list_overclouds(t: Tower, ident: Identity) -> list[dict[str, Any]]:
     return [summary(r) for r in t.registry.all() if visible(ident, r)]
-
-
-def workflow_dict(wf: WorkflowRecord) -> dict[str, Any]:
-    return {
-        "id": wf.id, "kind": wf.kind, "state": str(wf.state), "error": wf.error,
-        "created": wf.created, "updated": wf.updated,
-        "tasks": [{"name": k.name, "state": str(k.state), "attempts": k.attempts,
-                   "started": k.started, "finished": k.finished,
-                   "seconds": round((k.finished or time.time()) - k.started, 2) if k.started else None,
-                   "progress": k.progress or "", "error": k.error or ""} for k in wf.tasks],
-    }
 
 
 def detail(t: Tower, ident: Identity, name: str) -> dict[str, Any]:
     rec = find(t, ident, name)
     out = summary(rec)
-    out["nodes"] = [{"node": n.node, "host": n.host, "address": n.address, "tiers": n.tiers}
-                    for n in rec.nodes]
+    out["nodes"] = views.nodes(rec)
     out["spec"] = rec.spec
     out["workflows"] = [workflow_dict(wf) for wf in t.workflows.list(subject=name)]
     return out
@@ -103,25 +86,7 @@ def detail(t: Tower, ident: Identity, name: str) -> dict[str, Any]:
 
 def summary_lines(req: OverCloudRequest) -> list[str]:
     """A few lines that say what the request would make (`request validate` prints them)."""
-    c, s = req.cluster, req.saas
-    layout = "; ".join(f"{node}: {' + '.join(tiers)}" for node, tiers in req.tier_layout().items())
-    port = s.expose.port
-    url = f"http://127.0.0.1:{port}/" if port != "auto" else "http://127.0.0.1:<free port>/"
-    nodes = f"{c.nodes} node{'s' * (c.nodes != 1)}"
-    hooks = len(req.devtower.notify)
-    return [
-        f"{req.name}: a valid OverCloud request from {req.owner}",
-        f"  cluster   {nodes} × {c.cpu} cpu, {c.memory}; placement {req.placement.strategy}"
-        + (", network-heavy" if req.placement.network_heavy else ""),
-        f"  stack     {s.stack}: web ×{s.tiers.web.replicas} → app ×{s.tiers.app.replicas} "
-        f"→ db ×{s.tiers.db.replicas}",
-        f"  layout    {layout}",
-        f"  exposed   {url} (checked at {s.expose.path_check})",
-        f"  devlake   retention {req.devlake.retention}, "
-        + ("kept" if req.devlake.keep_on_delete else "dropped") + " on delete",
-        f"  devtower  api {'on' if req.devtower.api else 'off'}, "
-        f"{hooks} notify webhook{'s' * (hooks != 1)}",
-    ]
+    return summary_of(req)
 
 
 def validate(ident: Identity, text: str, source: str = "request") -> OverCloudRequest:

@@ -17,6 +17,7 @@ Three sources make one host's picture, kept apart on purpose:
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import shutil
@@ -33,6 +34,7 @@ from orchestrator.placement import HostState, HostView, Plan
 from overcloud import influxql
 from overcloud.errors import TemporaryError, UserError
 from overcloud.influxql import QL, compose
+from overcloud.problems import echo
 from overcloud.settings import LxdHost, Settings
 
 if TYPE_CHECKING:
@@ -135,7 +137,18 @@ def parse_memory(text: str) -> int:
     try:
         return memory_bytes(t)
     except ValueError:
-        raise UserError(f"bad memory size {text!r}: write e.g. 8GiB or 512MiB") from None
+        raise UserError(f"bad memory size {echo(text)}: write e.g. 8GiB or 512MiB") from None
+
+
+MAX_CPUS = 4096
+
+
+def check_cpus(cpus: float) -> float:
+    """A host's declared cores: a finite number in (0, 4096]; raises `UserError` (NaN compares
+    false with everything, so `cpus <= 0` alone lets it through, and inf is no capacity)."""
+    if not math.isfinite(cpus) or not 0 < cpus <= MAX_CPUS:
+        raise UserError(f"--cpus must be a number of cores in (0, {MAX_CPUS}], got {cpus!r}")
+    return cpus
 
 
 def _check_name(name: str, what: str) -> None:
@@ -250,8 +263,8 @@ class Inventory:
         if not URL_RE.fullmatch(url):
             raise UserError(f"bad URL {url!r}: an LXD remote is https://address:port (HTTPS only, "
                             "explicit port), e.g. https://198.51.100.7:8443")
-        if cpus is not None and cpus <= 0:
-            raise UserError(f"--cpus must be > 0, got {cpus:g}")
+        if cpus is not None:
+            check_cpus(cpus)
         if memory is not None and memory <= 0:
             raise UserError("--memory must be > 0")
         if any(h.name == name for h in self.hosts()):
@@ -275,6 +288,8 @@ class Inventory:
 
     def update(self, name: str, *, site: str | None = None, labels: Mapping[str, str] | None = None,
                cpus: float | None = None, memory: int | None = None) -> HostRecord:
+        if cpus is not None:
+            check_cpus(cpus)
         """Change a host's site, add/replace labels, or override its capacity."""
         cur = self.host(name)
         if site is not None:

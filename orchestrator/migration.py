@@ -51,7 +51,7 @@ from orchestrator.provision import (
 from orchestrator.request import OverCloudRequest
 from orchestrator.workflow import ActionRegistry, TaskContext, TaskSpec, WorkflowSpec
 from overcloud.errors import PermanentError, TemporaryError
-from overcloud.events import MigrationFinished, MigrationRequested, MigrationStarted
+from overcloud.events import MigrationFinished, MigrationRequested, MigrationStarted, derived_id
 
 log = logging.getLogger(__name__)
 
@@ -206,9 +206,11 @@ def register_migration_actions(actions: ActionRegistry, c: Context) -> None:
         src, tgt = movable(source), movable(target)
         url = rec.url.rstrip("/") + req.saas.expose.path_check if rec.url else ""
         front = req.nodes_of("web")[0] == node
-        if ctx.attempt == 1:  # a retried move is the same move: one Started, one Finished
-            c.bus.publish(MigrationStarted(overcloud=oc, node=node, source=source,
-                                           target=target, reason=a.get("reason", "")), key=oc)
+        # a retried or resumed move is the same move: the same ids, so every consumer (the
+        # DevTower's journal and webhooks) sees one Started and one Finished
+        c.bus.publish(MigrationStarted(id=derived_id(ctx.workflow_id, node, "started"),
+                                       overcloud=oc, node=node, source=source,
+                                       target=target, reason=a.get("reason", "")), key=oc)
         c.registry.set_state(oc, "migrating")
         t0 = time.monotonic()
         with DowntimeProbe(url) as probe:
@@ -217,7 +219,8 @@ def register_migration_actions(actions: ActionRegistry, c: Context) -> None:
             _settle(c, req, node, tiers, source, target)
         seconds = time.monotonic() - t0
         c.registry.set_state(oc, "ready", error="")
-        c.bus.publish(MigrationFinished(overcloud=oc, node=node, source=source, target=target,
+        c.bus.publish(MigrationFinished(id=derived_id(ctx.workflow_id, node, "finished"),
+                                        overcloud=oc, node=node, source=source, target=target,
                                         downtime_s=round(probe.downtime, 3),
                                         reason=a.get("reason", "")), key=oc)
         ctx.report(f"{node}: {source} → {target} in {seconds:.1f}s, "
@@ -246,7 +249,8 @@ def register_migration_actions(actions: ActionRegistry, c: Context) -> None:
             _roll_back(c, OverCloudRequest.from_spec(rec.spec), node, movable(source),
                        movable(spec["target"]))
             c.registry.set_state(oc, "degraded", error=f"migration of {node}: {reason}")
-        c.bus.publish(MigrationFinished(overcloud=oc, node=node, source=source,
+        c.bus.publish(MigrationFinished(id=derived_id(ctx.workflow_id, node, "finished"),
+                                        overcloud=oc, node=node, source=source,
                                         target=spec["target"], downtime_s=0.0, ok=False,
                                         reason=reason), key=oc)
 

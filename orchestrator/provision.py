@@ -31,6 +31,7 @@ from orchestrator.registry import OverCloudRecord, Registry
 from orchestrator.request import OverCloudRequest
 from orchestrator.stack.compose import COMPOSE_FILE, Role, env_file
 from orchestrator.workflow import ActionRegistry, TaskContext, TaskSpec, WorkflowSpec
+from overcloud import influxauth
 from overcloud.bus import EventBus
 from overcloud.errors import PermanentError, TemporaryError
 from overcloud.events import OverCloudDeleted, OverCloudFailed, OverCloudReady, derived_id
@@ -209,7 +210,13 @@ def register_actions(actions: ActionRegistry, c: Context) -> None:
         req = _request(ctx)
         db = f"{c.settings.influx.database_prefix}{req.name}"
         c.database_admin.ensure_database(db)
-        return {"database": db}
+        rec = c.registry.get(req.name)
+        assert rec is not None
+        # the developer's own key to this DevLake only (InfluxDB enforces it)
+        reader = influxauth.reader(c.settings.influx.credentials, req.name, rec.request_id)
+        if reader is not None:
+            c.database_admin.ensure_reader(db, reader)
+        return {"database": db, "reader": reader.username if reader else ""}
 
     @actions.action("agents")
     def agents(ctx: TaskContext) -> list[str]:
@@ -271,8 +278,9 @@ def register_actions(actions: ActionRegistry, c: Context) -> None:
     @actions.action("drop_devlake")
     def drop_devlake(ctx: TaskContext) -> None:
         if not ctx.args.get("keep_data"):
-            c.database_admin.drop_database(
-                f"{c.settings.influx.database_prefix}{ctx.input['name']}")
+            name = ctx.input["name"]
+            c.database_admin.drop_database(f"{c.settings.influx.database_prefix}{name}")
+            c.database_admin.drop_reader(influxauth.reader_name(name))
 
     @actions.action("forget")
     def forget(ctx: TaskContext) -> None:

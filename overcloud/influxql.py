@@ -147,3 +147,24 @@ def idents(names: Iterable[str]) -> QL:
 def tag_equals(tags: Iterable[tuple[str, str]]) -> QL:
     """`"k" = 'v' AND …`: tag equalities, every key and value quoted."""
     return join((compose("{} = {}", ident(k), string(v)) for k, v in tags), " AND ")
+
+
+# --- statements that manage databases ------------------------------------------------------
+
+
+def create_database(name: str) -> QL:
+    return compose("CREATE DATABASE {}", database(name))
+
+
+def create_retention_policy(name: str, duration: str) -> QL:
+    return compose('CREATE RETENTION POLICY "devlake" ON {} DURATION {} REPLICATION 1 DEFAULT',
+                   database(name), retention(duration))
+
+
+def alter_retention_policy(name: str, duration: str) -> QL:
+    return compose('ALTER RETENTION POLICY "devlake" ON {} DURATION {} DEFAULT',
+                   database(name), retention(duration))
+
+
+def drop_database(name: str) -> QL:
+    return compose("DROP DATABASE {}", database(name))

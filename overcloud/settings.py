@@ -77,6 +77,9 @@ class InfluxSettings:
     """Retention of every DevLake database (InfluxQL duration)."""
     create_databases: bool = True
     """Create databases on first sight; turn off for servers without that API (VictoriaMetrics)."""
+    credentials: str = ""
+    """The InfluxDB accounts file (JSON, see overcloud.influxauth); empty means
+    `<state_dir>/secrets/influxdb.json`, written by `services up influxdb`. No file: no auth."""
 
     @property
     def base_url(self) -> str:
@@ -350,9 +353,11 @@ def load_settings(config: Path | None = None, env: dict[str, str] | None = None)
             raise ConfigError(f"[{name}] in {path} must be a table")
         sections[name] = _build(cls, name, raw, env)
     state = env.get("OVERCLOUD_STATE_DIR") or data.get("state_dir")
-    settings = Settings(
-        state_dir=Path(state) if state else _default_state_dir(), **sections
-    )
+    state_dir = Path(state) if state else _default_state_dir()
+    if not sections["influx"].credentials:
+        sections["influx"] = dataclasses.replace(
+            sections["influx"], credentials=str(state_dir / "secrets" / "influxdb.json"))
+    settings = Settings(state_dir=state_dir, **sections)
     _validate(settings)
     return settings
 
@@ -404,7 +409,34 @@ def _coerce(value: Any, typ: Any, where: str) -> Any:
         raise ConfigError(f"{where} must be {typ.__name__}, got {echo(value)}") from None
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+#: settings that become names (topics, databases, consumer groups): one rule for all of them
+_NAMES = (("kafka", "topic_prefix"), ("influx", "database_prefix"),
+          ("influx", "default_database"), ("devlake", "group"), ("devtower", "group"))
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+
+def _validate_text(s: Settings) -> None:
+    """No setting holds a control character (a trailing newline from `$(cat file)` would end
+    up in a topic, a database name or a header), and the settings that become names are names."""
+    for section in dataclasses.fields(s):
+        value = getattr(s, section.name)
+        if not dataclasses.is_dataclass(value):
+            continue
+        for f in dataclasses.fields(value):
+            v = getattr(value, f.name)
+            if isinstance(v, str) and _CONTROL.search(v):
+                raise ConfigError(f"{section.name}.{f.name} contains a control character "
+                                  f"(a newline?): {echo(v)}")
+    for section_name, field_name in _NAMES:
+        v = getattr(getattr(s, section_name), field_name)
+        if not _NAME.fullmatch(v):
+            raise ConfigError(f"{section_name}.{field_name} must be 1 to 64 of letters, digits, "
+                              f"'.', '_' and '-', got {echo(v)}")
+
+
 def _validate(s: Settings) -> None:
+    _validate_text(s)
     for name, port in (("kafka.port", s.kafka.port), ("influx.port", s.influx.port),
                        ("devtower.port", s.devtower.port)):
         if not 1 <= port <= 65533:

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The main job on one machine: broker, InfluxDB, DevLake, two LXD UnderCloud hosts and the
-# orchestrator; then an OverCloud request (examples/my-overcloud.yaml: 2 nodes, WordPress on
+# The main job on one machine: broker, InfluxDB, DevLake, two LXD UnderCloud hosts, the
+# orchestrator and the DevTower; then, as the developer through the DevTower's API with a
+# token of their own, an OverCloud request (examples/my-overcloud.yaml: 2 nodes, WordPress on
 # nginx + MariaDB) applied and followed until ready, its URL, and the latest samples read
 # back from its DevLake; where to look (`overcloud top`, Grafana dashboards as code, the alert
 # rules in force); and an "overload act": a busy loop in the web node overloads its host, the
@@ -21,24 +22,30 @@ fi
 # curl below reads the OverCloud's URL as a developer would (a minimal Debian has none)
 .venv/bin/python -c 'from overcloud.services.install import ensure_packages as e; e(["curl"])'
 echo "== services (installs what is missing; first run builds the node image, minutes)"
-$OC services up kafka influxdb devlake lxd orchestrator agent alertmanager alerts
-echo "== OverCloud request: $REQUEST"
-$OC request validate "$REQUEST"
-if ! $OC show "$NAME" >/dev/null 2>&1; then
-  $OC request apply "$REQUEST" --wait
+$OC services up kafka influxdb devlake lxd orchestrator agent alertmanager alerts devtower
+OWNER=$(sed -n 's/^owner: *\([^ #]*\).*/\1/p' "$REQUEST")
+TOWER=$(.venv/bin/python -c 'from overcloud.settings import load_settings; print(load_settings().devtower.url)')
+echo "== the developer's door: a DevTower token for $OWNER (shown once, only its hash is kept)"
+TOKEN=$($OC tower token create --owner "$OWNER" --role developer --expires 7d)
+# from here the developer's commands go through the DevTower's API, as from their laptop
+DEV="env OVERCLOUD_TOWER=$TOWER OVERCLOUD_TOKEN=$TOKEN $OC"
+echo "== OverCloud request through $TOWER: $REQUEST"
+$DEV request validate "$REQUEST"
+if ! $DEV show "$NAME" >/dev/null 2>&1; then
+  $DEV request apply "$REQUEST" --wait
 fi
-$OC list
+$DEV list
 echo "== what the developer sees"
-URL=$($OC list --json | .venv/bin/python -c 'import json,sys; print(next(o["url"] for o in json.load(sys.stdin) if o["name"] == sys.argv[1]))' "$NAME")
+URL=$($DEV list --json | .venv/bin/python -c 'import json,sys; print(next(o["url"] for o in json.load(sys.stdin) if o["name"] == sys.argv[1]))' "$NAME")
 curl -fsS -o /dev/null -w "GET ${URL}wp-admin/install.php → %{http_code} (%{time_total}s)\n" -L "${URL}wp-admin/install.php"
 echo "== its DevLake (resource samples of every node, through Kafka into InfluxDB)"
 for _ in $(seq 1 60); do
-  $OC metrics latest --overcloud "$NAME" --measurement resource_instance >/dev/null 2>&1 && break
+  $DEV metrics latest --overcloud "$NAME" --measurement resource_instance >/dev/null 2>&1 && break
   sleep 0.5
 done
-$OC metrics latest --overcloud "$NAME"
+$DEV metrics latest --overcloud "$NAME"
 echo "== where to look"
-$OC top --overcloud "$NAME" --once || true
+$DEV top --overcloud "$NAME" --once || true
 $OC dashboards export ./grafana | tail -3
 $OC alerts list
 echo
@@ -73,5 +80,6 @@ $OC top --overcloud "$NAME" --once || true
 echo
 echo "WordPress of OverCloud '$NAME': $URL"
 echo "Look closer:  $OC show $NAME   |   $OC top --overcloud $NAME   |   $OC services status"
+echo "As $OWNER:    export OVERCLOUD_TOWER=$TOWER OVERCLOUD_TOKEN=$TOKEN   (then: $OC list, show, top --overcloud $NAME)"
 echo "Dashboards:   ./grafana (Grafana provisioning)   |   alert rules: $OC alerts list"
 echo "Stop it all:  scripts/demo.sh stop"

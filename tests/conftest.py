@@ -29,6 +29,9 @@ def service_env(tmp_path_factory: pytest.TempPathFactory) -> Env:
     state = tmp_path_factory.mktemp("state")
     return Env(
         OVERCLOUD_STATE_DIR=str(state),
+        # InfluxDB's accounts stay with the InfluxDB this session starts, also for the
+        # fixtures that give LXD or a test a state dir of its own (Env(services, ...))
+        OVERCLOUD_INFLUX_CREDENTIALS=str(state / "secrets" / "influxdb.json"),
         OVERCLOUD_KAFKA_PORT=str(free_port()),
         OVERCLOUD_INFLUX_PORT=str(free_port()),
         OVERCLOUD_AGENT_SEND_TIMEOUT="2",

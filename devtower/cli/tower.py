@@ -16,7 +16,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from overcloud.cli.common import console, install_signal_handlers, settings, setup_logging
+from devtower.cli.common import console, install_signal_handlers, settings, setup_logging
 from overcloud.errors import UserError
 
 app = typer.Typer(help="The DevTower: its API server and its tokens.", no_args_is_help=True)

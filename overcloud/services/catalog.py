@@ -4,7 +4,9 @@
   so topics are recreated after every start).
 - `influxdb`: Debian's InfluxDB 1.x, v1 HTTP API, data under the state directory.
 - `victoriametrics`: Debian's VictoriaMetrics, only to exercise the v2 write path
-  (`/api/v2/write`) on a real server; not started by default.
+  (`/api/v2/write`) on a real server; not started by default. No de-duplication flag: it
+  keeps every sample it is sent, so a test sees each write the DevLake made (a store that
+  merged same-timestamp points would hide a double write).
 - `dockerd`: a Docker engine of our own that builds the stack images (services/dockerd.py).
 - `lxd`: the local LXD daemons, one per UnderCloud host (services/lxd.py); also installs
   nftables, with which the orchestrator keeps OverCloud networks apart.
@@ -23,7 +25,9 @@ from importlib import resources
 from pathlib import Path
 
 import httpx
+import orjson
 
+from overcloud import influxql
 from overcloud.bus import ensure_topics
 from overcloud.errors import ServiceError, TemporaryError
 from overcloud.services.alertmanager import alertmanager_daemon
@@ -104,6 +108,7 @@ bind-address = "{host}:{rpc_port}"
   bind-address = "{host}:{port}"
   log-enabled = false
   max-body-size = 0
+  auth-enabled = true
 
 [ifql]
   enabled = false
@@ -114,6 +119,60 @@ bind-address = "{host}:{rpc_port}"
 [continuous_queries]
   enabled = false
 """
+
+
+def _influx_accounts(s: Settings) -> None:
+    """Accounts of the local InfluxDB (overcloud.influxauth): created on the first start,
+    checked on every later one; the UnderCloud's database made and every DevLake database
+    granted to the DevLake account (also those of a state dir from before authentication)."""
+    from overcloud import influxauth
+    from overcloud.influxql import compose
+
+    path = Path(s.influx.credentials)
+    base = s.influx.base_url
+    accounts = influxauth.load_accounts(path)
+
+    def run(q: str, auth: httpx.BasicAuth | None) -> str:
+        r = httpx.post(f"{base}/query", params={"q": q}, auth=auth, timeout=10)
+        if r.status_code == 401:
+            raise ServiceError(f"InfluxDB at {base} refused the admin account of {path}: is "
+                               f"it this InfluxDB's? (remove {s.state_dir / 'influxdb'} and the "
+                               "file to start over)")
+        if r.status_code != 200 or '"error"' in r.text:
+            raise ServiceError(f"InfluxDB at {base}: {r.text[:300]}")
+        return r.text
+
+    if accounts is None:
+        if httpx.post(f"{base}/query", params={"q": "SHOW USERS"}, timeout=10).status_code == 401:
+            raise ServiceError(f"InfluxDB at {base} has users but its accounts file {path} is "
+                               f"missing; stop it and remove {s.state_dir / 'influxdb'} to start over")
+        accounts = influxauth.new_accounts(path)
+        try:
+            run(compose("CREATE USER {} WITH PASSWORD {} WITH ALL PRIVILEGES",
+                        influxql.ident(accounts["admin_user"]),
+                        influxql.string(accounts["admin_password"])), None)
+        except ServiceError:
+            path.unlink()
+            raise
+    admin = httpx.BasicAuth(accounts["admin_user"], accounts["admin_password"])
+    devlake = accounts["devlake_user"]
+    if f'"{devlake}"' not in run("SHOW USERS", admin):
+        run(influxauth.create_user(devlake, accounts["devlake_password"]), admin)
+    run(influxauth.set_password(devlake, accounts["devlake_password"]), admin)
+    default = s.influx.default_database
+    run(influxql.create_database(default), admin)
+    try:
+        run(influxql.create_retention_policy(default, s.influx.retention), admin)
+    except ServiceError as exc:
+        if "already exists" not in str(exc):
+            raise
+        run(influxql.alter_retention_policy(default, s.influx.retention), admin)
+    listed = orjson.loads(run("SHOW DATABASES", admin))
+    names = [row[0] for series in listed["results"][0].get("series", [])
+             for row in series.get("values", [])]
+    for db in names:
+        if db == default or db.startswith(s.influx.database_prefix):
+            run(influxauth.grant("WRITE", db, devlake), admin)
 
 
 def _http_ok(url: str) -> bool:
@@ -155,7 +214,6 @@ def victoriametrics_daemon(s: Settings) -> Daemon:
             shutil.which("victoria-metrics") or "/usr/bin/victoria-metrics",
             f"-storageDataPath={base}",
             f"-httpListenAddr={s.influx.host}:{port}",
-            "-dedup.minScrapeInterval=1ms",
             "-retentionPeriod=30d",
         ],
         state_dir=s.state_dir,
@@ -174,7 +232,7 @@ def _log_says(d: Daemon, text: str) -> bool:
 
 def _cli(*args: str) -> list[str]:
     """argv running our own CLI with this interpreter (works inside a venv and without PATH)."""
-    return [sys.executable, "-m", "overcloud.cli.main", *args]
+    return [sys.executable, "-m", "devtower.cli.main", *args]
 
 
 def cli_daemon(s: Settings, name: str, args: list[str], address: str, banner: str) -> Daemon:
@@ -237,7 +295,7 @@ CATALOG: dict[str, ServiceSpec] = {
     spec.name: spec
     for spec in (
         ServiceSpec("kafka", [], kafka_daemon, after_start=_kafka_topics),
-        ServiceSpec("influxdb", ["influxdb"], influx_daemon),
+        ServiceSpec("influxdb", ["influxdb"], influx_daemon, after_start=_influx_accounts),
         ServiceSpec("victoriametrics", ["victoria-metrics"], victoriametrics_daemon, default=False),
         ServiceSpec("dockerd", ["docker.io"], dockerd_daemon, default=False),
         ServiceSpec("lxd", LXD_PACKAGES, lxd_service, after_start=_images, default=False),

@@ -30,6 +30,7 @@ import os
 import shutil
 import ssl
 import subprocess
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -60,29 +61,51 @@ def lxc_env(s: Settings, host: LxdHost) -> dict[str, str]:
 
 def remote_conf(s: Settings, host: LxdHost) -> Path:
     """The `lxc` client directory for a remote host: our client identity, its pinned server
-    certificate, and a config whose default remote is it. Written on first use (idempotent)."""
+    certificate, and a config whose default remote is it.
+
+    Made from what the settings (or the inventory) name *now*, at every call: the directory
+    is `<state>/lxd/client-<name>/<digest>`, the digest of the URL and of the three files'
+    contents, so a changed pin takes effect at the next `lxc` call instead of the first copy
+    being trusted forever. It is written into a temporary directory and renamed into place
+    (parallel callers never see half of one); directories of pins no longer in force are
+    removed. Cheap when nothing changed: three small reads and a hash.
+    """
     assert host.tls is not None
     crt, key, pinned = host.tls
-    conf = s.state_dir / "lxd" / f"client-{host.name}"
-    config = conf / "config.yml"
-    if config.exists():
-        return conf
+    contents = []
     for path, what in ((crt, "client certificate"), (key, "client key"),
                        (pinned, "pinned server certificate")):
-        if not path.is_file():
-            raise ServiceError(f"remote host {host.name}: no {what} at {path}")
-    (conf / "servercerts").mkdir(parents=True, exist_ok=True)
-    os.chmod(conf, 0o700)
-    shutil.copyfile(crt, conf / "client.crt")
-    shutil.copyfile(key, conf / "client.key")
-    os.chmod(conf / "client.key", 0o600)
-    shutil.copyfile(pinned, conf / "servercerts" / f"{host.name}.crt")
+        try:
+            contents.append(path.read_bytes())
+        except OSError:
+            raise ServiceError(f"remote host {host.name}: no {what} at {path}") from None
+    digest = hashlib.sha256(b"\0".join([host.url.encode(), *contents])).hexdigest()[:16]
+    base = s.state_dir / "lxd" / f"client-{host.name}"
+    conf = base / digest
+    if (conf / "config.yml").is_file():
+        return conf
+    base.mkdir(parents=True, exist_ok=True)
+    os.chmod(base, 0o700)
+    tmp = Path(tempfile.mkdtemp(prefix=".new-", dir=base))
+    (tmp / "servercerts").mkdir()
+    for name, data in (("client.crt", contents[0]), ("client.key", contents[1]),
+                       (f"servercerts/{host.name}.crt", contents[2])):
+        (tmp / name).write_bytes(data)
+    os.chmod(tmp / "client.key", 0o600)
     doc = {"default-remote": host.name, "aliases": {}, "remotes": {
         host.name: {"addr": host.url, "protocol": "lxd", "auth_type": "tls", "public": False},
     }}
-    tmp = config.with_suffix(".tmp")
-    tmp.write_text(yaml.safe_dump(doc, sort_keys=False))
-    tmp.replace(config)
+    (tmp / "config.yml").write_text(yaml.safe_dump(doc, sort_keys=False))
+    try:
+        tmp.rename(conf)
+    except OSError:  # another caller made the same one first
+        shutil.rmtree(tmp, ignore_errors=True)
+    for old in base.iterdir():  # earlier pins, and the flat layout of older versions
+        if old.name != digest and not old.name.startswith(".new-"):
+            if old.is_dir():
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                old.unlink(missing_ok=True)
     return conf
 
 

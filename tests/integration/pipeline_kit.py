@@ -6,6 +6,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+import httpx
 from kafka import KafkaConsumer
 
 from devlake.sinks import InfluxQL
@@ -95,3 +96,85 @@ def deadletters(settings: Settings, expect: int, timeout: float = 60) -> list[by
             out.extend(m.value for m in msgs)
     c.close()
     return out
+
+
+class InfluxTap:
+    """A relay on 127.0.0.1 in front of the real InfluxDB that records every line written.
+
+    InfluxDB keeps one point per series and timestamp, so a point written twice is stored once:
+    counting stored points cannot show a replay, nor tell "written once" from "written twice,
+    identically". The tap sees each write the DevLake makes. It can also *hold* the answer to
+    one write after InfluxDB has stored it, so a test can kill the DevLake in the one place a
+    crash forces a replay: points stored, offsets not yet committed.
+    """
+
+    def __init__(self, upstream: str) -> None:
+        import http.server
+
+        self.upstream = upstream.rstrip("/")
+        self.writes: list[list[bytes]] = []
+        """The lines of every write InfluxDB accepted (204), in order."""
+        self.held: list[bytes] = []
+        """The lines of the write whose answer was held."""
+        self.holding = threading.Event()
+        self._armed = threading.Event()
+        self._release = threading.Event()
+        self._lock = threading.Lock()
+        tap = self
+
+        class Relay(http.server.BaseHTTPRequestHandler):
+            def _relay(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                headers = {k: v for k, v in self.headers.items()
+                           if k.lower() in ("content-type", "authorization")}
+                try:
+                    r = httpx.request(self.command, tap.upstream + self.path, content=body,
+                                      headers=headers, timeout=30)
+                except httpx.HTTPError:
+                    self.send_error(502)
+                    return
+                if self.path.startswith("/write") and r.status_code == 204:
+                    lines = [ln for ln in body.split(b"\n") if ln]
+                    with tap._lock:
+                        tap.writes.append(lines)
+                        hold = tap._armed.is_set() and not tap.holding.is_set()
+                        if hold:
+                            tap._armed.clear()
+                            tap.held = lines
+                            tap.holding.set()
+                    if hold:
+                        tap._release.wait(120)
+                try:
+                    self.send_response(r.status_code)
+                    self.send_header("Content-Type", r.headers.get("content-type", "text/plain"))
+                    self.send_header("Content-Length", str(len(r.content)))
+                    self.end_headers()
+                    self.wfile.write(r.content)
+                except OSError:
+                    pass  # the client is gone (killed while its answer was held)
+
+            do_GET = do_POST = _relay
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Relay)
+        self._server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self._server.server_port}"
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    def hold_next_write(self) -> None:
+        """Store the next write, then keep its answer back until `release`."""
+        self._armed.set()
+
+    def release(self) -> None:
+        self._release.set()
+
+    def lines(self) -> list[bytes]:
+        with self._lock:
+            return [ln for w in self.writes for ln in w]
+
+    def close(self) -> None:
+        self.release()
+        self._server.shutdown()
+        self._server.server_close()

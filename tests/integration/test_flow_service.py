@@ -48,9 +48,11 @@ PAGE = "/wp-admin/install.php"
 
 def _query(env: Env, db: str, q: str) -> list[dict[str, Any]]:
     """Rows of an InfluxQL query as dicts (tags merged in), times in ns."""
+    from devlake.sinks import client
+
     s = env.settings()
-    r = httpx.get(f"{s.influx.base_url}/query", params={"db": db, "q": q, "epoch": "ns"},
-                  timeout=10)
+    with client(s.influx, 10) as http:  # the admin account (InfluxDB runs with auth on)
+        r = http.get("/query", params={"db": db, "q": q, "epoch": "ns"})
     r.raise_for_status()
     rows = []
     for result in r.json().get("results", []):

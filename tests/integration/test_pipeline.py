@@ -15,7 +15,7 @@ from overcloud.waiting import wait_until
 from overcloud.wire import encode_samples
 from tests.conftest import Env
 from tests.helpers import Background, run_cli
-from tests.integration.pipeline_kit import Producer, batch, deadletters, stored
+from tests.integration.pipeline_kit import InfluxTap, Producer, batch, deadletters, stored
 
 pytestmark = pytest.mark.integration
 
@@ -54,25 +54,54 @@ def _databases(env: Env) -> str:
 
 
 def test_devlake_sigkill_mid_stream_stores_everything_once(env: Env, logdir: Path) -> None:
+    """SIGKILL after a batch is stored and before its offsets are committed: the restarted
+    DevLake writes that batch again, as the very same points, so nothing is lost and InfluxDB
+    (one point per series and timestamp) still holds each sample once.
+
+    A count of stored points alone cannot show this: a double write does not raise it. The
+    tap between DevLake and InfluxDB sees every write, and holds the answer to one of them
+    while the DevLake is killed, so the replay is certain, not a matter of timing."""
     settings = env.settings()
     oc = env["TEST_OVERCLOUD"]
+    tap = InfluxTap(settings.influx.base_url)
+    # small writes, so the held one is a small part of the stream
+    via_tap = Env(env, OVERCLOUD_INFLUX_URL=tap.url, OVERCLOUD_DEVLAKE_BATCH_POINTS="500")
     load = Producer(settings, oc, batches=500, size=60, pace=0.02)  # >= 10 s of load
-    lake = devlake(env, logdir / "devlake-1.log")
-    load.start()
-    wait_until(lambda: stored(settings, oc) >= 1000, timeout=60, interval=0.05,
-               what="DevLake to store the first points")
-    lake.kill()  # SIGKILL: no flush, no commit, no goodbye
-    before = stored(settings, oc)
-    assert before < load.total, "the kill must land mid-stream for this test to mean anything"
-    lake = devlake(env, logdir / "devlake-2.log")
+    lake = devlake(via_tap, logdir / "devlake-1.log")
     try:
+        # the DevLake has joined its group and writes before the load starts
+        warmup = make_producer(settings)
+        warmup.send(metrics_topic(settings, Layer.RESOURCE), key=b"w",
+                    value=encode_samples(batch(oc, 0, 10, measurement="warmup")))
+        warmup.close()
+        wait_until(lambda: stored(settings, oc, "warmup") == 10, timeout=60, interval=0.1,
+                   what="the DevLake's first write")
+        load.start()
+        wait_until(lambda: stored(settings, oc) >= 1000, timeout=60, interval=0.05,
+                   what="DevLake to store the first points")
+        tap.hold_next_write()
+        assert tap.holding.wait(30), "a write whose answer the tap holds"
+        lake.kill()  # SIGKILL: the batch is in InfluxDB, its offsets are not committed
+        tap.release()
+        held, writes_before = set(tap.held), len(tap.writes)
+        assert held and not load.done.is_set(), "the kill must land mid-stream"
+        lake = devlake(via_tap, logdir / "devlake-2.log")
         assert load.done.wait(120)
         wait_until(lambda: stored(settings, oc) >= load.total, timeout=90, interval=0.3,
                    what=f"all {load.total} points")
-        # exactly once: distinct timestamps per series, so any duplicate would raise the count
+        # a replay happened: the held batch was written again by the second DevLake
+        replayed = {ln for w in tap.writes[writes_before:] for ln in w}
+        assert held <= replayed, "the uncommitted batch was not replayed"
+        lines = [ln for ln in tap.lines() if ln.startswith(b"itest,")]
+        assert len(lines) > load.total
+        # ...as identical points: every sample gave one distinct line, however often written
+        assert len(set(lines)) == load.total, f"{len(set(lines)) - load.total} lines differ"
+        # and the store holds each sample once (same series + timestamp overwrote)
         assert stored(settings, oc) == load.total
-    finally:
         assert lake.stop() == 0, lake.output()
+    finally:
+        tap.close()
+        lake.stop()
 
 
 def test_influxdb_down_30s_under_load_loses_nothing(env: Env, logdir: Path) -> None:

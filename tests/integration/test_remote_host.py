@@ -14,9 +14,13 @@ from pathlib import Path
 
 import httpx
 import pytest
+from pylxd.exceptions import ClientConnectionFailed
 
-from orchestrator.hosts import drivers
+from orchestrator.drivers.lxd import client_for
+from orchestrator.hosts import LxdDriver, drivers
+from overcloud.errors import ServiceError, TemporaryError
 from overcloud.services.lxd import LocalApi, api_answers
+from overcloud.settings import LxdHost, Settings
 from overcloud.waiting import wait_until
 from tests.conftest import Env
 from tests.helpers import Background, free_port, run_cli
@@ -55,17 +59,51 @@ def test_remote_host_is_reached_over_https_only(far: Env, tmp_path: Path) -> Non
     with LocalApi(remote) as api:
         assert api.get("/1.0")["auth"] == "trusted"
 
-    # a wrong pin (the other daemon's certificate) is refused, not trusted on first use
+    # the two other ways we reach a host: the `lxc` client (LxdDriver) and pylxd
+    assert _lxc_answers(s, remote) and _pylxd_answers(s, remote)
+
+    # a wrong pin (the other daemon's certificate) is refused on every path, not trusted on
+    # first use: the REST client, `lxc`, pylxd
     wrong = tmp_path / "wrong"
     wrong.mkdir()
     shutil.copyfile(s.lxd_hosts[0].lxd_dir / "server.crt", wrong / "far.crt")
     bad = Env(far, OVERCLOUD_UNDERCLOUD_REMOTE_CERTS=str(wrong)).settings()
-    assert not api_answers(next(h for h in bad.lxd_hosts if h.name == "far"))
+    bad_far = next(h for h in bad.lxd_hosts if h.name == "far")
+    assert not api_answers(bad_far)
+    assert not _lxc_answers(bad, bad_far), "lxc used a pin it copied earlier"
+    assert not _pylxd_answers(bad, bad_far)
+
+    # a pin changed in place takes effect at the next call, both ways
+    pin = Path(far["OVERCLOUD_UNDERCLOUD_REMOTE_CERTS"]) / "far.crt"
+    right = pin.read_bytes()
+    shutil.copyfile(wrong / "far.crt", pin)
+    assert not api_answers(remote)
+    assert not _lxc_answers(s, remote), "lxc kept trusting the certificate pinned before"
+    assert not _pylxd_answers(s, remote)
+    pin.write_bytes(right)
+    assert api_answers(remote) and _lxc_answers(s, remote) and _pylxd_answers(s, remote)
 
     # a malformed remote is a one-line settings error
     out = run_cli(["list"], Env(far, OVERCLOUD_UNDERCLOUD_REMOTES="far=http://x"))
     assert out.returncode == 1 and "undercloud.remotes" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+def _lxc_answers(s: Settings, host: LxdHost) -> bool:
+    """`lxc list` on the host succeeds (what every LxdDriver call runs)."""
+    try:
+        LxdDriver(s, host).instances()
+    except TemporaryError:
+        return False
+    return True
+
+
+def _pylxd_answers(s: Settings, host: LxdHost) -> bool:
+    """A pylxd client (migrations) connects and is trusted."""
+    try:
+        return bool(client_for(s, host).trusted)
+    except (ClientConnectionFailed, ServiceError):
+        return False
 
 
 def test_overcloud_spreads_over_a_local_and_a_remote_host(far: Env, tmp_path: Path) -> None:

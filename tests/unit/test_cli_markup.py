@@ -161,8 +161,8 @@ def _series() -> list[dict[str, Any]]:
 
 
 def test_metrics_tables() -> None:
-    from overcloud.cli import metrics
-    from overcloud.cli.common import console
+    from devtower.cli import metrics
+    from devtower.cli.common import console
 
     with console.capture() as cap:
         metrics._print_series(_series(), f"overcloud_{MARKUP}")
@@ -175,7 +175,7 @@ def test_top_frame_on_any_console() -> None:
     from datetime import UTC, datetime
 
     from dashboards.terminal import Frame, Line, render
-    from overcloud.cli.common import console
+    from devtower.cli.common import console
 
     line = Line({"host": MARKUP, "node": MARKUP, "peer": MARKUP, "target": MARKUP, "service": MARKUP},
                 {"cpu": 1.0, "error": f"HTTP 500 {MARKUP}", "state": MARKUP, "health": MARKUP,

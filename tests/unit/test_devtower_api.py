@@ -61,8 +61,8 @@ class FakeReader:
         self.asked.append((overcloud, "latest"))
         return []
 
-    def top(self, overcloud: str) -> dict[str, Any]:
-        self.asked.append((overcloud, "top"))
+    def top(self, overcloud: str, window: str = "10m", step: str = "20s") -> dict[str, Any]:
+        self.asked.append((overcloud, f"top {window} {step}"))
         return {"overcloud": overcloud, "sections": {}}
 
     def credentials(self, overcloud: str) -> dict[str, str]:
@@ -88,6 +88,7 @@ class Api:
                  journal: Journal, reader: FakeReader) -> None:
         self.url, self.bus, self.registry, self.tokens = url, bus, registry, tokens
         self.journal, self.reader = journal, reader
+        self.registry_dir = registry.secrets_dir.parent  # the state dir the API serves
 
     def token(self, owner: str, role: Role = Role.DEVELOPER, ttl: float | None = None) -> str:
         return self.tokens.create(owner, role, ttl)[0]

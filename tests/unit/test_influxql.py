@@ -23,9 +23,9 @@ from devlake import sinks
 from devlake.alerts.backtest import query as backtest_query
 from devlake.alerts.grafana import influxql_query as grafana_query
 from devlake.alerts.rules import Rule, parse_rules
+from devtower.cli.metrics import latest_query
 from orchestrator.inventory import load_query
 from overcloud import influxql
-from overcloud.cli.metrics import latest_query
 from overcloud.influxql import QL, compose
 from tests.influxql_lexer import ScanError, Token, statements, tokens
 

@@ -233,3 +233,27 @@ def test_cli_remove_while_in_use_keeps_the_host(tmp_path: Path, cert: Path) -> N
     assert "far is draining" in drained.stdout
     doc = json.loads(run_cli(["undercloud", "list", "--json"], env, timeout=60, check=True).stdout)
     assert next(h for h in doc["hosts"] if h["host"] == "far")["state"] == "draining"
+
+
+@pytest.mark.parametrize("cpus", [float("nan"), float("inf"), -1.0, 0.0, 5000.0])
+def test_declared_cores_must_be_a_real_count(tmp_path: Path, cert: Path, cpus: float) -> None:
+    """`undercloud set --cpus nan` was accepted and did nothing, `--cpus inf` made a host of
+    infinite capacity; both paths into the store refuse them now, and change nothing."""
+    from overcloud.errors import UserError
+
+    inv = Inventory(_settings(tmp_path))
+    with pytest.raises(UserError, match="--cpus must be"):
+        inv.update("lxd1", cpus=cpus)
+    with pytest.raises(UserError, match="--cpus must be"):
+        inv.add_remote("far", "https://127.0.0.1:8443", cert, cpus=cpus)
+    assert inv.host("lxd1").cpus is None
+    assert "far" not in [h.name for h in inv.hosts()]
+
+
+def test_a_bad_memory_size_is_echoed_cut() -> None:
+    from orchestrator.inventory import parse_memory
+    from overcloud.errors import UserError
+
+    with pytest.raises(UserError) as err:
+        parse_memory("9" * 5000 + "GiB")
+    assert len(str(err.value)) < 300 and "5003" in str(err.value)

@@ -69,3 +69,19 @@ def test_bad_files(tmp_path: Path, text: str, message: str) -> None:
     with pytest.raises(ConfigError) as info:
         load_settings(cfg, env={})
     assert message in str(info.value) and len(str(info.value)) < 400
+
+
+@pytest.mark.parametrize(("key", "value", "says"), [
+    ("OVERCLOUD_KAFKA_TOPIC_PREFIX", "overcloud\n", "control character"),
+    ("OVERCLOUD_DEVTOWER_HOST", "127.0.0.1\n", "control character"),
+    ("OVERCLOUD_INFLUX_URL", "http://x:8086/\r\nX-Evil: 1", "control character"),
+    ("OVERCLOUD_INFLUX_DATABASE_PREFIX", 'devlake"; DROP', "must be 1 to 64"),
+    ("OVERCLOUD_INFLUX_DEFAULT_DATABASE", "", "must be 1 to 64"),
+    ("OVERCLOUD_DEVLAKE_GROUP", "g" * 65, "must be 1 to 64"),
+    ("OVERCLOUD_DEVTOWER_GROUP", "a b", "must be 1 to 64"),
+])
+def test_text_settings_hold_no_control_characters_and_names_are_names(
+        key: str, value: str, says: str) -> None:
+    with pytest.raises(ConfigError, match=says) as err:
+        load_settings(env={key: value, "OVERCLOUD_CONFIG": ""})
+    assert len(str(err.value)) < 200  # the value is echoed cut

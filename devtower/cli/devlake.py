@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from overcloud.cli.common import console, install_signal_handlers, settings, setup_logging
+from devtower.cli.common import console, install_signal_handlers, settings, setup_logging
 
 app = typer.Typer(help="DevLake: store metrics in InfluxDB.", no_args_is_help=True)
 
@@ -24,7 +24,7 @@ def run(verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> No
     s = settings()
     setup_logging(verbose)
     ensure_topics(s)
-    sink = make_sink(s.influx)
+    sink = make_sink(s.influx, who="devlake")  # writes only: see overcloud.influxauth
     topics = [metrics_topic(s, layer) for layer in Layer]
     consumer = make_consumer(s, topics, s.devlake.group)
     lake = DevLake(s, consumer, sink, KafkaDeadLetters(s))

@@ -11,19 +11,29 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from overcloud.cli.common import console, install_signal_handlers, settings, setup_logging, styled
-from overcloud.cli.request import app as request_app
-from overcloud.cli.request import print_problems, summary
+from devtower.cli.common import (
+    console,
+    install_signal_handlers,
+    settings,
+    setup_logging,
+    styled,
+    tower,
+)
+from devtower.cli.request import app as request_app
+from devtower.cli.request import print_problems, read_document, summary
+from orchestrator import views
+from orchestrator.views import workflow_dict
 from overcloud.errors import UserError
 
 if TYPE_CHECKING:
+    from devtower.client import TowerClient
     from orchestrator.request import OverCloudRequest
     from orchestrator.store import WorkflowRecord, WorkflowStore
     from overcloud.events import Event
@@ -48,20 +58,26 @@ def _styled(state: str) -> Text:
     return styled(state, STATE_STYLE.get(state, "white"))
 
 
-def _tasks_table(wf: WorkflowRecord, title: str) -> Table:
+def _tasks_table(wf: dict[str, Any], title: str) -> Table:
+    """A workflow's tasks (`orchestrator.views.workflow_dict`, local or from the API)."""
     t = Table(title=title, title_justify="left")
     for col in ("task", "state", "tries", "time", "progress / error"):
         t.add_column(col, overflow="fold")
     now = time.time()
-    for task in wf.tasks:
+    for task in wf["tasks"]:
         took = ""
-        if task.started:
-            took = f"{(task.finished or now) - task.started:.1f}s"
-        note = task.error if task.state == "failed" or (task.error and task.state == "running") \
-            else (task.progress or "")
-        t.add_row(task.name, _styled(str(task.state)), str(task.attempts or ""), took,
-                  note or "")
+        if task["started"]:
+            took = f"{(task['finished'] or now) - task['started']:.1f}s"
+        state = str(task["state"])
+        note = task["error"] if state == "failed" or (task["error"] and state == "running") \
+            else (task["progress"] or "")
+        t.add_row(str(task["name"]), _styled(state), str(task["attempts"] or ""), took,
+                  str(note or ""))
     return t
+
+
+def _wf_title(wf: dict[str, Any], subject: str) -> str:
+    return f"{wf['kind']} {subject}: {wf['state']}"
 
 
 def publish(s: Settings, event: Event, key: str) -> None:
@@ -96,10 +112,40 @@ def _follow(workflow_id: str, what: str, timeout: float) -> WorkflowRecord:
                 live.update(f"waiting for the orchestrator to pick up the {what} …")
                 time.sleep(0.25)
                 continue
-            live.update(_tasks_table(wf, f"{wf.kind} {wf.subject}: {wf.state}"))
+            live.update(_tasks_table(workflow_dict(wf), _wf_title(workflow_dict(wf), wf.subject)))
             if str(wf.state) in ("succeeded", "failed", "cancelled"):
                 return wf
             time.sleep(0.25)
+
+
+def _follow_remote(client: TowerClient, name: str, workflow_id: str, what: str,
+                   timeout: float, gone_ok: bool = False) -> dict[str, Any] | None:
+    """`_follow` through the DevTower: the same table, from `GET /v1/overclouds/NAME`
+    (None: the OverCloud is gone, which ends a deletion)."""
+    from devtower.client import TowerError
+
+    deadline = time.monotonic() + timeout
+    with Live(console=console, refresh_per_second=4, transient=False) as live:
+        while True:
+            try:
+                detail = client.show(name)
+            except TowerError as exc:
+                if exc.status == 404 and gone_ok:
+                    return None
+                if exc.status != 404 or time.monotonic() > deadline:
+                    raise
+                detail = {"workflows": []}
+            wf = next((w for w in detail["workflows"] if w["id"] == workflow_id), None)
+            if wf is None:
+                if time.monotonic() > deadline:
+                    raise UserError(f"no orchestrator picked up the {what} within {timeout:g}s "
+                                    "(ask the DevTower's operator)")
+                live.update(f"waiting for the orchestrator to pick up the {what} …")
+            else:
+                live.update(_tasks_table(wf, _wf_title(wf, name)))
+                if wf["state"] in ("succeeded", "failed", "cancelled"):
+                    return dict(wf)
+            time.sleep(0.5)
 
 
 def apply(
@@ -114,6 +160,13 @@ def apply(
     from orchestrator.request import RequestInvalid, load_request
     from overcloud.events import OverCloudRequested
 
+    remote = tower()
+    if remote is not None:
+        if dry_run:
+            raise UserError("--dry-run reads the UnderCloud's live load: run it on the "
+                            "UnderCloud machine (through --tower: request validate)")
+        _apply_remote(remote, file, wait, timeout)
+        return
     try:
         req = load_request(file)
     except RequestInvalid as exc:
@@ -137,6 +190,28 @@ def apply(
     if str(wf.state) != "succeeded" or rec is None:
         raise UserError(f"OverCloud {req.name} failed: {wf.error or (rec.error if rec else '?')}")
     console.print(Text.assemble((f"OverCloud {req.name} is ready:", "green"), f" {rec.url}"))
+
+
+def _apply_remote(client: TowerClient, file: Path, wait: bool, timeout: float) -> None:
+    from overcloud.problems import DocumentInvalid
+
+    try:
+        sub = client.submit(read_document(file), str(file))
+    except DocumentInvalid as exc:
+        print_problems(exc)
+        raise typer.Exit(1) from None
+    name = str(sub["name"])
+    console.print(f"requested OverCloud {name}: request id {sub['id']}")
+    if sub.get("webhook_secret"):
+        console.print(f"webhook secret (shown once; verifies X-OverCloud-Signature): "
+                      f"{sub['webhook_secret']}")
+    if not wait:
+        return
+    wf = _follow_remote(client, name, str(sub["id"]), "request", timeout)
+    detail = client.show(name)
+    if wf is None or wf["state"] != "succeeded":
+        raise UserError(f"OverCloud {name} failed: {(wf or {}).get('error') or detail.get('error')}")
+    console.print(Text.assemble((f"OverCloud {name} is ready:", "green"), f" {detail['url']}"))
 
 
 def _print_plan(req: OverCloudRequest) -> None:
@@ -168,25 +243,32 @@ def list_(json_out: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Every OverCloud: state, owner, nodes, URL."""
     from orchestrator.registry import Registry
 
-    records = Registry(settings()).all()
+    remote = tower()
+    rows = remote.list() if remote is not None else [
+        views.summary(r) for r in Registry(settings()).all()]
     if json_out:
         import orjson
-        console.print_json(orjson.dumps([{"name": r.name, "state": r.state, "owner": r.owner,
-                                          "url": r.url, "nodes": {n.node: n.host for n in r.nodes}}
-                                         for r in records]).decode())
+        console.print_json(orjson.dumps([{k: r[k] for k in ("name", "state", "owner", "url",
+                                                             "nodes")} for r in rows]).decode())
         return
     t = Table(title="OverClouds")
     for col in ("name", "state", "owner", "nodes", "url", "age"):
         t.add_column(col)
-    for r in records:
-        hosts = ", ".join(f"{n.node.removeprefix(r.name + '-')}@{n.host}" for n in r.nodes)
-        t.add_row(r.name, _styled(r.state), r.owner, hosts, r.url,
-                  f"{time.time() - r.created:.0f}s")
-    console.print(t if records else "no OverClouds (create one: overcloud request apply FILE)")
+    for r in rows:
+        name = str(r["name"])
+        hosts = ", ".join(f"{node.removeprefix(name + '-')}@{host}"
+                          for node, host in dict(r["nodes"]).items())
+        t.add_row(name, _styled(str(r["state"])), str(r["owner"]), hosts, str(r["url"]),
+                  f"{float(r['age_s']):.0f}s")
+    console.print(t if rows else "no OverClouds (create one: overcloud request apply FILE)")
 
 
 def show(name: Annotated[str, typer.Argument(help="OverCloud name.")]) -> None:
     """Nodes, hosts, addresses, stack state, URL and task history of one OverCloud."""
+    remote = tower()
+    if remote is not None:
+        _show(remote.show(name), stack=None, nets=[])
+        return
     from orchestrator.hosts import drivers
     from orchestrator.registry import Registry
 
@@ -195,24 +277,34 @@ def show(name: Annotated[str, typer.Argument(help="OverCloud name.")]) -> None:
     rec = reg.get(name)
     if rec is None:
         raise UserError(f"no OverCloud named {name!r} (see: overcloud list)")
-    console.print(Text.assemble((rec.name, "bold"), f" ({rec.owner}): ", _styled(rec.state),
-                                f"  {rec.url}"))
-    if rec.error:
-        console.print(f"  error: {rec.error}", markup=False)
+    detail = {**views.summary(rec), "nodes": views.nodes(rec),
+              "workflows": [workflow_dict(wf) for wf in _store().list(subject=name)]}
     hosts = drivers(s)
-    t = Table(title="nodes", title_justify="left")
-    for col in ("node", "host", "address", "tiers", "stack containers"):
-        t.add_column(col)
-    for n in rec.nodes:
-        t.add_row(n.node, n.host, n.address, "+".join(n.tiers), _stack_state(hosts.get(n.host), n.node))
-    console.print(t)
+    stack = {n.node: _stack_state(hosts.get(n.host), n.node) for n in rec.nodes}
     nets = [f"{h}: {s.overcloud_network(slot)[0]} {s.overcloud_network(slot)[1]}"
             for h, slot in sorted(reg.network_slots(name).items())]
+    _show(detail, stack, nets)
+
+
+def _show(d: dict[str, Any], stack: dict[str, str] | None, nets: list[str]) -> None:
+    """`show`'s output from `GET /v1/overclouds/NAME`'s data; the stack containers column
+    only on the UnderCloud machine (it asks each node's Docker)."""
+    console.print(Text.assemble((str(d["name"]), "bold"), f" ({d['owner']}): ",
+                                _styled(str(d["state"])), f"  {d['url']}"))
+    if d.get("error"):
+        console.print(f"  error: {d['error']}", markup=False)
+    t = Table(title="nodes", title_justify="left")
+    cols = ["node", "host", "address", "tiers"] + (["stack containers"] if stack is not None else [])
+    for col in cols:
+        t.add_column(col)
+    for n in d["nodes"]:
+        row = [str(n["node"]), str(n["host"]), str(n["address"]), "+".join(n["tiers"])]
+        t.add_row(*row, *([stack.get(str(n["node"]), "?")] if stack is not None else []))
+    console.print(t)
     if nets:
         console.print("networks: " + "; ".join(nets), markup=False)
-    store = _store()
-    for wf in store.list(subject=name):
-        console.print(_tasks_table(wf, f"{wf.kind} workflow {wf.id[:12]}: {wf.state}"))
+    for wf in d["workflows"]:
+        console.print(_tasks_table(wf, f"{wf['kind']} workflow {str(wf['id'])[:12]}: {wf['state']}"))
 
 
 def _stack_state(host: object, node: str) -> str:
@@ -239,6 +331,17 @@ def delete(
     from orchestrator.registry import Registry
     from overcloud.events import OverCloudDeleteRequested
 
+    remote = tower()
+    if remote is not None:
+        answer = remote.delete(name, keep_data)
+        console.print(f"delete of {name} requested: id {answer['id']}")
+        if wait:
+            done = _follow_remote(remote, name, str(answer["id"]), "deletion", timeout,
+                                  gone_ok=True)
+            if done is not None and done["state"] != "succeeded":
+                raise UserError(f"deleting {name} failed: {done['error']}")
+            console.print(styled(f"OverCloud {name} deleted", "green"))
+        return
     s = settings()
     if Registry(s).get(name) is None:
         raise UserError(f"no OverCloud named {name!r} (see: overcloud list)")

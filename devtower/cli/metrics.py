@@ -9,8 +9,8 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
+from devtower.cli.common import console, settings, tower
 from overcloud import influxql
-from overcloud.cli.common import console, settings
 from overcloud.errors import PermanentError, TemporaryError, UserError
 from overcloud.influxql import QL, compose
 from overcloud.names import devlake_database
@@ -22,6 +22,8 @@ Overcloud = Annotated[str, typer.Option(help="OverCloud whose DevLake to read (d
 
 def _database(overcloud: str) -> str:
     s = settings().influx
+    if tower() is not None and not overcloud:
+        raise UserError("through --tower you read your own OverCloud's DevLake: --overcloud NAME")
     if not overcloud:
         return s.default_database
     try:
@@ -80,8 +82,12 @@ def query(
     database: Annotated[str, typer.Option(help="Database to use instead of an OverCloud's.")] = "",
 ) -> None:
     """Run an InfluxQL statement against an OverCloud's DevLake and print the result."""
+    remote = tower()
+    if remote is not None and database:
+        raise UserError("--database: through --tower only your OverCloud's DevLake (--overcloud)")
     db = database or _database(overcloud)
-    series = _run(statement, db)
+    # through the DevTower: one read-only SELECT/SHOW, run as the OverCloud's own InfluxDB user
+    series = remote.query(overcloud, statement) if remote is not None else _run(statement, db)
     if not series:
         console.print(f"(no rows in {db})")
         return
@@ -115,7 +121,12 @@ def latest(
     db = _database(overcloud)
     if measurement and not measurement.replace("_", "").isalnum():
         raise UserError(f"bad measurement name {measurement!r}")
-    series = _run(latest_query(measurement), db)
+    remote = tower()
+    if remote is not None:
+        series = [x for x in remote.latest(overcloud)
+                  if not measurement or x.get("name") == measurement]
+    else:
+        series = _run(latest_query(measurement), db)
     if not series:
         raise UserError(
             f"no samples in {db} yet (is `overcloud devlake run` running and an agent sending?)"

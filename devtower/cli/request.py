@@ -12,17 +12,19 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from overcloud.cli.common import console
+from devtower.cli.common import console, tower
+from overcloud.errors import UserError
 
 if TYPE_CHECKING:
     from orchestrator.request import OverCloudRequest, RequestInvalid
+    from overcloud.problems import DocumentInvalid
 
 app = typer.Typer(help="OverCloud request documents (YAML).", no_args_is_help=True)
 
 File = Annotated[Path, typer.Argument(help="The request document (YAML), e.g. examples/my-overcloud.yaml.")]
 
 
-def print_problems(exc: RequestInvalid) -> None:
+def print_problems(exc: RequestInvalid | DocumentInvalid) -> None:
     """Every problem on its own line, `FILE:LINE: path: message`, on stderr."""
     for line in exc.lines():
         sys.stderr.write(line + "\n")
@@ -57,11 +59,30 @@ def summary(req: OverCloudRequest) -> list[str]:
 def validate(file: File) -> None:
     """Check a request: print a summary, or every problem with its line (exit 1)."""
     from orchestrator.request import RequestInvalid, load_request
+    from overcloud.problems import DocumentInvalid
 
+    remote = tower()
     try:
-        req = load_request(file)
-    except RequestInvalid as exc:
+        if remote is not None:  # the DevTower checks it (and that the owner is you)
+            lines = remote.validate(read_document(file), str(file))["summary"]
+        else:
+            lines = summary(load_request(file))
+    except (RequestInvalid, DocumentInvalid) as exc:
         print_problems(exc)
         raise typer.Exit(1) from None
-    for line in summary(req):
-        console.print(line, markup=False, highlight=False, soft_wrap=True)
+    for line in lines:
+        console.print(str(line), markup=False, highlight=False, soft_wrap=True)
+
+
+def read_document(file: Path) -> str:
+    """The document's text for the DevTower (which parses and checks it itself)."""
+    try:
+        data = file.read_bytes()
+    except OSError as exc:
+        raise UserError(f"cannot read {file}: {exc.strerror}") from None
+    if len(data) > 1 << 20:
+        raise UserError(f"{file} is larger than 1 MiB: not a request document")
+    try:
+        return data.decode()
+    except UnicodeDecodeError:
+        raise UserError(f"{file} is not UTF-8 text") from None

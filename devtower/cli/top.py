@@ -8,16 +8,19 @@ at start an unreachable DevLake or an unknown OverCloud is a one-line error.
 
 from __future__ import annotations
 
-import re
 import threading
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from overcloud.cli.common import console, install_signal_handlers, settings
+from devtower.cli.common import console, install_signal_handlers, settings, tower
 from overcloud.errors import PermanentError, TemporaryError, UserError
 from overcloud.names import devlake_database
+
+if TYPE_CHECKING:
+    from dashboards.terminal import Frame
 
 
 def top(
@@ -27,15 +30,27 @@ def top(
     once: Annotated[bool, typer.Option("--once", help="Print one frame and exit.")] = False,
 ) -> None:
     """Live view of hosts, nodes, flows and services with current values and sparklines."""
-    from dashboards.terminal import Frame, Line, parse, render, top_queries
+    from dashboards.terminal import Frame, Line, parse, render, top_queries, window_step
     from devlake.sinks import InfluxQL
 
     s = settings().influx
-    m = re.fullmatch(r"([0-9]{1,9})([smhd])", window)
-    if not m:
-        raise UserError(f"--window must look like 10m, 1h or 90s, got {window!r}")
-    seconds = int(m[1]) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[m[2]]
-    step = f"{max(1, seconds // 30)}s"  # ~30 buckets per sparkline
+    try:
+        step = window_step(window)
+    except ValueError as exc:
+        raise UserError(f"--window: {exc}") from None
+    remote = tower()
+    if remote is not None:
+        if not overcloud:
+            raise UserError("through --tower, `top` shows your OverCloud: --overcloud NAME")
+        title = f"overcloud top — {overcloud}   ({remote.url}, every {interval:g}s, {window})"
+
+        def remote_frame() -> Frame:
+            got = remote.top(overcloud, window)
+            sections = {k: [Line(**line) for line in v] for k, v in got["sections"].items()}
+            return Frame(title, datetime.now(UTC), sections, [overcloud], ())
+
+        _show(remote_frame, render, once, interval)
+        return
     try:
         db = devlake_database(s.database_prefix, overcloud) if overcloud else ""
     except ValueError as exc:
@@ -67,15 +82,20 @@ def top(
                         errors.append(str(exc))
             return Frame(title, datetime.now(UTC), sections, overclouds, tuple(errors))
 
-        if once:
-            console.print(render(frame()))
-            return
-        from rich.live import Live
-
-        stop = threading.Event()
-        install_signal_handlers(stop)
-        with Live(render(frame()), console=console, screen=False, auto_refresh=False) as live:
-            while not stop.wait(interval):
-                live.update(render(frame()), refresh=True)
+        _show(frame, render, once, interval)
     finally:
         ql.close()
+
+
+def _show(frame: Callable[[], Frame], render: Callable[[Frame], Any], once: bool,
+          interval: float) -> None:
+    if once:
+        console.print(render(frame()))
+        return
+    from rich.live import Live
+
+    stop = threading.Event()
+    install_signal_handlers(stop)
+    with Live(render(frame()), console=console, screen=False, auto_refresh=False) as live:
+        while not stop.wait(interval):
+            live.update(render(frame()), refresh=True)

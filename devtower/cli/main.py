@@ -9,20 +9,20 @@ from typing import Annotated
 import typer
 from rich.text import Text
 
+from devtower.cli import common
+from devtower.cli.agent import app as agent_app
+from devtower.cli.alerts import app as alerts_app
+from devtower.cli.dashboards import app as dashboards_app
+from devtower.cli.devlake import app as devlake_app
+from devtower.cli.images import app as images_app
+from devtower.cli.metrics import app as metrics_app
+from devtower.cli.migrate import migrate
+from devtower.cli.overclouds import delete, list_, orchestrator_app, show
+from devtower.cli.request import app as request_app
+from devtower.cli.services import app as services_app
+from devtower.cli.top import top
 from devtower.cli.tower import app as tower_app
-from overcloud.cli import common
-from overcloud.cli.agent import app as agent_app
-from overcloud.cli.alerts import app as alerts_app
-from overcloud.cli.dashboards import app as dashboards_app
-from overcloud.cli.devlake import app as devlake_app
-from overcloud.cli.images import app as images_app
-from overcloud.cli.metrics import app as metrics_app
-from overcloud.cli.migrate import migrate
-from overcloud.cli.overclouds import delete, list_, orchestrator_app, show
-from overcloud.cli.request import app as request_app
-from overcloud.cli.services import app as services_app
-from overcloud.cli.top import top
-from overcloud.cli.undercloud import app as undercloud_app
+from devtower.cli.undercloud import app as undercloud_app
 from overcloud.errors import OverCloudError
 
 app = typer.Typer(
@@ -56,8 +56,16 @@ def _root(
         Path | None,
         typer.Option("--config", "-c", help="TOML settings file (else $OVERCLOUD_CONFIG, ./overcloud.toml)."),
     ] = None,
+    tower: Annotated[str, typer.Option(
+        "--tower", envvar="OVERCLOUD_TOWER", show_envvar=True,
+        help="A DevTower's URL: run request, list, show, delete, metrics and top through "
+             "its API (no access to the UnderCloud machine needed).")] = "",
+    token: Annotated[str, typer.Option(
+        "--token", envvar="OVERCLOUD_TOKEN", show_envvar=False,
+        help="Your DevTower token (better: $OVERCLOUD_TOKEN, kept out of the shell history).")] = "",
 ) -> None:
     common.set_config(config)
+    common.set_tower(tower, token)  # no --tower: a token alone changes nothing
 
 
 def main() -> None:

@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from overcloud.cli.common import console, settings, styled
+from devtower.cli.common import console, settings, styled
 from overcloud.errors import UserError
 
 
@@ -25,10 +25,10 @@ def migrate(
     timeout: Annotated[float, typer.Option(help="Seconds to wait for the orchestrator to start.")] = 60,
 ) -> None:
     """Move NAME's nodes to another host (--to) or site (--to-site), keeping names and URL."""
+    from devtower.cli.overclouds import _follow, publish
     from orchestrator.hosts import drivers
     from orchestrator.inventory import Inventory
     from orchestrator.registry import Registry
-    from overcloud.cli.overclouds import _follow, publish
     from overcloud.events import MigrationRequested
 
     if bool(to) == bool(to_site):

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 import typer
 from rich.table import Table
 
-from overcloud.cli.common import console, settings, styled
+from devtower.cli.common import console, settings, styled
 
 if TYPE_CHECKING:  # imported in the commands: it pulls in kafka, seconds every other command paid
     from orchestrator.images import ImageStatus

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from overcloud.cli.common import console, install_signal_handlers, settings, setup_logging
+from devtower.cli.common import console, install_signal_handlers, settings, setup_logging
 from overcloud.errors import UserError
 from overcloud.settings import Settings
 

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.table import Table
 
-from overcloud.cli.common import console, install_signal_handlers, settings, setup_logging
+from devtower.cli.common import console, install_signal_handlers, settings, setup_logging
 from overcloud.errors import PermanentError, TemporaryError, UserError
 
 if TYPE_CHECKING:

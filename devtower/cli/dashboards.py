@@ -8,10 +8,13 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from overcloud.cli.common import console, settings
+from devtower.cli.common import console, settings
 from overcloud.errors import PermanentError, TemporaryError, UserError
 
 app = typer.Typer(help="Grafana dashboards as code (UnderCloud, OverCloud, alerts).", no_args_is_help=True)
+
+
+ADMIN_PASSWORD_ENV = "OVERCLOUD_INFLUX_PASSWORD"
 
 
 @app.command()
@@ -21,6 +24,9 @@ def export(
         help="Path of DIR/dashboards as Grafana sees it (default: DIR/dashboards, absolute).")] = "",
     rules: Annotated[Path | None, typer.Option(
         help="Alert rule file to export as Grafana alert rules (default: the built-in rules).")] = None,
+    overcloud: Annotated[str, typer.Option(
+        help="Export for one OverCloud's developer: its dashboard, and a data source signed in "
+             "as its read-only DevLake user (password in the file: keep it private).")] = "",
 ) -> None:
     """Write Grafana provisioning: data source, dashboard provider, dashboards, alert rules."""
     import yaml
@@ -29,17 +35,47 @@ def export(
     from dashboards import provisioning
     from devlake.alerts.grafana import provisioning as alert_provisioning
     from devlake.alerts.rules import builtin_rules, load_rule_file
+    from overcloud import influxauth
 
+    s = settings()
     directory = directory.resolve()
     if directory.exists() and not directory.is_dir():
         raise UserError(f"{directory} exists and is not a directory")
-    alerting = alert_provisioning(load_rule_file(rules) if rules else builtin_rules(),
-                                  datasource_uid=dashboards.DATASOURCE_UID, folder=provisioning.FOLDER)
-    rules_file = provisioning.ProvisioningFile(
-        Path("provisioning/alerting/overcloud.yaml"), yaml.safe_dump(alerting, sort_keys=False))
-    files = provisioning.plan(settings().influx, dashboards.all_dashboards(),
-                              grafana_path or str(directory / "dashboards"), extra=[rules_file])
+    path = grafana_path or str(directory / "dashboards")
+    if overcloud:
+        from dashboards import overcloud as overcloud_dashboard
+        from orchestrator.registry import Registry
+        from overcloud.names import RULE, is_overcloud_name
+
+        if not is_overcloud_name(overcloud):
+            raise UserError(f"--overcloud must be {RULE}")
+        rec = Registry(s).get(overcloud)
+        if rec is None:
+            raise UserError(f"no OverCloud named {overcloud}")
+        reader = influxauth.reader(s.influx.credentials, overcloud, rec.request_id)
+        if reader is None:
+            raise UserError("InfluxDB runs without authentication here: no read-only user "
+                            "to export")
+        files = provisioning.plan(s.influx, [overcloud_dashboard.build()], path,
+                                  login=(reader.username, reader.password),
+                                  database=f"{s.influx.database_prefix}{overcloud}")
+    else:
+        alerting = alert_provisioning(load_rule_file(rules) if rules else builtin_rules(),
+                                      datasource_uid=dashboards.DATASOURCE_UID,
+                                      folder=provisioning.FOLDER)
+        rules_file = provisioning.ProvisioningFile(
+            Path("provisioning/alerting/overcloud.yaml"), yaml.safe_dump(alerting, sort_keys=False))
+        admin = influxauth.account(s.influx.credentials, influxauth.ADMIN)
+        # the admin password stays out of the file: Grafana expands the variable at start
+        login = (admin.username, f"${ADMIN_PASSWORD_ENV}") if admin else None
+        files = provisioning.plan(s.influx, dashboards.all_dashboards(), path,
+                                  extra=[rules_file], login=login)
+        if admin:
+            console.print(f"the data source signs in as {admin.username}: start Grafana with "
+                          f"{ADMIN_PASSWORD_ENV} set to admin_password of {s.influx.credentials}")
     written = provisioning.write(files, directory)
+    if overcloud:
+        (directory / "provisioning/datasources/overcloud.yaml").chmod(0o600)
     for f in files:
         mark = "wrote" if directory / f.path in written else "unchanged"
         console.print(f"{mark:9} {directory / f.path}")

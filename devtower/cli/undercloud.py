@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.table import Table
 
-from overcloud.cli.common import console, settings, styled
+from devtower.cli.common import console, settings, styled
 
 if TYPE_CHECKING:
     from orchestrator.inventory import Inventory, Snapshot
@@ -183,9 +183,9 @@ def drain(
     timeout: Annotated[float, typer.Option(help="Seconds to wait for the orchestrator to start.")] = 60,
 ) -> None:
     """Mark HOST unschedulable and move its nodes elsewhere (like `lxc cluster evacuate`)."""
+    from devtower.cli.overclouds import _follow, publish
     from orchestrator.inventory import allocations
     from orchestrator.registry import Registry
-    from overcloud.cli.overclouds import _follow, publish
     from overcloud.errors import UserError
     from overcloud.events import MigrationRequested
 
@@ -226,8 +226,6 @@ def set_(host: HostArg,
 
     labels = parse_labels(label or [])
     mem = parse_memory(memory) if memory is not None else None
-    if cpus is not None and cpus <= 0:
-        raise UserError(f"--cpus must be > 0, got {cpus:g}")
     if site is None and not labels and cpus is None and mem is None:
         raise UserError("nothing to change: give --site, --label, --cpus or --memory")
     rec = _inventory().update(host, site=site, labels=labels, cpus=cpus, memory=mem)

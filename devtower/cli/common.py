@@ -13,11 +13,16 @@ import logging
 import signal
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.text import Text
 
+from overcloud.errors import UserError
 from overcloud.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from devtower.client import TowerClient
 
 console = Console(markup=False, emoji=False)
 if not console.is_terminal:
@@ -32,6 +37,33 @@ def styled(text: str, style: str) -> Text:
 
 _config: dict[str, Path | None] = {"path": None}
 _settings: dict[str, Settings] = {}
+_tower: dict[str, str] = {}
+_client: dict[str, TowerClient] = {}
+
+
+def set_tower(url: str, token: str) -> None:
+    """`--tower URL --token T` (or OVERCLOUD_TOWER / OVERCLOUD_TOKEN): run through the API."""
+    _tower.clear()
+    _client.clear()
+    if url:
+        _tower.update(url=url, token=token)
+
+
+def tower() -> TowerClient | None:
+    """The DevTower client when the CLI runs remotely, else None (built once)."""
+    if not _tower:
+        return None
+    if "c" not in _client:
+        from devtower.client import TowerClient
+
+        _client["c"] = TowerClient(_tower["url"], _tower["token"])
+    return _client["c"]
+
+
+def local_only(what: str) -> None:
+    """Refuse a command that needs the UnderCloud machine when running through `--tower`."""
+    if _tower:
+        raise UserError(f"{what} runs on the UnderCloud machine only, not through --tower")
 
 
 def set_config(path: Path | None) -> None:
