@@ -23,9 +23,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
 from kafka import KafkaConsumer, TopicPartition
 
+from devlake.sinks import client
 from overcloud.bus import events_topic
 from overcloud.errors import DecodeError
 from overcloud.events import Event
@@ -70,8 +70,9 @@ def wait_clock(seconds_after: float, t0: float) -> None:
 
 
 def _series(settings: Settings, db: str, query: str) -> list[dict[str, Any]]:
-    r = httpx.get(f"{settings.influx.base_url}/query",
-                  params={"db": db, "q": query, "epoch": "ns"}, timeout=30)
+    # signed in as the admin when InfluxDB has accounts (`services up influxdb` makes them)
+    with client(settings.influx, 30) as http:
+        r = http.get("/query", params={"db": db, "q": query, "epoch": "ns"})
     if r.status_code != 200:
         return []
     out: list[dict[str, Any]] = []
