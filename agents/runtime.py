@@ -1,24 +1,36 @@
 """The agent: APScheduler runs collectors on an interval; samples are tagged and published.
 
-One message per layer per cycle (the cycle's samples batched), keyed by node so a node's
-samples stay ordered in one partition. Each cycle also reports the agent's own health as
-`agent_spool` (queued, dropped, sent): a full spool is visible on the dashboards.
+One message per collector run (its samples batched), keyed by node so a node's samples stay
+ordered in one partition. Every interval the agent also reports its own health as
+`agent_spool` (queued, dropped, sent, replayed, skipped runs): a full spool is visible on
+the dashboards.
+
+A run only measures and appends to the spool; the publisher's own thread talks to the
+broker. So a broker that is gone or slow never delays a measurement (it once did: the cycle
+waited on the producer and APScheduler skipped the next runs, 5-6 s of samples lost per
+broker restart). Runs start on multiples of the interval (like Telegraf's
+`round_interval`): every `GROUP BY time(interval)` bucket gets one sample, not zero or two
+when a run starts a little late.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import socket
 import threading
 import time
-from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_SUBMITTED, JobSubmissionEvent
+from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from agents.publisher import Publisher
+from agents.spool import Spool
 from collectors.base import Collector
 from overcloud.bus import metrics_topic
 from overcloud.samples import Layer, Sample, now_ns
@@ -46,6 +58,13 @@ class AgentIdentity:
         return tags
 
 
+def open_spool(settings: Settings, identity: AgentIdentity, layer: Layer, *more: Layer) -> Spool:
+    """The agent's spool, keeping acknowledged batches for the configured replay window."""
+    return Spool(spool_path(settings, identity, layer, *more), settings.agent.spool_max_bytes,
+                 history_bytes=settings.kafka.replay_max_bytes,
+                 history_seconds=settings.kafka.replay_window)
+
+
 def spool_path(settings: Settings, identity: AgentIdentity, layer: Layer, *more: Layer) -> Path:
     """One spool per agent process; an agent of several layers spools them all in one file
     (each message keeps its own topic), named after its layers."""
@@ -55,6 +74,15 @@ def spool_path(settings: Settings, identity: AgentIdentity, layer: Layer, *more:
 
 
 class Agent:
+    """Runs each collector on its own schedule and queues its samples for the publisher.
+
+    One APScheduler job per collector, all on interval boundaries: a slow collector (an LXD
+    API that takes a second on a busy host) only delays its own series, never the others.
+    A run that cannot happen on time — the previous one of that collector still runs, or the
+    scheduler woke too late and coalesced runs — is a *skipped run*: counted, logged, and
+    published as an `agent_skipped` sample at the time it should have run, so an interval
+    without a sample is always either reported by the agent or a loss downstream of it."""
+
     def __init__(
         self,
         settings: Settings,
@@ -68,33 +96,43 @@ class Agent:
         self.publisher = publisher
         self.cycles = 0
         self.samples_published = 0
+        self.runs_skipped = 0
+        self._lock = threading.Lock()
+        self._last_run: dict[str, datetime] = {}
+        self._interval = 0.0
+
+    @property
+    def _first_layer(self) -> Layer:
+        return self._collectors[0].layer if self._collectors else Layer.RESOURCE
+
+    def collect(self, c: Collector) -> int:
+        """One run of one collector: measure, tag, queue (never waits on the broker)."""
+        try:
+            samples = c.collect()
+        except Exception:  # one broken collector must not stop the others
+            log.exception("collector %s failed", c.name)
+            return 0
+        if not samples:
+            return 0
+        tags = self.identity.tags(c.layer)
+        self._queue(c.layer, [s.with_tags(tags) for s in samples])
+        with self._lock:
+            self.samples_published += len(samples)
+        return len(samples)
+
+    def report(self) -> None:
+        """Queue the agent's own health (`agent_spool`)."""
+        self._queue(self._first_layer, [self._health_sample(self._first_layer)])
+
+    def _queue(self, layer: Layer, samples: list[Sample]) -> None:
+        self.publisher.publish(metrics_topic(self._settings, layer), self.identity.node,
+                               encode_samples(samples), len(samples))
 
     def cycle(self) -> int:
-        """Collect from every collector once and publish; returns the number of samples."""
-        by_layer: dict[Layer, list[Sample]] = defaultdict(list)
-        for c in self._collectors:
-            try:
-                samples = c.collect()
-            except Exception:  # one broken collector must not stop the others
-                log.exception("collector %s failed", c.name)
-                continue
-            tags = self.identity.tags(c.layer)
-            by_layer[c.layer].extend(s.with_tags(tags) for s in samples)
-        if not by_layer:
-            return 0
-        first_layer = next(iter(by_layer))
-        by_layer[first_layer].append(self._health_sample(first_layer))
-        total = 0
-        for layer, samples in by_layer.items():
-            self.publisher.publish(
-                metrics_topic(self._settings, layer),
-                self.identity.node,
-                encode_samples(samples),
-                len(samples),
-            )
-            total += len(samples)
+        """Every collector once, then the health sample; returns the number of samples."""
+        total = sum(self.collect(c) for c in self._collectors)
+        self.report()
         self.cycles += 1
-        self.samples_published += total
         return total
 
     def _health_sample(self, layer: Layer) -> Sample:
@@ -109,27 +147,69 @@ class Agent:
                 "dropped_samples_total": st.dropped_samples,
                 "sent_messages_total": self.publisher.sent_messages,
                 "connected": self.publisher.connected,
+                "history_messages": st.history_messages,
+                "replayed_messages_total": st.replayed_messages,
+                "broker_resets_total": st.broker_resets,
+                "history_evicted_total": st.history_evicted,
+                "runs_skipped_total": self.runs_skipped,
             },
             now_ns(),
         )
 
+    def _on_schedule(self, event: JobSubmissionEvent) -> None:
+        """Count the runs that did not happen: skipped because the previous one still ran,
+        and runs the scheduler coalesced away because it woke up late."""
+        when = event.scheduled_run_times[-1]
+        with self._lock:
+            last = self._last_run.get(event.job_id)
+            self._last_run[event.job_id] = when
+        missed = []
+        if last is not None:
+            steps = round((when - last).total_seconds() / self._interval)
+            missed = [last + timedelta(seconds=self._interval * k) for k in range(1, steps)]
+        if event.code == EVENT_JOB_MAX_INSTANCES:
+            missed.append(when)
+        if not missed:
+            return
+        collector = event.job_id.split(":", 1)[1]
+        with self._lock:
+            self.runs_skipped += len(missed)
+        log.warning("%s: %d run(s) skipped (the previous one was still running or the machine "
+                    "was too busy to start it on time)", collector, len(missed))
+        self._queue(self._first_layer, [
+            Sample("agent_skipped", {**self.identity.tags(self._first_layer),
+                                     "collector": collector},
+                   {"runs": 1}, int(t.timestamp() * 1e9)) for t in missed])
+
     def run(self, interval: float, stop: threading.Event) -> None:
-        """Collect every `interval` seconds until `stop` is set; keeps retrying the spool."""
-        scheduler = BackgroundScheduler(timezone="UTC")
-        scheduler.add_job(
-            self.cycle, "interval", seconds=interval, id="collect", max_instances=1,
-            coalesce=True, next_run_time=None,
-        )
-        scheduler.add_job(self.publisher.drain, "interval", seconds=1, id="drain",
-                          max_instances=1, coalesce=True)
-        scheduler.start()
-        # first cycle at once so that a user sees data immediately
+        """Collect every `interval` seconds until `stop` is set; the publisher delivers."""
+        self._interval = interval
+        self.publisher.start()
+        # first readings at once so that a user sees data immediately
         self.cycle()
-        scheduler.resume_job("collect")
+        scheduler = BackgroundScheduler(
+            timezone="UTC", executors={"default": ThreadPoolExecutor(len(self._collectors) + 2)})
+        scheduler.add_listener(self._on_schedule, EVENT_JOB_SUBMITTED | EVENT_JOB_MAX_INSTANCES)
+        start = aligned_start(time.time(), interval)
+        for i, c in enumerate(self._collectors):
+            # a run that could not start on time still runs (late) once, never silently
+            scheduler.add_job(self.collect, "interval", args=(c,), seconds=interval,
+                              id=f"{i}:{c.name}", name=f"collect {c.name}", max_instances=1,
+                              coalesce=True, misfire_grace_time=None, start_date=start)
+        scheduler.add_job(self.report, "interval", seconds=interval, id="health:agent_spool",
+                          max_instances=1, coalesce=True, misfire_grace_time=None,
+                          start_date=start)
+        scheduler.start()
         try:
             stop.wait()
         finally:
             scheduler.shutdown(wait=True)
+            self.report()  # the last figures, delivered by the publisher's close
+
+
+def aligned_start(now: float, interval: float) -> datetime:
+    """The next multiple of `interval` after `now` (UTC), where the schedule starts."""
+    return datetime.fromtimestamp(math.floor(now / interval + 1) * interval, UTC)
 
 
 def prime(collectors: Sequence[Collector], seconds: float) -> None:

@@ -51,7 +51,7 @@ from kafka.structs import OffsetAndMetadata, TopicPartition
 
 from devlake.lineprotocol import message_lines
 from devlake.sinks import DatabaseMissing, MetricSink, PointsRefused
-from overcloud.bus import deadletter_topic, make_producer
+from overcloud.bus import deadletter_topic, make_producer, poll
 from overcloud.errors import DecodeError, PermanentError, TemporaryError
 from overcloud.settings import Settings
 from overcloud.wire import describe
@@ -261,7 +261,8 @@ class DevLake:
 
     def step(self, stop: threading.Event) -> None:
         """One poll: decode, queue lines, and flush when the batch is full or old enough."""
-        records = self._consumer.poll(timeout_ms=100, max_records=2000)
+        # overcloud.bus.poll: a broker outage must not end the process
+        records = poll(self._consumer, timeout_ms=100, max_records=2000)
         pending = self._pending
         db_of = self._db_of
         cfg = self._settings.devlake

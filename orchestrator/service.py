@@ -5,6 +5,15 @@ delivered twice (a redelivery after a crash, a producer retry) finds its workflo
 starting a second one. The offset is committed once the workflow is *recorded*; running it
 is the engine's job, and `resume_all` at start-up continues whatever a killed process left.
 Malformed events are dead-lettered with the reason; the loop never dies on input.
+
+Events can also come back on purpose: the broker (tansu) forgets its log when it restarts,
+so every process that publishes events journals them and publishes the journal again when
+the log is gone (`overcloud/replay.py`). This process watches the journal of its state
+directory (an event acknowledged just before a crash, by a CLI that has exited since, still
+arrives), and skips every event id its inbox (`orchestrator/inbox.py`) has seen handled.
+A handler that meets a broker or host that is away (`TemporaryError`) is retried from the
+same offset a second later instead of ending the process; a commit the broker refuses
+(after it restarted, the group is new) is logged — the events are read again and skipped.
 """
 
 from __future__ import annotations
@@ -15,16 +24,20 @@ import time
 from typing import Any
 
 from kafka import KafkaConsumer
-from kafka.structs import OffsetAndMetadata
+from kafka.errors import KafkaError
+from kafka.structs import OffsetAndMetadata, TopicPartition
 
 from orchestrator.handlers import Handlers
+from orchestrator.inbox import Inbox
 from orchestrator.migration import Move
 from orchestrator.provision import Context, delete_spec, provision_spec
 from orchestrator.request import OverCloudRequest, RequestInvalid
 from orchestrator.store import WorkflowStore
 from orchestrator.workflow import Engine, WorkflowState
-from overcloud.errors import DecodeError, PermanentError
+from overcloud.bus import KafkaEventBus, poll
+from overcloud.errors import DecodeError, PermanentError, TemporaryError
 from overcloud.events import (
+    Event,
     MigrationFinished,
     MigrationRequested,
     NodeOverloaded,
@@ -39,11 +52,12 @@ log = logging.getLogger(__name__)
 
 class Orchestrator:
     def __init__(self, ctx: Context, engine: Engine, store: WorkflowStore,
-                 deadletters: Any) -> None:
+                 deadletters: Any, inbox: Inbox | None = None) -> None:
         self.ctx = ctx
         self.engine = engine
         self.store = store
         self._dead = deadletters
+        self.inbox = inbox or Inbox(ctx.settings.state_dir / "orchestrator" / "inbox.sqlite")
         self.handlers = Handlers()
         self._threads: list[threading.Thread] = []
         self.handlers.on(OverCloudRequested)(self.on_requested)
@@ -159,14 +173,36 @@ class Orchestrator:
                  ", ".join(f"{m.node} {m.source}→{m.target}" for m in moves))
         self._start(wid)
 
+    def handle(self, event: Event) -> bool:
+        """Dispatch `event` unless its id was handled before; False: retry it later."""
+        if self.inbox.done(event.id):
+            log.info("%s %s: already handled, skipped", event.TYPE, event.id)
+            return True
+        starts = self.inbox.begin(event.id, event.TYPE)
+        if starts > 1:
+            log.warning("%s %s: handling again (a previous run stopped half-way)", event.TYPE,
+                        event.id)
+        try:
+            self.handlers.dispatch(event)
+        except TemporaryError as exc:
+            self.inbox.retry(event.id)
+            log.warning("%s %s: %s; retrying", event.TYPE, event.id, exc)
+            return False
+        self.inbox.finish(event.id)
+        return True
+
     def run(self, consumer: KafkaConsumer, stop: threading.Event) -> None:
         for state in (WorkflowState.RUNNING, WorkflowState.PENDING):
             for wf in self.store.list(state=state):
                 log.info("resuming %s workflow %s of %s", wf.spec.kind, wf.id, wf.spec.subject)
                 self._start(wf.id)
+        if isinstance(self.ctx.bus, KafkaEventBus):
+            # first check at once: the broker may have lost the log while we were away
+            self.ctx.bus.watch(stop)
         while not stop.is_set():
-            records = consumer.poll(timeout_ms=200, max_records=100)
-            offsets = {}
+            records = poll(consumer, timeout_ms=200, max_records=100)
+            offsets: dict[TopicPartition, OffsetAndMetadata] = {}
+            retry = False
             for tp, messages in records.items():
                 for msg in messages:
                     try:
@@ -175,11 +211,22 @@ class Orchestrator:
                         log.warning("dead-lettering %s: %s", describe(msg.value, 80), exc)
                         self._dead.send(str(exc), msg)
                     else:
-                        self.handlers.dispatch(event)
+                        if not self.handle(event):
+                            consumer.seek(tp, msg.offset)  # this one again, after a pause
+                            retry = True
+                            break
                     offsets[tp] = OffsetAndMetadata(msg.offset + 1, "", -1)
             if offsets:
                 self._dead.flush()
-                consumer.commit(offsets)
+                try:
+                    consumer.commit(offsets)
+                except KafkaError as exc:
+                    # a broker that restarted does not know our group any more: the events
+                    # come again and the inbox skips them
+                    log.warning("commit refused (%s); handled events will be skipped when "
+                                "they come again", exc)
+            if retry:
+                stop.wait(1.0)
 
 
 def _capacity(ctx: Context, host: str) -> float:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
+import time
 from collections.abc import Iterable
 from typing import Any, Protocol
 
@@ -18,6 +20,7 @@ from kafka.errors import KafkaError, TopicAlreadyExistsError
 
 from overcloud.errors import TemporaryError
 from overcloud.events import Event
+from overcloud.replay import EventJournal, LogProbe, replay_journal
 from overcloud.samples import Layer
 from overcloud.settings import Settings
 from overcloud.wire import encode_event
@@ -49,8 +52,10 @@ def all_topics(settings: Settings) -> dict[str, int]:
     return topics
 
 
-def ensure_topics(settings: Settings, topics: dict[str, int] | None = None) -> None:
-    """Create missing topics; raises `TemporaryError` while the broker is unreachable."""
+def ensure_topics(settings: Settings, topics: dict[str, int] | None = None) -> list[str]:
+    """Create missing topics and return their names (a topic of ours that is missing after a
+    broker restart means the broker lost its log); raises `TemporaryError` while the broker
+    is unreachable."""
     wanted = all_topics(settings) if topics is None else topics
     try:
         admin = KafkaAdminClient(
@@ -73,6 +78,7 @@ def ensure_topics(settings: Settings, topics: dict[str, int] | None = None) -> N
         raise TemporaryError(f"could not create topics: {exc}") from None
     finally:
         admin.close()
+    return [t.name for t in missing]
 
 
 def make_producer(settings: Settings, **overrides: Any) -> KafkaProducer:
@@ -86,6 +92,10 @@ def make_producer(settings: Settings, **overrides: Any) -> KafkaProducer:
         "max_request_size": 8 * 1024 * 1024,
         "bootstrap_timeout_ms": 5000,
         "reconnect_backoff_max_ms": 1000,
+        # only `ensure_topics` makes topics: one the broker makes on a first send (after a
+        # restart, before anyone recreated ours) gets its own partition count — an events
+        # topic with four partitions loses the order of events about one OverCloud
+        "allow_auto_create_topics": False,
     }
     options.update(overrides)
     try:
@@ -131,12 +141,34 @@ def make_consumer(
         # notice a recreated topic (tansu restart) within seconds, not the 5 min default
         "metadata_max_age_ms": 3000,
         "reconnect_backoff_max_ms": 1000,
+        "allow_auto_create_topics": False,
     }
     options.update(overrides)
     try:
         return KafkaConsumer(*topics, **options)
     except KafkaError as exc:
         raise TemporaryError(f"Kafka broker at {settings.kafka.bootstrap} unreachable: {exc}") from None
+
+
+_last_poll_warning = 0.0
+
+
+def poll(consumer: KafkaConsumer, timeout_ms: int, max_records: int) -> dict[Any, Any]:
+    """`consumer.poll`, but a broker that is away means "nothing yet", not an exception.
+
+    kafka-python (3.0) lets a `KafkaConnectionError` escape from `poll` while it looks for the
+    group coordinator of a broker that is down: a DevLake once died of it mid-outage. The
+    consumer recovers on a later poll, so wait a little and say so (at most every 10 s)."""
+    global _last_poll_warning
+    try:
+        return dict(consumer.poll(timeout_ms=timeout_ms, max_records=max_records))
+    except KafkaError as exc:
+        now = time.monotonic()
+        if now - _last_poll_warning > 10:
+            _last_poll_warning = now
+            log.warning("broker unavailable, consumer waiting: %s", exc)
+        time.sleep(min(timeout_ms, 500) / 1000)
+        return {}
 
 
 class EventBus(Protocol):
@@ -146,20 +178,77 @@ class EventBus(Protocol):
 
 
 class KafkaEventBus:
-    """Publishes events to the events topic and waits for the broker's acknowledgement."""
+    """Publishes events to the events topic and waits for the broker's acknowledgement.
 
-    def __init__(self, settings: Settings, producer: KafkaProducer | None = None) -> None:
+    Every acknowledged event is also written to the state directory's `EventJournal`, so it
+    can be published again if the broker loses its log before a consumer read it
+    (`recover`, and `watch` in long-running processes). An acknowledgement at or below the
+    last offset the journal knows is checked at once: that is how a publisher finds out
+    that the broker restarted since the last event."""
+
+    def __init__(self, settings: Settings, producer: KafkaProducer | None = None,
+                 journal: EventJournal | None = None) -> None:
         self._settings = settings
         self._producer = producer or make_producer(settings)
         self._topic = events_topic(settings)
+        self.journal = journal if journal is not None else EventJournal.of(settings)
+        self._probe = LogProbe(settings)
+        self._probe_lock = threading.Lock()
+        self.replayed = 0
 
     def publish(self, event: Event, key: str | None = None) -> None:
-        try:
-            self._producer.send(
-                self._topic, key=key.encode() if key else None, value=encode_event(event)
-            ).get(timeout=10)
-        except KafkaError as exc:
-            raise TemporaryError(f"could not publish {event.TYPE}: {exc}") from None
+        self.publish_bytes(encode_event(event), key.encode() if key else None, event.TYPE)
 
-    def close(self) -> None:
-        close_producer(self._producer, timeout=5)
+    def publish_bytes(self, value: bytes, key: bytes | None, what: str = "event") -> None:
+        """Publish an encoded event (the alert evaluator's outbox holds them encoded)."""
+        partition, offset = self._send(self._topic, key, value, what)
+        if self.journal.record(self._topic, key, value, partition, offset):
+            try:
+                self.recover(suspect=True)
+            except TemporaryError as exc:  # the watcher, or the next publish, tries again
+                log.warning("could not replay the event journal: %s", exc)
+
+    def _send(self, topic: str, key: bytes | None, value: bytes, what: str) -> tuple[int, int]:
+        for attempt in (1, 2):
+            try:
+                md = self._producer.send(topic, key=key, value=value).get(timeout=10)
+                return int(md.partition), int(md.offset)
+            except KafkaError as exc:
+                if attempt == 2:
+                    raise TemporaryError(f"could not publish {what}: {exc}") from None
+                # a broker that restarted has no topics until someone makes them again
+                ensure_topics(self._settings)
+        raise AssertionError("unreachable")
+
+    def recover(self, suspect: bool = False) -> int:
+        """Publish the journal again if the broker no longer holds it; returns how many."""
+        with self._probe_lock:
+            n = replay_journal(self.journal, lambda t, k, v: self._send(t, k, v, "replay"),
+                               self._probe, suspect=suspect)
+        self.replayed += n
+        return n
+
+    def watch(self, stop: threading.Event, every: float = 2.0) -> threading.Thread:
+        """Check the journal against the broker every `every` s until `stop` (a thread)."""
+
+        def loop() -> None:
+            while True:
+                try:
+                    self.recover()
+                except TemporaryError as exc:
+                    log.debug("journal check postponed: %s", exc)
+                except Exception:  # the watcher must outlive any surprise
+                    log.exception("journal check failed")
+                if stop.wait(every):
+                    return
+
+        t = threading.Thread(target=loop, name="journal-watch", daemon=True)
+        t.start()
+        return t
+
+    def close(self, producer: bool = True) -> None:
+        """Release the probe, and the producer unless it belongs to the caller."""
+        with self._probe_lock:
+            self._probe.close()
+        if producer:
+            close_producer(self._producer, timeout=5)

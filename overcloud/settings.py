@@ -43,6 +43,12 @@ class KafkaSettings:
     """Partitions for the metric topics (keyed by node); DevLake consumers share them."""
     topic_prefix: str = "overcloud"
     """Topics are `<prefix>.metrics.<layer>`, `<prefix>.events`, `<prefix>.deadletter`."""
+    replay_window: float = 900.0
+    """Seconds a producer keeps what the broker acknowledged (agents' batches in their spool,
+    published events in the journal), to send again if the broker loses its log (tansu keeps
+    it in memory). Covers a DevLake that is down or lagging for up to this long."""
+    replay_max_bytes: int = 64 * 1024 * 1024
+    """Upper bound of that history per spool or journal; older entries go first (counted)."""
 
     @property
     def bootstrap(self) -> str:
@@ -447,6 +453,8 @@ def _validate(s: Settings) -> None:
         raise ConfigError(f"agent.interval must be at least 1 second, got {s.agent.interval:g}")
     if s.agent.spool_max_bytes < 4096:
         raise ConfigError("agent.spool_max_bytes must be at least 4096")
+    if s.kafka.replay_window < 0 or s.kafka.replay_max_bytes < 0:
+        raise ConfigError("kafka.replay_window and kafka.replay_max_bytes must be >= 0 (0: no replay)")
     if s.devlake.batch_points < 1 or s.devlake.linger <= 0:
         raise ConfigError("devlake.batch_points must be >= 1 and devlake.linger > 0")
     if s.influx.url and not s.influx.url.startswith(("http://", "https://")):

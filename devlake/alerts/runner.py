@@ -12,6 +12,13 @@ Because of that it is only *ready* once the group is joined and partitions are a
 join takes seconds on tansu): `run` calls `on_ready` then, and the CLI prints its banner
 only at that point, so `services up alerts` and tests that wait for it do not send samples
 the evaluator would never see.
+
+A broker restart (tansu keeps everything in memory) is not a new group, though: when the
+group is joined again and a partition has no committed offset, this process reads it from
+the *start* of the new log — the samples agents spooled while the broker was away are
+evaluated, and the replayed older ones are skipped by the evaluator's per-group times.
+Events (`NodeOverloaded` …) go through the events journal (`KafkaEventBus`), which this
+process also watches: one acknowledged just before a broker crash is published again.
 """
 
 from __future__ import annotations
@@ -26,7 +33,7 @@ from typing import Any
 
 import httpx
 import orjson
-from kafka import KafkaConsumer, KafkaProducer
+from kafka import ConsumerRebalanceListener, KafkaConsumer, KafkaProducer
 from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata, TopicPartition
 
@@ -34,8 +41,8 @@ from devlake.alerts.evaluator import Evaluator
 from devlake.alerts.outbox import Outbox, Worker, alertmanager_alert, http_post
 from devlake.alerts.rules import Rule
 from devlake.sinks import MetricSink
-from overcloud.bus import events_topic
-from overcloud.errors import DecodeError, TemporaryError
+from overcloud.bus import KafkaEventBus, poll
+from overcloud.errors import DecodeError
 from overcloud.settings import Settings
 from overcloud.wire import sample_rows
 
@@ -81,13 +88,10 @@ class Senders:
         self._sink = sink
         self._http = httpx.Client(timeout=5.0)
         self._dbs: set[str] = set()
-        self._topic = events_topic(s)
+        self.events = KafkaEventBus(s, producer=producer)
 
     def event(self, key: str, target: str, body: bytes) -> None:
-        try:
-            self._producer.send(self._topic, key=target.encode(), value=body).get(timeout=10)
-        except KafkaError as exc:
-            raise TemporaryError(f"events topic: {exc}") from None
+        self.events.publish_bytes(body, target.encode(), target)
 
     def webhook(self, key: str, target: str, body: bytes) -> None:
         http_post(self._http, target, body, {"Idempotency-Key": key})
@@ -103,6 +107,7 @@ class Senders:
 
     def close(self) -> None:
         self._http.close()
+        self.events.close(producer=False)  # the producer is the caller's
 
 
 class AlertRunner:
@@ -122,6 +127,10 @@ class AlertRunner:
         self._dirty = True
         self.transitions = 0
         self.am_uses = any(a.type == "alertmanager" for r in rules for a in r.actions)
+        self.rejoined_from_start = 0
+        topics = sorted(consumer.subscription() or [])
+        if topics:
+            consumer.subscribe(topics=topics, listener=_FromStartAfterReset(self))
 
     def workers(self, stop: threading.Event) -> list[Worker]:
         s = self._senders
@@ -140,6 +149,7 @@ class AlertRunner:
         workers = self.workers(stop)
         for w in workers:
             w.start()
+        self._senders.events.watch(stop)
         try:
             while not stop.is_set():
                 self.step()
@@ -155,7 +165,7 @@ class AlertRunner:
 
     def step(self) -> None:
         tick_ns = int(self._s.alerts.tick * 1e9)
-        records = self._consumer.poll(timeout_ms=min(200, tick_ns // 1_000_000), max_records=5000)
+        records = poll(self._consumer, timeout_ms=min(200, tick_ns // 1_000_000), max_records=5000)
         ev = self.evaluator
         for tp, messages in records.items():
             for msg in messages:
@@ -219,3 +229,26 @@ class AlertRunner:
             self._senders.alertmanager("resend", "", orjson.dumps(alerts))
         except Exception as exc:  # a resend is best effort: the next one comes in `resend` s
             log.warning("re-sending %d firing alerts to Alertmanager failed: %s", len(alerts), exc)
+
+
+class _FromStartAfterReset(ConsumerRebalanceListener):  # type: ignore[misc]
+    """After the first assignment, a partition without a committed offset means the broker
+    lost the group's offsets (a tansu restart): read it from the start, not the end."""
+
+    def __init__(self, runner: AlertRunner) -> None:
+        self._runner = runner
+        self._joined = False
+
+    def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        pass
+
+    def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        consumer = self._runner._consumer
+        if self._joined and assigned:
+            fresh = [tp for tp in assigned if consumer.committed(tp) is None]
+            if fresh:
+                consumer.seek_to_beginning(*fresh)
+                self._runner.rejoined_from_start += len(fresh)
+                log.warning("re-joined with no committed offsets on %d partition(s) (the broker "
+                            "restarted?): reading them from the start", len(fresh))
+        self._joined = self._joined or bool(assigned)

@@ -43,8 +43,7 @@ def run(
 ) -> None:
     """Run an agent for one layer until SIGTERM/SIGINT (or once with --once)."""
     from agents.publisher import Publisher
-    from agents.runtime import Agent, default_identity, prime, spool_path
-    from agents.spool import Spool
+    from agents.runtime import Agent, default_identity, open_spool, prime
     from collectors.base import build
     from overcloud.samples import Layer
 
@@ -75,7 +74,7 @@ def run(
             collectors += _undercloud_collectors(s)
         if "service" in layers:
             collectors.append(_http_collector(url, expect, every))
-    spool = Spool(spool_path(s, identity, *(Layer(x) for x in layers)), s.agent.spool_max_bytes)
+    spool = open_spool(s, identity, *(Layer(x) for x in layers))
     publisher = Publisher(s, spool)
     agent = Agent(s, identity, collectors, publisher)
     if once:
@@ -153,8 +152,9 @@ def _http_collector(url: str, expect: str, every: float) -> Collector:
     from collectors.service.http import HttpProbeCollector
 
     # a probe that hangs (nginx waiting on a stopped upstream) holds up the agent's cycle:
-    # give up within half an interval, so an outage is reported in the next one
-    return HttpProbeCollector(url, expect, timeout=min(5.0, max(1.0, every / 2)))
+    # give up within half an interval, so that the cycle ends before the next one is due
+    # (a late cycle leaves an interval without samples) and an outage is reported in it
+    return HttpProbeCollector(url, expect, timeout=min(5.0, max(0.5, every / 2)))
 
 
 def _node_collectors(s: Settings, layers: list[str], instance: str, lxd_host: str,

@@ -105,7 +105,7 @@ def test_two_node_overcloud_end_to_end(uc: Env, tmp_path: Path) -> None:
         # the same request event delivered again: still one OverCloud, no new container
         request_id = out.stdout.split("request id ")[1].split()[0]
         _redeliver(uc, request_id)
-        wait_until(lambda: f"request {request_id} already handled" in orch.output(),
+        wait_until(lambda: f"{request_id}: already handled" in orch.output(),
                    timeout=60, interval=0.2, what="the orchestrator to see the duplicate")
         assert _ours(uc, name) == placed
 
