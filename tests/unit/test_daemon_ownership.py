@@ -13,8 +13,10 @@ from daemons.process import Daemon
 
 
 def _sleeper(tmp: Path, seconds: str) -> Daemon:
+    # the test's own directory in the command line: scans of /proc see only this test's
+    # sleepers, not those of another test session running at the same time
     return Daemon(name="sleeper", argv=[sys.executable, "-c", "import time; time.sleep(60)",
-                                        seconds], state_dir=tmp, ready=lambda: True,
+                                        seconds, str(tmp)], state_dir=tmp, ready=lambda: True,
                   address="-")
 
 
@@ -85,7 +87,7 @@ def test_starts_at_once_give_one_process(tmp_path: Path) -> None:
     for t in threads:
         t.join(30)
     running = [p for p in Path("/proc").iterdir() if p.name.isdigit() and _state(int(p.name))
-               .endswith(f"{sys.executable} -c import time; time.sleep(60) a ")]
+               .endswith(f"{sys.executable} -c import time; time.sleep(60) a {tmp_path} ")]
     try:
         assert len(set(pids)) == 1 and len(pids) == 6, pids
         assert [int(p.name) for p in running] == pids[:1], (running, pids)
