@@ -177,7 +177,7 @@ class EventFeedRunner(threading.Thread):
     def __init__(self, s: Settings, journal: Journal, hooks: HookStore,
                  stop: threading.Event) -> None:
         super().__init__(name="event-feed", daemon=True)
-        self._s, self._journal, self._hooks, self._stop = s, journal, hooks, stop
+        self._s, self._journal, self._hooks, self._halt = s, journal, hooks, stop
         self.feed: EventFeed | None = None
 
     def step(self) -> None:
@@ -192,7 +192,7 @@ class EventFeedRunner(threading.Thread):
         self.feed.step()
 
     def run(self) -> None:
-        _loop("event feed", self._stop, self.step, 0.0)
+        _loop("event feed", self._halt, self.step, 0.0)
 
 
 def _api(s: Settings) -> tuple[Any, Callable[[], None]]:

@@ -112,3 +112,24 @@ def test_a_dead_endpoint_is_given_up_after_max_attempts(tmp_path: Path) -> None:
         d.join(10)
     row = store.deliveries("alpha")[0]
     assert row.attempts == 3 and "Connect" in row.error
+
+
+def test_the_event_feed_thread_stops_and_joins(tmp_path: Path) -> None:
+    """`serve` joins its threads on SIGTERM; an attribute shadowing `Thread._stop` made that
+    join raise (a traceback in every DevTower's log at shutdown)."""
+    import threading
+
+    from devtower.journal import Journal
+    from devtower.server import EventFeedRunner
+    from overcloud.settings import load_settings
+    from tests.helpers import free_port
+
+    s = load_settings(env={"OVERCLOUD_STATE_DIR": str(tmp_path), "OVERCLOUD_CONFIG": "",
+                           "OVERCLOUD_KAFKA_PORT": str(free_port())})  # nothing listens there
+    stop = threading.Event()
+    runner = EventFeedRunner(s, Journal(tmp_path / "j.sqlite"), HookStore(tmp_path / "h.sqlite"),
+                             stop)
+    runner.start()
+    stop.set()
+    runner.join(timeout=30)
+    assert not runner.is_alive()
