@@ -10,7 +10,7 @@ never touch a host, so they are instant and safe to repeat.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
@@ -61,31 +61,18 @@ STATE_STYLE = {"ready": "green", "draining": "yellow", "unreachable": "red"}
 def list_(json_out: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False
           ) -> None:
     """Every site and host: kind, state, capacity, what our nodes hold, current load."""
-    inv = _inventory()
-    snap = _snapshot(inv)
-    views = {v.name: v for v in snap.views}
-    rows: list[dict[str, Any]] = []
-    for r in snap.records:
-        v = views[r.name]
-        a = snap.allocated.get(r.name)
-        ld = snap.load.get(r.name)
-        rows.append({
-            "site": r.site, "host": r.name, "kind": f"lxd-{r.kind}", "state": v.state,
-            "reachable": snap.reachable.get(r.name, False), "url": r.url,
-            "labels": dict(r.labels),
-            "capacity": {"cpu": v.capacity_cpu, "memory": v.capacity_memory},
-            "allocated": {"cpu": v.allocated_cpu, "memory": v.allocated_memory,
-                          "nodes": list(a.nodes) if a else []},
-            "load": {"cpu_percent": v.cpu_util, "mem_percent": v.mem_util,
-                     "net_bytes_per_s": v.net_bytes_per_s},
-            "instances": ld.instances if ld else None,
-        })
-    sites = [{"site": s.name, "kind": s.kind, "cloud": s.cloud} for s in inv.sites()]
+    from orchestrator.hosts import drivers
+    from orchestrator.inventory import undercloud_report
+    from orchestrator.registry import Registry
+
+    s = settings()
+    report = undercloud_report(s, _inventory(), {n: d.reachable for n, d in drivers(s).items()},
+                               Registry(s))
+    rows, sites = report["hosts"], report["sites"]
     if json_out:
         import orjson
 
-        console.print_json(orjson.dumps({"hosts": rows, "sites": sites,
-                                         "load_error": snap.load_error}).decode())
+        console.print_json(orjson.dumps(report).decode())
         return
     t = Table(title="UnderCloud", title_justify="left")
     for col in ("site", "host", "kind", "state", "capacity", "allocated", "cpu", "mem",
@@ -106,8 +93,9 @@ def list_(json_out: Annotated[bool, typer.Option("--json", help="Machine-readabl
             t.add_row(s["site"], "-", s["kind"] + (f" (cloud {s['cloud']})" if s["cloud"] else ""),
                       "-", "", "", "", "", "", "")
     console.print(t)
-    if snap.load_error:
-        console.print(styled(f"load: the DevLake could not be read ({snap.load_error})", "dim"))
+    if report["load_error"]:
+        console.print(styled(f"load: the DevLake could not be read ({report['load_error']})",
+                             "dim"))
 
 
 @app.command()
