@@ -22,17 +22,9 @@ from devlake.consumer import DEADLETTER_MAX_BYTES, TRUNCATED_KEEP, KafkaDeadLett
 from overcloud.bus import deadletter_topic
 from overcloud.errors import TemporaryError
 from overcloud.settings import load_settings
+from tests.unit.test_devlake_consumer import Record
 
 SETTINGS = load_settings(env={"OVERCLOUD_CONFIG": ""})
-
-
-@dataclass(frozen=True)
-class Record:
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes
 
 
 @dataclass
