@@ -163,12 +163,19 @@ def _pinned(server_cert: Path) -> ssl.SSLContext:
     return ctx
 
 
+API_ANSWER_TIMEOUT = (5.0, 10.0)
+"""(local, remote) seconds an API call may take before its host counts as not answering. A
+dead local daemon is refused at once (no socket listener), so this only bounds a live, slow
+one: on our 2-core machines under a heavy load, `GET /1.0` took over 1 s, and a 1 s limit
+made placement drop a healthy host as unreachable."""
+
+
 def api_answers(host: LxdHost) -> bool:
     """The host's API answers, and (remote) trusts our client certificate."""
     if not host.remote and not host.socket.exists():
         return False
     try:
-        with LocalApi(host, timeout=1.0 if not host.remote else 3.0) as api:
+        with LocalApi(host, timeout=API_ANSWER_TIMEOUT[1 if host.remote else 0]) as api:
             info = api.get("/1.0")
     except (httpx.HTTPError, ServiceError, OSError, ValueError, ssl.SSLError):
         return False
