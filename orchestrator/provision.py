@@ -255,6 +255,8 @@ def register_actions(actions: ActionRegistry, c: Context) -> None:
         name = ctx.input["name"]
         for pid_file in (c.settings.state_dir / "run").glob(f"agent-{name}-*.pid"):
             node = pid_file.stem.removeprefix(f"agent-{name}-")
+            if not _is_node_of(name, node):  # another OverCloud's: "blog" vs "blog-x"'s agents
+                continue
             rec = c.registry.get(name)
             host = next((n.host for n in rec.nodes if n.node == node), "") if rec else ""
             agent_daemon(c.settings, name, node, host).stop()
@@ -353,6 +355,12 @@ def agent_daemon(settings: Settings, overcloud: str, node: str, host: str, *,
     # load average above 100 (a move then failed only because its agent was slow to start)
     d.start_timeout = 180
     return d
+
+
+def _is_node_of(overcloud: str, node: str) -> bool:
+    """`node` is one of `overcloud`'s node names (`<name>-n<i>`, as `node_names` makes them)."""
+    rest = node.removeprefix(f"{overcloud}-n")
+    return rest != node and rest.isascii() and rest.isdigit()
 
 
 def _wanted_port(req: OverCloudRequest) -> int | None:
