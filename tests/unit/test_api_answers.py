@@ -31,7 +31,7 @@ def _serve(sock: Path, delay: float) -> _Server:
         def address_string(self) -> str:  # a unix socket has no client address
             return "local"
 
-        def do_GET(self) -> None:  # noqa: N802 (the stdlib's name)
+        def do_GET(self) -> None:
             time.sleep(delay)
             body = json.dumps({"metadata": {"api_version": "1.0", "auth": "trusted"}}).encode()
             self.send_response(200)
