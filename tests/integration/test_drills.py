@@ -235,7 +235,8 @@ def test_kill_9_drills_while_the_loop_runs(uc: Env, services: Env, tmp_path: Pat
                        timeout=timeout, interval=2, what="every interval of every window")
         for drill, start, end in windows:
             got = gaps(start, end)
-            lost = {b.series: b.empty for b in got if b.unexplained}
+            lost = {b.series: f"{len(b.empty)} of {b.intervals} empty, {b.skipped} skipped: "
+                              f"{_ranges(b.empty)}" for b in got if b.unexplained}
             drill.add(window_s=end - start, series=len(got),
                       intervals=sum(b.intervals for b in got),
                       samples=sum(b.samples for b in got),
@@ -244,8 +245,8 @@ def test_kill_9_drills_while_the_loop_runs(uc: Env, services: Env, tmp_path: Pat
                       unexplained=sum(b.unexplained for b in got))
             if lost:
                 drill.add(lost=lost)
-            loop.expect(not lost, f"{drill.drill}: intervals without a sample the agent had not "
-                                  f"skipped: {lost}")
+            loop.expect(not lost, f"{drill.drill}: window {_ranges([start])}-{_ranges([end - 1])}: "
+                                  f"intervals without a sample the agent had not skipped: {lost}")
 
     def events() -> list[Event]:
         return events_on_topic(s)
@@ -483,3 +484,18 @@ def test_kill_9_drills_while_the_loop_runs(uc: Env, services: Env, tmp_path: Pat
         with contextlib.suppress(Exception):
             sink.drop_database(oc_db)  # kept by the delete for the windows above
         sink.close()
+
+
+def _ranges(seconds: list[int]) -> str:
+    """Epoch seconds as short UTC clock ranges ("22:11:12-22:11:21, 22:11:30"): a failure's
+    line stays readable (the CI output keeps only that line)."""
+    out: list[str] = []
+    prev = None
+    for t in sorted(seconds):
+        clock = time.strftime("%H:%M:%S", time.gmtime(t))
+        if out and prev is not None and t - prev == 1:
+            out[-1] = out[-1].split("-")[0] + "-" + clock
+        else:
+            out.append(clock)
+        prev = t
+    return ", ".join(out)
