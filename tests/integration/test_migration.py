@@ -391,6 +391,46 @@ def _rates(env: Env, host: str, window: float = 3.0) -> dict[str, float]:
     return {n: max(u - first.get(n, u), 0) / 1e9 / dt for n, u in last["usage"].items()}
 
 
+class ApacheWorkers:
+    """The most apache2 processes (WordPress's PHP workers and their parent) seen in any one
+    node of `overcloud` at once, sampled from /proc in a thread: the stack bounds them by the
+    node's CPUs (orchestrator/stack/wordpress/mpm_prefork.conf)."""
+
+    def __init__(self, overcloud: str) -> None:
+        self.most: dict[str, int] = {}
+        self._mark = f"/lxc.payload.{overcloud}-"
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> ApacheWorkers:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+    def sample(self) -> dict[str, int]:
+        count: dict[str, int] = {}
+        for proc in Path("/proc").iterdir():
+            try:
+                if not proc.name.isdigit() or (proc / "comm").read_text().strip() != "apache2":
+                    continue
+                cgroup = (proc / "cgroup").read_text()
+            except OSError:
+                continue
+            at = cgroup.find(self._mark)
+            if at >= 0:
+                node = cgroup[at + len("/lxc.payload."):].split("/", 1)[0].split("\n", 1)[0]
+                count[node] = count.get(node, 0) + 1
+        return count
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.5):
+            for node, n in self.sample().items():
+                self.most[node] = max(n, self.most.get(node, 0))
+
+
 def _host_size(busy: float, idle: float) -> tuple[float, float]:
     """The capacity to declare for a host whose nodes use `busy` + `idle` cores, so that with
     the busy node the host is over THRESHOLD and without it under RECOVER by the same factor
@@ -420,7 +460,7 @@ def test_overload_moves_nodes_until_the_host_recovers(
     load: subprocess.Popen[bytes] | None = None
     agent = evaluator = None
     try:
-        with probe(port) as down:
+        with probe(port) as down, ApacheWorkers(name) as workers:
             # the load: one busy loop in one node, with a CPU weight (cgroup shares) far above
             # other processes', so that it gets most of a core however busy the shared machine
             # is — the others' tests must not decide whether this node is "busy"
@@ -473,6 +513,11 @@ def test_overload_moves_nodes_until_the_host_recovers(
         assert "lxd2" in run_cli(["show", name], env, check=True).stdout
         # the busy node does not carry the URL: the page never failed
         assert down.ok > 0 and down.failures == 0, down.kinds()
+        # a node starved of CPU by its neighbour keeps its PHP workers bounded (8 per CPU and
+        # their parent): with Debian's 150, requests whose clients gave up piled up workers
+        # until the machine's load passed 150
+        assert workers.most and max(workers.most.values()) <= 8 + 1, workers.most
+        print(f"apache2 processes at most, per node: {workers.most}")
 
         # the same host reported overloaded again within the cool-down: no second migration
         started_before = len(events.of("MigrationStarted", overcloud=name))
