@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -82,3 +83,43 @@ class Background:
 
     def output(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+
+class ApacheWorkers:
+    """The most apache2 processes (WordPress's PHP workers and their parent) seen in any one
+    node of `overcloud` at once, sampled from /proc in a thread: the stack bounds them by the
+    node's CPUs (orchestrator/stack/wordpress/mpm_prefork.conf)."""
+
+    def __init__(self, overcloud: str) -> None:
+        self.most: dict[str, int] = {}
+        self._mark = f"/lxc.payload.{overcloud}-"
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> ApacheWorkers:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+    def sample(self) -> dict[str, int]:
+        count: dict[str, int] = {}
+        for proc in Path("/proc").iterdir():
+            try:
+                if not proc.name.isdigit() or (proc / "comm").read_text().strip() != "apache2":
+                    continue
+                cgroup = (proc / "cgroup").read_text()
+            except OSError:
+                continue
+            at = cgroup.find(self._mark)
+            if at >= 0:
+                node = cgroup[at + len("/lxc.payload."):].split("/", 1)[0].split("\n", 1)[0]
+                count[node] = count.get(node, 0) + 1
+        return count
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.5):
+            for node, n in self.sample().items():
+                self.most[node] = max(n, self.most.get(node, 0))

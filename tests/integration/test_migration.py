@@ -31,7 +31,7 @@ from orchestrator.registry import Registry
 from overcloud.bus import events_topic
 from overcloud.waiting import wait_until
 from tests.conftest import Env
-from tests.helpers import Background, free_port, run_cli
+from tests.helpers import ApacheWorkers, Background, free_port, run_cli
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(2400)]
 
@@ -389,46 +389,6 @@ def _rates(env: Env, host: str, window: float = 3.0) -> dict[str, float]:
     wait_until(window_passed, timeout=window + 120, interval=0.5, what="a measurement window")
     dt = last["t"] - t0
     return {n: max(u - first.get(n, u), 0) / 1e9 / dt for n, u in last["usage"].items()}
-
-
-class ApacheWorkers:
-    """The most apache2 processes (WordPress's PHP workers and their parent) seen in any one
-    node of `overcloud` at once, sampled from /proc in a thread: the stack bounds them by the
-    node's CPUs (orchestrator/stack/wordpress/mpm_prefork.conf)."""
-
-    def __init__(self, overcloud: str) -> None:
-        self.most: dict[str, int] = {}
-        self._mark = f"/lxc.payload.{overcloud}-"
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def __enter__(self) -> ApacheWorkers:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(10)
-
-    def sample(self) -> dict[str, int]:
-        count: dict[str, int] = {}
-        for proc in Path("/proc").iterdir():
-            try:
-                if not proc.name.isdigit() or (proc / "comm").read_text().strip() != "apache2":
-                    continue
-                cgroup = (proc / "cgroup").read_text()
-            except OSError:
-                continue
-            at = cgroup.find(self._mark)
-            if at >= 0:
-                node = cgroup[at + len("/lxc.payload."):].split("/", 1)[0].split("\n", 1)[0]
-                count[node] = count.get(node, 0) + 1
-        return count
-
-    def _run(self) -> None:
-        while not self._stop.wait(0.5):
-            for node, n in self.sample().items():
-                self.most[node] = max(n, self.most.get(node, 0))
 
 
 def _host_size(busy: float, idle: float) -> tuple[float, float]:

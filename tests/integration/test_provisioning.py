@@ -11,6 +11,8 @@ import os
 import signal
 import subprocess
 import sys
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +27,7 @@ from overcloud.bus import events_topic
 from overcloud.settings import Settings
 from overcloud.waiting import wait_until
 from tests.conftest import Env
-from tests.helpers import Background, free_port, run_cli
+from tests.helpers import ApacheWorkers, Background, free_port, run_cli
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(2400)]
 
@@ -54,6 +56,13 @@ def _page(port: int) -> bool:
     except httpx.HTTPError:
         return False
     return r.status_code == 200 and "WordPress" in r.text
+
+
+def _status(port: int) -> int:
+    try:
+        return httpx.get(f"http://127.0.0.1:{port}/wp-admin/install.php", timeout=60).status_code
+    except httpx.HTTPError as exc:
+        return -len(type(exc).__name__)  # a failure, counted apart from every status
 
 
 def _serves(port: int) -> bool:
@@ -111,6 +120,14 @@ def test_two_node_overcloud_end_to_end(uc: Env, tmp_path: Path) -> None:
 
         shown = run_cli(["show", name], uc, check=True).stdout
         assert "lxd1" in shown and "lxd2" in shown and "healthy" in shown
+
+        # 400 page requests, 40 at a time: Apache runs at most 8 PHP workers per CPU of the
+        # node (1 here) and the rest wait in its listen queue, every one answered (Debian's
+        # bound, 150, let a starved node fork workers until the machine stalled)
+        with ApacheWorkers(name) as workers, ThreadPoolExecutor(40) as pool:
+            codes = Counter(pool.map(lambda _: _status(port), range(400)))
+        assert codes == {200: 400}, codes
+        assert 0 < max(workers.most.values()) <= 8 + 1, workers.most
 
         gone = run_cli(["delete", name, "--wait"], uc, timeout=300)
         assert gone.returncode == 0, gone.stdout + gone.stderr
