@@ -88,6 +88,9 @@ class Daemon:
     start_timeout: float = 30.0
     prepare: Callable[[], None] | None = None
     """Runs just before a fresh start (write a config file, make directories)."""
+    log_from: int = 0
+    """Where in the log this object's own start began (0 when it found the daemon running):
+    readiness is read from there on, not from an earlier run's lines."""
 
     @property
     def pid_file(self) -> Path:
@@ -139,53 +142,80 @@ class Daemon:
         Running with other options (the recorded command line differs from `argv`): that
         process is stopped and this one started."""
         with self._locked():
-            pid = self._spawn()
+            pid, spawned = self._spawn()
         deadline = time.monotonic() + self.start_timeout
         while not self.ready():
             if not _alive(pid):
                 self.pid_file.unlink(missing_ok=True)
                 raise ServiceError(f"{self.name} exited during start-up: {self.log_tail()}")
             if time.monotonic() > deadline and not self.ready():  # one last look
+                if spawned:
+                    # started now and given up on: stopped, not left running for the next
+                    # start to spawn a second one beside it (its pid file may be gone, or
+                    # name another process by then, so it is stopped by its own pid)
+                    with self._locked():
+                        self._stop_pid(pid)
                 raise ServiceError(
                     f"{self.name} not ready after {self.start_timeout:g}s: {self.log_tail()}"
                 )
             time.sleep(0.05)
         return pid
 
-    def _spawn(self) -> int:
-        """The pid running as asked: the recorded one, or a process started now (locked)."""
+    def _stop_pid(self, pid: int) -> None:
+        """SIGTERM, then SIGKILL, the process `pid` if it still runs our command line; its
+        pid file goes too when it names that process (locked)."""
+        if not (_alive(pid) and _cmdline(pid) == [str(a) for a in self.argv]):
+            return
+        rec = self._recorded()
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        while _alive(pid):
+            if time.monotonic() > deadline:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+                deadline = time.monotonic() + 5
+            time.sleep(0.05)
+        if rec is not None and rec[0] == pid:
+            self.pid_file.unlink(missing_ok=True)
+
+    def _spawn(self) -> tuple[int, bool]:
+        """The pid running as asked, and whether it was started now: the recorded process,
+        or a new one (locked)."""
         pid = self.pid()
         rec = self._recorded()
         if pid is not None and rec is not None and rec[1] != self.argv:
             self._stop()
             pid = None
-        if pid is None:
-            if self.port and port_open(*self.port):
-                raise ServiceError(
-                    f"{self.name}: port {self.port[1]} on {self.port[0]} is already used by "
-                    "another process; stop it or choose another port"
-                )
-            if self.prepare:
-                self.prepare()
-            self.pid_file.parent.mkdir(parents=True, exist_ok=True)
-            self.log_file.parent.mkdir(parents=True, exist_ok=True)
-            log = self.log_file.open("ab")
-            try:
-                proc = subprocess.Popen(
-                    self.argv,
-                    stdin=subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    env={**os.environ, **self.env},
-                    start_new_session=True,
-                )
-            except OSError as exc:
-                raise ServiceError(f"{self.name}: cannot run {self.argv[0]}: {exc}") from None
-            finally:
-                log.close()
-            pid = proc.pid
-            self.pid_file.write_text(f"{pid}\n{json.dumps(self.argv)}\n")
-        return pid
+        if pid is not None:
+            return pid, False
+        if self.port and port_open(*self.port):
+            raise ServiceError(
+                f"{self.name}: port {self.port[1]} on {self.port[0]} is already used by "
+                "another process; stop it or choose another port"
+            )
+        if self.prepare:
+            self.prepare()
+        self.pid_file.parent.mkdir(parents=True, exist_ok=True)
+        self.log_file.parent.mkdir(parents=True, exist_ok=True)
+        log = self.log_file.open("ab")
+        self.log_from = log.seek(0, os.SEEK_END)
+        try:
+            proc = subprocess.Popen(
+                self.argv,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, **self.env},
+                start_new_session=True,
+            )
+        except OSError as exc:
+            raise ServiceError(f"{self.name}: cannot run {self.argv[0]}: {exc}") from None
+        finally:
+            log.close()
+        pid = proc.pid
+        self.pid_file.write_text(f"{pid}\n{json.dumps(self.argv)}\n")
+        return pid, True
 
     def stop(self, timeout: float = 20.0, sig: int = signal.SIGTERM) -> bool:
         """Stop our recorded process (SIGTERM, then SIGKILL). Returns False if none ran."""

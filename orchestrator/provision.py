@@ -40,6 +40,10 @@ from overcloud.events import OverCloudDeleted, OverCloudFailed, OverCloudReady, 
 from overcloud.settings import Settings
 
 STACK_DIR = "/srv/stack"
+AGENT_START_TIMEOUT = 180
+"""Seconds a node agent gets to show its banner: a Python start on a busy 2-core host has
+taken ~30 s, and over 60 s with the machine's load average above 100 (a move then failed
+only because its agent was slow to start)."""
 
 
 @dataclass
@@ -83,7 +87,10 @@ def provision_spec(request: OverCloudRequest) -> WorkflowSpec:
         TaskSpec("verify", "verify", {}, after=("expose",), retries=30, backoff=1.0,
                  timeout=30),
         TaskSpec("devlake", "devlake", {}, after=("verify",), retries=5, timeout=60),
-        TaskSpec("agents", "agents", {}, after=("devlake",), retries=2, timeout=120),
+        # longer than the agents' own start timeouts, one after the other: an attempt that
+        # timed out first went on starting agents while the next attempt started them again
+        TaskSpec("agents", "agents", {}, after=("devlake",), retries=2,
+                 timeout=AGENT_START_TIMEOUT * len(nodes) + 30),
         TaskSpec("ready", "ready", {}, after=("agents",), retries=5, timeout=30),
     ]
     return WorkflowSpec(kind="provision", subject=request.name, tasks=tuple(tasks),
@@ -351,9 +358,7 @@ def agent_daemon(settings: Settings, overcloud: str, node: str, host: str, *,
     if expect:
         args += ["--expect", expect]
     d = cli_daemon(settings, f"agent-{overcloud}-{node}", args, f"{node}@{host}", "agent:")
-    # a Python start on a busy 2-core host has taken ~30 s, and over 60 s with the machine's
-    # load average above 100 (a move then failed only because its agent was slow to start)
-    d.start_timeout = 180
+    d.start_timeout = AGENT_START_TIMEOUT
     return d
 
 
