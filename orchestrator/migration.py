@@ -29,6 +29,7 @@ with the reason; a partial node on an unreachable target is reused by the next a
 from __future__ import annotations
 
 import logging
+import shlex
 import subprocess
 import time
 from collections.abc import Callable, Sequence
@@ -342,13 +343,25 @@ def _settle(c: Context, req: OverCloudRequest, node: str, tiers: list[str], sour
         c.registry.release_network(req.name, source)
 
 
+COPY_SKIPS = ("./ibtmp1",)
+"""InnoDB's temporary tablespace: MariaDB makes it anew at every start, so it never travels."""
+
+
 def _copy_volume(src: MovableHost, tgt: MovableHost, node: str, path: str) -> None:
-    """The database's files, node to node, as one tar stream (replaces what the target has)."""
-    tgt.exec(node, "sh", "-c", f"mkdir -p {path} && find {path} -mindepth 1 -delete",
+    """The database's files, node to node, as one gzip'd tar stream (replaces what the target
+    has). Compressed because the stream is the site's downtime: through two `lxc exec`
+    websockets it moved 125 MB of a fresh WordPress database (96 MB of it InnoDB's redo log,
+    mostly zeros) in 16 s on a loaded machine. `pipefail`: a tar that fails mid-stream must
+    fail the copy, not end a valid gzip stream of half the files."""
+    quoted = shlex.quote(path)
+    tgt.exec(node, "sh", "-c", f"mkdir -p {quoted} && find {quoted} -mindepth 1 -delete",
              timeout=120)
-    sender = src.exec_stream(node, "tar", "--numeric-owner", "-C", path, "-cf", "-", ".",
+    skips = " ".join(f"--exclude={shlex.quote(p)}" for p in COPY_SKIPS)
+    sender = src.exec_stream(node, "bash", "-o", "pipefail", "-c",
+                             f"tar --numeric-owner -C {quoted} {skips} -cf - . | gzip -1",
                              stdout=-1)
-    receiver = tgt.exec_stream(node, "tar", "--numeric-owner", "-C", path, "-xf", "-",
+    receiver = tgt.exec_stream(node, "bash", "-o", "pipefail", "-c",
+                               f"gzip -dc | tar --numeric-owner -C {quoted} -xf -",
                                stdin=sender.stdout)
     assert sender.stdout is not None
     sender.stdout.close()  # the receiver holds it now; the sender sees EPIPE if it dies
