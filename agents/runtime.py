@@ -15,6 +15,7 @@ when a run starts a little late.
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import math
 import socket
@@ -24,6 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import IO
 
 from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_SUBMITTED, JobSubmissionEvent
 from apscheduler.executors.pool import ThreadPoolExecutor
@@ -33,6 +35,7 @@ from agents.publisher import Publisher
 from agents.spool import Spool
 from collectors.base import Collector
 from overcloud.bus import metrics_topic
+from overcloud.errors import UserError
 from overcloud.samples import Layer, Sample, now_ns
 from overcloud.settings import Settings
 from overcloud.wire import encode_samples
@@ -58,9 +61,29 @@ class AgentIdentity:
         return tags
 
 
+_held: list[IO[bytes]] = []
+"""The spool locks this process holds (released when it exits)."""
+
+
 def open_spool(settings: Settings, identity: AgentIdentity, layer: Layer, *more: Layer) -> Spool:
-    """The agent's spool, keeping acknowledged batches for the configured replay window."""
-    return Spool(spool_path(settings, identity, layer, *more), settings.agent.spool_max_bytes,
+    """The agent's spool, keeping acknowledged batches for the configured replay window; this
+    process its only user for as long as it runs.
+
+    Exclusive because two agents on one spool (the same node's agent started twice) each saw
+    the other's acknowledged offsets as "the broker's log went back", resent their whole
+    history, and kept each other doing it several times a second: the broker grew past 10 GB
+    of memory. A second agent of the same node and layers is refused at start instead."""
+    path = spool_path(settings, identity, layer, *more)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock = path.with_name(path.name + ".lock").open("ab")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.close()
+        raise UserError(f"another agent of {identity.node} ({'+'.join(x.value for x in (layer, *more))}) "
+                        f"already runs on this machine: its spool {path} is in use") from None
+    _held.append(lock)
+    return Spool(path, settings.agent.spool_max_bytes,
                  history_bytes=settings.kafka.replay_max_bytes,
                  history_seconds=settings.kafka.replay_window)
 
