@@ -288,9 +288,9 @@ class Inventory:
 
     def update(self, name: str, *, site: str | None = None, labels: Mapping[str, str] | None = None,
                cpus: float | None = None, memory: int | None = None) -> HostRecord:
+        """Change a host's site, add/replace labels, or override its capacity."""
         if cpus is not None:
             check_cpus(cpus)
-        """Change a host's site, add/replace labels, or override its capacity."""
         cur = self.host(name)
         if site is not None:
             _check_name(site, "site")
@@ -298,6 +298,15 @@ class Inventory:
         self._upsert(cur, site=site or cur.site, labels=merged,
                      cpus=cpus if cpus is not None else cur.cpus,
                      memory=memory if memory is not None else cur.memory)
+        return self.host(name)
+
+    def clear_capacity(self, name: str) -> HostRecord:
+        """Drop a host's capacity override: it counts with the settings' size again."""
+        cur = self.host(name)
+        self._upsert(cur)  # the row exists (a configured host may have none yet)
+        with self._lock:
+            self._db.execute("UPDATE hosts SET cpus = NULL, memory = NULL, changed = ? "
+                             "WHERE name = ?", (time.time(), name))
         return self.host(name)
 
     def set_draining(self, host: str, draining: bool) -> HostRecord:

@@ -207,16 +207,25 @@ def undrain(host: HostArg) -> None:
 @app.command("set")
 def set_(host: HostArg,
          site: Annotated[str | None, typer.Option("--site", help="Move it to this site.")] = None,
-         label: Labels = None, cpus: Cpus = None, memory: Memory = None) -> None:
+         label: Labels = None, cpus: Cpus = None, memory: Memory = None,
+         default_capacity: Annotated[bool, typer.Option(
+             "--default-capacity", help="Drop the capacity override (cpus and memory): the "
+             "host counts with the settings' size again.")] = False) -> None:
     """Change a host's site, add labels, or override its capacity (kept across restarts)."""
     from orchestrator.inventory import parse_labels, parse_memory
     from overcloud.errors import UserError
 
     labels = parse_labels(label or [])
     mem = parse_memory(memory) if memory is not None else None
-    if site is None and not labels and cpus is None and mem is None:
-        raise UserError("nothing to change: give --site, --label, --cpus or --memory")
-    rec = _inventory().update(host, site=site, labels=labels, cpus=cpus, memory=mem)
+    if default_capacity and (cpus is not None or mem is not None):
+        raise UserError("--default-capacity drops the override: give it without --cpus/--memory")
+    if site is None and not labels and cpus is None and mem is None and not default_capacity:
+        raise UserError("nothing to change: give --site, --label, --cpus, --memory or "
+                        "--default-capacity")
+    inventory = _inventory()
+    if default_capacity:
+        inventory.clear_capacity(host)
+    rec = inventory.update(host, site=site, labels=labels, cpus=cpus, memory=mem)
     console.print(f"{rec.name}: site {rec.site}, labels "
                   f"{','.join(f'{k}={v}' for k, v in sorted(rec.labels.items())) or '-'}, capacity "
                   f"{rec.cpus if rec.cpus is not None else 'default'} cpu, "

@@ -124,6 +124,9 @@ def mig(uc: Env, tmp_path: Path) -> Iterator[tuple[Env, Events]]:
         try:
             for h in ("lxd1", "lxd2"):
                 run_cli(["undercloud", "undrain", h], env, timeout=300)
+                # the session's hosts go back to their size: the overload test declared lxd1
+                # 1-2 CPUs, and test_provisioning, later, found lxd1 full after one node
+                run_cli(["undercloud", "set", h, "--default-capacity"], env, timeout=60)
         finally:  # whatever failed above, our processes stop (they would outlive the test)
             for p in reversed(procs):
                 p.stop()

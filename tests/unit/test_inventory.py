@@ -77,6 +77,10 @@ def test_operator_changes_survive_a_new_process(tmp_path: Path, cert: Path) -> N
     sites = {x.name: x for x in again.sites()}
     assert sites["os1"].kind == "openstack" and sites["os1"].cloud == "mycloud"
     assert sites["edge"].kind == "lxd" and "local" in sites
+    # a capacity override can be dropped again (labels and site stay)
+    cleared = again.clear_capacity("lxd2")
+    assert cleared.cpus is None and cleared.memory is None and cleared.labels == {"ssd": "true"}
+    assert Inventory(_settings(tmp_path)).host("lxd2").cpus is None
     # undrain is persisted too, and is idempotent
     again.set_draining("lxd1", False)
     again.set_draining("lxd1", False)
@@ -195,6 +199,8 @@ def test_cli_errors(tmp_path: Path, cert: Path) -> None:
          "'lxd1' already exists"),
         (["undercloud", "remove", "lxd1"], "comes from the settings"),
         (["undercloud", "set", "lxd1"], "nothing to change"),
+        (["undercloud", "set", "lxd1", "--cpus", "2", "--default-capacity"],
+         "--default-capacity drops the override"),
         (["undercloud", "add-site", "local"], "site named 'local' already exists"),
     ]
     for args, message in cases:
