@@ -146,14 +146,16 @@ class Box:
 
 
 def idle_for(probe: UnderCloudCollector, readings: int) -> Any:
-    """A predicate: the host's load stayed under half the recovery threshold for `readings`
-    readings."""
+    """A predicate: the host's load stayed under the recovery threshold (what the test's idle
+    baseline must be) for `readings` readings. Half of it, as before, was 8 ms of CPU a second
+    for the whole host: an idle node's dockerd with the reading's noise on a loaded machine
+    missed it for 3 minutes in two of three CI runs."""
     calm = [0]
 
     def check() -> bool:
         (sample,) = probe.collect()
         cpu = sample.fields.get("cpu_percent")
-        calm[0] = calm[0] + 1 if isinstance(cpu, float) and cpu < RECOVER / 2 else 0
+        calm[0] = calm[0] + 1 if isinstance(cpu, float) and cpu < RECOVER else 0
         return calm[0] >= readings
 
     return check
@@ -220,7 +222,7 @@ def test_node_overloaded(uc: Env, hook: int, tmp_path: Path) -> None:
         box = Box(s, lxd1, name)
         # the container's own start-up (systemd, dockerd) is not the load under test
         probe = UnderCloudCollector(LxdHostSource(lxd1), "lxd1", Capacity(HOST_CPUS, 1 << 30))
-        wait_until(idle_for(probe, 3), timeout=180, interval=1.0, what="lxd1 idle after the launch")
+        wait_until(idle_for(probe, 3), timeout=300, interval=1.0, what="lxd1 idle after the launch")
         events = Events(s)
         procs += [Background(["devlake", "run"], env, logs / "devlake.log").start(),
                   Background(["alerts", "run", "--rules", str(rules)], env, logs / "alerts.log").start()]
