@@ -44,6 +44,19 @@ def _alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
+def _terminate(pid: int, timeout: float, sig: int) -> None:
+    """Send `sig`; SIGKILL when the process is still there after `timeout` s; wait it out."""
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, sig)
+    deadline = time.monotonic() + timeout
+    while _alive(pid):
+        if time.monotonic() > deadline:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            deadline = time.monotonic() + 5
+        time.sleep(0.05)
+
+
 def _cmdline(pid: int) -> list[str]:
     try:
         raw = Path(f"/proc/{pid}/cmdline").read_bytes()
@@ -167,15 +180,7 @@ class Daemon:
         if not (_alive(pid) and _cmdline(pid) == [str(a) for a in self.argv]):
             return
         rec = self._recorded()
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + 10
-        while _alive(pid):
-            if time.monotonic() > deadline:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
-                deadline = time.monotonic() + 5
-            time.sleep(0.05)
+        _terminate(pid, 10.0, signal.SIGTERM)
         if rec is not None and rec[0] == pid:
             self.pid_file.unlink(missing_ok=True)
 
@@ -226,15 +231,7 @@ class Daemon:
         pid = self.pid()
         if pid is None:
             return False
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, sig)
-        deadline = time.monotonic() + timeout
-        while _alive(pid):
-            if time.monotonic() > deadline:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
-                deadline = time.monotonic() + 5
-            time.sleep(0.05)
+        _terminate(pid, timeout, sig)
         self.pid_file.unlink(missing_ok=True)
         return True
 
