@@ -8,11 +8,12 @@ exist for the caller (`NotFound`, never "forbidden"), a viewer may read but not 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from devtower.cli.request import summary as summary_of
 from devtower.hooks import HookStore
+from devtower.snapshot import Snapshot
 from devtower.tokens import Identity
 from orchestrator import views
 from orchestrator.registry import OverCloudRecord, Registry
@@ -47,6 +48,11 @@ class Tower:
     workflows: WorkflowStore
     bus: EventBus
     hooks: HookStore
+    reads: Snapshot = field(init=False)
+    """What requests read (records, workflows): `registry` and `workflows`, cached."""
+
+    def __post_init__(self) -> None:
+        self.reads = Snapshot(self.registry, self.workflows)
 
 
 def visible(ident: Identity, rec: OverCloudRecord) -> bool:
@@ -58,7 +64,7 @@ def visible(ident: Identity, rec: OverCloudRecord) -> bool:
 
 
 def find(t: Tower, ident: Identity, name: str) -> OverCloudRecord:
-    rec = t.registry.get(name) if len(name) <= 64 else None
+    rec = t.reads.get(name) if len(name) <= 64 else None
     if rec is None or not visible(ident, rec):
         raise NotFound(f"no OverCloud named {name[:64]!r}")
     return rec
@@ -72,7 +78,7 @@ def writable(t: Tower, ident: Identity, name: str) -> OverCloudRecord:
 
 
 def list_overclouds(t: Tower, ident: Identity) -> list[dict[str, Any]]:
-    return [summary(r) for r in t.registry.all() if visible(ident, r)]
+    return [summary(r) for r in t.reads.all() if visible(ident, r)]
 
 
 def detail(t: Tower, ident: Identity, name: str) -> dict[str, Any]:
@@ -80,7 +86,7 @@ def detail(t: Tower, ident: Identity, name: str) -> dict[str, Any]:
     out = summary(rec)
     out["nodes"] = views.nodes(rec)
     out["spec"] = rec.spec
-    out["workflows"] = [workflow_dict(wf) for wf in t.workflows.list(subject=name)]
+    out["workflows"] = [workflow_dict(wf) for wf in t.reads.workflows_of(name)]
     return out
 
 
@@ -113,7 +119,7 @@ def submit(t: Tower, ident: Identity, text: str, source: str = "request") -> Sub
     if not ident.can_write:
         raise Forbidden(f"the {ident.role.value} role cannot create OverClouds")
     req = validate(ident, text, source)
-    if t.registry.get(req.name) is not None:
+    if t.reads.get(req.name) is not None:
         raise Conflict(f"an OverCloud named {req.name!r} already exists; choose another name")
     secret = t.hooks.register(req.name, req.devtower.notify) if req.devtower.notify else None
     event = OverCloudRequested(name=req.name, owner=req.owner, spec=req.to_spec())

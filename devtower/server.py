@@ -216,7 +216,8 @@ def _uvicorn(s: Settings, app: Any) -> uvicorn.Server:
     d = s.devtower
     tls = {"ssl_certfile": d.tls_cert, "ssl_keyfile": d.tls_key} if d.tls_cert else {}
     config = uvicorn.Config(app, host=d.host, port=d.port, log_level="warning",
-                            access_log=False, lifespan="off", **tls)  # type: ignore[arg-type]
+                            access_log=False, lifespan="off", http="httptools", loop="uvloop",
+                            **tls)  # type: ignore[arg-type]
     return uvicorn.Server(config)
 
 

@@ -194,6 +194,13 @@ class Registry:
         return OverCloudRecord(row[0], row[1], row[2], json.loads(row[3]), row[4], row[5],
                                row[6], row[7], row[8], row[9], nodes)
 
+    def version(self) -> tuple[int, int]:
+        """Changes whenever any connection (another process's or this one) committed to the
+        registry: SQLite's `data_version` counts the others' commits, `total_changes` ours.
+        A reader that caches records compares it instead of re-reading every row."""
+        with self._lock:
+            return self._db.execute("PRAGMA data_version").fetchone()[0], self._db.total_changes
+
     def all(self) -> list[OverCloudRecord]:
         with self._lock:
             names = [r[0] for r in self._db.execute("SELECT name FROM overclouds ORDER BY name")]

@@ -218,6 +218,11 @@ class WorkflowStore:
                 "SELECT * FROM tasks WHERE workflow_id = ? ORDER BY position", (workflow_id,)).fetchall()
         return _workflow(row, tasks)
 
+    def version(self) -> tuple[int, int]:
+        """Changes whenever any connection committed to the store (as `Registry.version`)."""
+        with self._lock:
+            return self._db.execute("PRAGMA data_version").fetchone()[0], self._db.total_changes
+
     def list(self, kind: str | None = None, subject: str | None = None,
              state: WorkflowState | str | None = None) -> builtins.list[WorkflowRecord]:
         """Workflows matching every filter given, oldest first."""
