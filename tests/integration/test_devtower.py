@@ -5,7 +5,8 @@ One test, in stages, because each OverCloud costs minutes of LXD: tenancy (404 f
 tenant's OverCloud, 401 for expired and revoked tokens, a viewer cannot create, the operator
 sees both), query isolation (hostile queries refused, B's DevLake intact, its read-only user
 cannot write or drop), live events resumable with Last-Event-ID, webhooks signed and
-delivered once per change across a DevTower restart, and deletion dropping the read-only user.
+delivered once per change (lifecycle, an alert, a migration) across an orchestrator killed
+during the move and a DevTower restart, and deletion dropping the read-only user.
 """
 
 from __future__ import annotations
@@ -63,6 +64,17 @@ HOSTILE = [
     "KILL QUERY 1",
 ]
 
+# an alert of each OverCloud (every OverCloud whose site answers: both, at once), and the
+# session's hosts never "overloaded" (no migration but the one the test asks for)
+ALERT_RULES = """\
+rules:
+  - {name: node-overloaded, threshold: 1000, recover: 999}
+  - name: tw-site-up
+    watch: {measurement: service_http, field: up, group_by: [overcloud]}
+    condition: ">="
+    threshold: 1
+"""
+
 
 class Receiver:
     """A webhook endpoint on loopback that keeps every delivery (body and headers)."""
@@ -90,6 +102,15 @@ class Receiver:
 
     def close(self) -> None:
         self.server.shutdown()
+
+
+def _types(hook: Receiver) -> list[str]:
+    return [str(e["type"]) for e in hook.events()]
+
+
+def _host_of(c: httpx.Client, name: str, node: str) -> str:
+    nodes = c.get(f"/v1/overclouds/{name}").json()["nodes"]
+    return str(next(n["host"] for n in nodes if n["node"] == node))
 
 
 def _api(url: str, token: str) -> httpx.Client:
@@ -172,6 +193,7 @@ def test_two_developers_through_the_devtower(uc: Env, tmp_path: Path) -> None:
     a, b = "tw-a", "tw-b"
     pa, pb = free_port(), free_port()
     live: Sse | None = None
+    alerts: Background | None = None
     try:
         wait_until(lambda: "devtower: http" in tower.output(), timeout=60, interval=0.2,
                    what="the DevTower")
@@ -283,6 +305,36 @@ def test_two_developers_through_the_devtower(uc: Env, tmp_path: Path) -> None:
             assert [i for i, _, _ in resumed.items] == [i for i, _, _ in live.items if i > middle]
             resumed.close()
 
+            # --- an alert and a migration: each OverCloud's own webhook, once each, also
+            # across an orchestrator killed (-9) while the move runs and started again ---
+            rules = tmp_path / "rules.yaml"
+            rules.write_text(ALERT_RULES)
+            alerts = Background(["alerts", "run", "--rules", str(rules)],
+                                Env(env, OVERCLOUD_ALERTS_GROUP=f"{a}-alerts",
+                                    OVERCLOUD_STATE_DIR=str(tmp_path / "alerts-state")),
+                                tmp_path / "alerts.log").start()
+            wait_until(lambda: "AlertFiring" in _types(hook_a)
+                       and "AlertFiring" in _types(hook_b), timeout=300, interval=0.5,
+                       what="both OverClouds' alert webhooks")
+            node = f"{a}-n1"
+            source = _host_of(ca, a, node)
+            target = "lxd2" if source == "lxd1" else "lxd1"
+            assert co.post(f"/v1/overclouds/{a}/migrate",
+                           params={"node": node, "to": target}).status_code == 202
+            wait_until(lambda: "MigrationStarted" in _types(hook_a), timeout=300,
+                       interval=0.2, what="A's migration-started webhook")
+            orch.kill()
+            orch = Background(["orchestrator", "run"], env,
+                              tmp_path / "orchestrator2.log").start()
+            wait_until(lambda: "MigrationFinished" in _types(hook_a), timeout=900,
+                       interval=0.5, what="A's migration-finished webhook (after the restart)")
+            finished = next(e for e in hook_a.events() if e["type"] == "MigrationFinished")
+            assert finished["payload"]["ok"], (finished, orch.output()[-3000:])
+            wait_until(lambda: _host_of(ca, a, node) == target,
+                       timeout=60, interval=0.5, what=f"{node} recorded on {target}")
+            assert _page(pa)
+            alerts.stop()
+
             # --- webhooks: own OverCloud only, signed, once per change, across a restart ---
             wait_until(lambda: "OverCloudReady" in [e["type"] for e in hook_a.events()],
                        timeout=60, interval=0.2, what="A's ready webhook")
@@ -295,9 +347,12 @@ def test_two_developers_through_the_devtower(uc: Env, tmp_path: Path) -> None:
                        what=f"{a} deleted")
             wait_until(lambda: "OverCloudDeleted" in [e["type"] for e in hook_a.events()],
                        timeout=60, interval=0.2, what="A's deleted webhook")
-            kinds = [e["type"] for e in hook_a.events()]
-            for kind in ("OverCloudRequested", "OverCloudReady", "OverCloudDeleted"):
+            kinds = _types(hook_a)
+            for kind in ("OverCloudRequested", "OverCloudReady", "OverCloudDeleted",
+                         "AlertFiring", "MigrationStarted", "MigrationFinished"):
                 assert kinds.count(kind) == 1, kinds
+            assert _types(hook_b).count("AlertFiring") == 1, _types(hook_b)
+            assert "MigrationStarted" not in _types(hook_b)
             assert all(e["overcloud"] == a for e in hook_a.events())
             assert all(e["overcloud"] == b for e in hook_b.events())
             for headers, body in hook_a.got:
@@ -320,6 +375,8 @@ def test_two_developers_through_the_devtower(uc: Env, tmp_path: Path) -> None:
             live.close()
         hook_a.close()
         hook_b.close()
+        if alerts is not None:
+            alerts.stop()
         tower.stop()
         orch.stop()
         lake.stop()
