@@ -322,7 +322,7 @@ def _serve_workers(s: Settings, stop: threading.Event,
                 return False
             return r.status_code == 200
         try:
-            wait_until(lambda: stop.is_set() or answering(), timeout=60, interval=0.1,
+            wait_until(lambda: stop.is_set() or answering(), timeout=150, interval=0.1,
                        what="the DevTower's workers to answer")
         except WaitTimeout:
             raise OverCloudError("the DevTower's HTTP workers did not start (see the log)") from None

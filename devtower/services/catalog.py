@@ -245,7 +245,8 @@ def orchestrator_daemon(s: Settings) -> Daemon:
 
 def devtower_daemon(s: Settings) -> Daemon:
     d = cli_daemon(s, "devtower", ["tower", "run"], s.devtower.url, "devtower:")
-    d.start_timeout = 120.0  # its HTTP workers each import the API stack: slow on a busy machine
+    d.start_timeout = 180.0  # its HTTP workers each import the API stack: slow on a busy machine
+    # (above the 150 s the DevTower itself waits for them to answer)
     return d
 
 

@@ -195,7 +195,7 @@ def test_two_developers_through_the_devtower(uc: Env, tmp_path: Path) -> None:
     live: Sse | None = None
     alerts: Background | None = None
     try:
-        wait_until(lambda: "devtower: http" in tower.output(), timeout=60, interval=0.2,
+        wait_until(lambda: "devtower: http" in tower.output(), timeout=180, interval=0.2,
                    what="the DevTower")
         with _api(url, ta) as ca, _api(url, tb) as cb, _api(url, tv) as cv, \
                 _api(url, top) as co:
@@ -238,7 +238,10 @@ def test_two_developers_through_the_devtower(uc: Env, tmp_path: Path) -> None:
                 failed = [(t["name"], t["error"]) for w in d["workflows"] for t in w["tasks"]
                           if t["error"]]
                 assert d["state"] == "ready", (name, d["error"], failed, orch.output()[-2000:])
-            assert _page(pa) and _page(pb)
+            # answering, not within 10 s at the first try: on a loaded 2-core machine one
+            # WordPress page can take longer (both passed the orchestrator's own check)
+            wait_until(lambda: _page(pa) and _page(pb), timeout=120, interval=1,
+                       what="both sites to answer")
 
             # --- tenancy -------------------------------------------------------------------
             assert [o["name"] for o in ca.get("/v1/overclouds").json()["overclouds"]] == [a]
@@ -332,7 +335,8 @@ def test_two_developers_through_the_devtower(uc: Env, tmp_path: Path) -> None:
             assert finished["payload"]["ok"], (finished, orch.output()[-3000:])
             wait_until(lambda: _host_of(ca, a, node) == target,
                        timeout=60, interval=0.5, what=f"{node} recorded on {target}")
-            assert _page(pa)
+            wait_until(lambda: _page(pa), timeout=120, interval=1,
+                       what=f"{a}'s site after the move")
             alerts.stop()
 
             # --- webhooks: own OverCloud only, signed, once per change, across a restart ---
@@ -340,7 +344,7 @@ def test_two_developers_through_the_devtower(uc: Env, tmp_path: Path) -> None:
                        timeout=60, interval=0.2, what="A's ready webhook")
             tower.stop()
             tower = Background(["tower", "run"], env, tmp_path / "devtower2.log").start()
-            wait_until(lambda: "devtower: http" in tower.output(), timeout=60, interval=0.2,
+            wait_until(lambda: "devtower: http" in tower.output(), timeout=180, interval=0.2,
                        what="the DevTower again")
             assert ca.delete(f"/v1/overclouds/{a}").status_code == 202
             wait_until(lambda: _state(ca, a) == "http 404", timeout=600, interval=1,
