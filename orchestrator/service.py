@@ -208,13 +208,7 @@ class Orchestrator:
         while not stop.is_set():
             if journal is not None and time.monotonic() - checked >= 0.5:
                 checked = time.monotonic()
-                now = _replays(journal)
-                if now != replays:
-                    replays = now
-                    for tp in consumer.assignment():
-                        consumer.seek_to_beginning(tp)
-                    log.info("the event journal was replayed: reading the events topic from "
-                             "its start (handled events are skipped)")
+                replays = _rewind_after_replay(consumer, journal, replays)
             records = poll(consumer, timeout_ms=200, max_records=100)
             offsets: dict[TopicPartition, OffsetAndMetadata] = {}
             retry = False
@@ -244,16 +238,29 @@ class Orchestrator:
                 stop.wait(1.0)
 
 
+def _rewind_after_replay(consumer: KafkaConsumer, journal: EventJournal, seen: int) -> int:
+    """After a replay of the journal (by any process), read the events topic from its start;
+    returns the replay count now.
+
+    The broker lost its log, so the replayed events sit at offsets from 0 of a new one, and
+    a consumer can keep its old position across the rebalance (kafka-python keeps a
+    partition's position when the same partition is assigned again and there is no
+    committed offset to fetch). When the new log has grown to that position by the next
+    fetch, no fetch is out of range and the replayed events are passed over without a word.
+    A guard against what a fresh-machine CI run showed (after a second broker kill the
+    orchestrator never read the replayed request, and logged nothing) — inferred from that
+    log, not reproduced here. The inbox skips the events already handled."""
+    now = _replays(journal)
+    if now != seen:
+        for tp in consumer.assignment():
+            consumer.seek_to_beginning(tp)
+        log.info("the event journal was replayed: reading the events topic from its start "
+                 "(handled events are skipped)")
+    return now
+
+
 def _replays(journal: EventJournal | None) -> int:
-    """How many replays the journal has seen (any process's). After one, the orchestrator
-    reads the events topic from its start: the broker lost its log, the replayed events sit
-    at offsets from 0 of a new one, and a consumer can keep its old position across the
-    rebalance (kafka-python keeps a partition's position when the same partition is
-    assigned again and there is no committed offset to fetch). When the new log has grown
-    to that position by the next fetch, no fetch is out of range and the replayed events are
-    passed over without a word. A guard against what a fresh-machine CI run showed (after a
-    second broker kill the orchestrator never read the replayed request, and logged nothing)
-    — inferred from that log, not reproduced here."""
+    """How many replays the journal has seen (-1: unreadable just now)."""
     if journal is None:
         return 0
     try:
