@@ -244,10 +244,18 @@ def _rewind(s: Settings, tp: TopicPartition, offset: int) -> None:
         c.close(autocommit=False)
 
 
-def _webhook_rows(s: Settings) -> list[tuple[str, bool]]:
+def _webhook_rows(s: Settings, channel: str = "webhook") -> list[tuple[str, bool]]:
     with sqlite3.connect(state_dir(s) / "outbox.db") as db:
         return [(str(k), d is not None) for k, d in db.execute(
-            "SELECT key, done FROM deliveries WHERE channel = 'webhook' ORDER BY rowid")]
+            "SELECT key, done FROM deliveries WHERE channel = ? ORDER BY rowid", (channel,))]
+
+
+def _events_sent(s: Settings, n: int) -> bool:
+    """The events channel is at-least-once towards Kafka (a kill between the send and the
+    row's `done` sends again, with the same event id for consumers to drop): a test that
+    counts events on the topic kills the evaluator only once its rows are marked sent."""
+    rows = _webhook_rows(s, "events")
+    return len(rows) == n and all(done for _, done in rows)
 
 
 def test_each_change_is_notified_once_across_a_killed_evaluator(
@@ -283,6 +291,7 @@ def test_each_change_is_notified_once_across_a_killed_evaluator(
                    timeout=10, what="its outbox row marked delivered")
         wait_until(lambda: _committed(s, tp) > off, timeout=30, interval=0.2,
                    what="the evaluator to commit the firing sample")
+        wait_until(lambda: _events_sent(s, 1), timeout=30, what="AlertFiring marked sent")
 
         # crash 1: the change is in the outbox, state and offsets are from before the sample
         procs[-1].kill()
@@ -306,6 +315,7 @@ def test_each_change_is_notified_once_across_a_killed_evaluator(
                    what="a refused attempt at the resolved notification")
         wait_until(lambda: _committed(s, tp) > off, timeout=30, interval=0.2,
                    what="the evaluator to commit the resolving sample")
+        wait_until(lambda: _events_sent(s, 2), timeout=30, what="AlertResolved marked sent")
         procs[-1].kill()
         receiver.refuse.clear()
         procs.append(_evaluator(env, rules, tmp_path / "alerts-3.log"))
