@@ -62,8 +62,16 @@ class DatabaseMissing(PermanentError):
 
 
 class MetricSink(Protocol):
-    def ensure_database(self, name: str) -> None:
-        """Create the database (bucket) with its retention policy if it does not exist."""
+    def ensure_database(self, name: str, retention: str | None = None) -> None:
+        """Create the database (bucket) with its retention policy if it does not exist.
+
+        `retention` (an OverCloud's `devlake.retention`) is also set on a database that
+        exists; without it an existing database keeps the retention it has (a DevLake that
+        restarts must not undo what a developer asked for)."""
+        ...
+
+    def set_retention(self, name: str, retention: str) -> None:
+        """Change how long the database keeps samples (in place, data kept)."""
         ...
 
     def databases(self) -> set[str] | None:
@@ -198,7 +206,7 @@ class InfluxV1Sink:
         return influxauth.load_accounts(Path(self._settings.credentials)) \
             if self._settings.credentials else None
 
-    def ensure_database(self, name: str) -> None:
+    def ensure_database(self, name: str, retention: str | None = None) -> None:
         if not self._settings.create_databases:
             return
         accounts = self._accounts()
@@ -211,8 +219,7 @@ class InfluxV1Sink:
             return
         try:
             create = create_database(name)
-            policy = create_retention_policy(name, self._settings.retention)
-            alter = alter_retention_policy(name, self._settings.retention)
+            policy = create_retention_policy(name, retention or self._settings.retention)
         except ValueError as exc:
             raise PermanentError(f"cannot create database {name!r}: {exc}") from None
         self._ql.query(create, post=True)
@@ -221,9 +228,17 @@ class InfluxV1Sink:
         except PermanentError as exc:
             if "already exists" not in str(exc):
                 raise
-            self._ql.query(alter, post=True)
+            if retention is not None:
+                self.set_retention(name, retention)
         if accounts is not None:  # the DevLake may write into it, and nothing else may
             self._ql.query(influxauth.grant("WRITE", name, accounts["devlake_user"]), post=True)
+
+    def set_retention(self, name: str, retention: str) -> None:
+        try:
+            alter = alter_retention_policy(name, retention)
+        except ValueError as exc:
+            raise PermanentError(f"cannot change the retention of {name!r}: {exc}") from None
+        self._ql.query(alter, post=True)
 
     def ensure_reader(self, name: str, reader: influxauth.Account) -> None:
         """`reader` may read database `name` and nothing else (idempotent: an existing user
@@ -288,15 +303,18 @@ class InfluxV2Sink:
         )
         self._write = self._client.write_api(write_options=SYNCHRONOUS)
 
-    def ensure_database(self, name: str) -> None:
+    def ensure_database(self, name: str, retention: str | None = None) -> None:
         if not self._settings.create_databases:
             return
         from influxdb_client.rest import ApiException
 
         buckets = self._client.buckets_api()
         try:
-            if buckets.find_bucket_by_name(name) is None:
-                seconds = _duration_seconds(self._settings.retention)
+            found = buckets.find_bucket_by_name(name)
+            if found is not None and retention is not None:
+                self.set_retention(name, retention)
+            if found is None:
+                seconds = _duration_seconds(retention or self._settings.retention)
                 from influxdb_client.domain.bucket_retention_rules import BucketRetentionRules
 
                 buckets.create_bucket(
@@ -308,6 +326,25 @@ class InfluxV2Sink:
             if exc.status and exc.status >= 500:
                 raise TemporaryError(f"could not create bucket {name}: {exc.reason}") from None
             raise PermanentError(f"could not create bucket {name}: {exc.reason}") from None
+        except OSError as exc:
+            raise TemporaryError(f"InfluxDB unreachable: {exc}") from None
+
+    def set_retention(self, name: str, retention: str) -> None:
+        from influxdb_client.domain.bucket_retention_rules import BucketRetentionRules
+        from influxdb_client.rest import ApiException
+
+        buckets = self._client.buckets_api()
+        try:
+            bucket = buckets.find_bucket_by_name(name)
+            if bucket is None:
+                raise PermanentError(f"no bucket {name}: its retention cannot change")
+            bucket.retention_rules = [BucketRetentionRules(
+                type="expire", every_seconds=_duration_seconds(retention))]
+            buckets.update_bucket(bucket)
+        except ApiException as exc:
+            if exc.status and exc.status >= 500:
+                raise TemporaryError(f"could not update bucket {name}: {exc.reason}") from None
+            raise PermanentError(f"could not update bucket {name}: {exc.reason}") from None
         except OSError as exc:
             raise TemporaryError(f"InfluxDB unreachable: {exc}") from None
 

@@ -212,12 +212,24 @@ def make_app(tower: Tower, tokens: TokenStore, journal: Journal, devlake: DevLak
                 "spec": req.to_spec()}
 
     @app.post("/v1/overclouds", status_code=202)
-    async def create(request: Request, me: Caller,
+    async def create(request: Request, me: Caller, dry_run: bool = False,
                      content_type: Annotated[str | None, Header()] = None) -> JSONResponse:
+        """Create an OverCloud, or change one of yours that exists (the same document with
+        changes: the answer lists the plan). `dry_run`: only the plan, nothing published."""
         text = await document(request, content_type)
-        sub = await run(ops.submit, tower, me, text, "request")
-        body: dict[str, Any] = {"id": sub.event.id, "name": sub.request.name, "state": "requested",
-                                "events": f"/v1/overclouds/{sub.request.name}/events"}
+        sub = await run(ops.submit, tower, me, text, "request", dry_run)
+        name = sub.request.name
+        body: dict[str, Any] = {"name": name, "events": f"/v1/overclouds/{name}/events"}
+        if sub.plan is not None:
+            body["update"] = True
+            body["changes"] = sub.plan.lines()
+        if sub.event is None:
+            if sub.plan is None:
+                body["summary"] = ops.summary_lines(sub.request)
+            body["state"] = "planned" if dry_run else "unchanged"
+            return JSONResponse(body, status_code=200)
+        body["id"] = sub.event.id
+        body["state"] = "update requested" if sub.plan is not None else "requested"
         if sub.webhook_secret:
             body["webhook_secret"] = sub.webhook_secret
             body["note"] = "the webhook secret is shown once; keep it to verify signatures"

@@ -79,8 +79,9 @@ class TowerClient:
         return dict(self._call("POST", "/v1/validate", source, content=text.encode(),
                                headers={"Content-Type": "application/yaml"}))
 
-    def submit(self, text: str, source: str) -> dict[str, Any]:
+    def submit(self, text: str, source: str, dry_run: bool = False) -> dict[str, Any]:
         return dict(self._call("POST", "/v1/overclouds", source, content=text.encode(),
+                               params={"dry_run": "true"} if dry_run else None,
                                headers={"Content-Type": "application/yaml"}))
 
     def delete(self, name: str, keep_data: bool) -> dict[str, Any]:

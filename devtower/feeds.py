@@ -21,7 +21,7 @@ from devtower.hooks import NOTIFIED, HookStore
 from devtower.journal import Journal, overcloud_of
 from orchestrator.store import WorkflowStore
 from overcloud.errors import DecodeError
-from overcloud.events import Event, OverCloudDeleted, OverCloudRequested
+from overcloud.events import Event, OverCloudDeleted, OverCloudRequested, OverCloudUpdated
 from overcloud.wire import decode_event
 
 log = logging.getLogger(__name__)
@@ -70,7 +70,9 @@ class EventFeed:
 
     def handle(self, event: Event) -> None:
         oc = overcloud_of(event)
-        if isinstance(event, OverCloudRequested):
+        if isinstance(event, OverCloudRequested | OverCloudUpdated):
+            # an update's webhooks are registered before its own notification is queued, so
+            # a URL it adds hears about the update that added it
             notify = (event.spec.get("devtower") or {}).get("notify") or []
             self._hooks.register(event.name, [str(u) for u in notify])
         self._journal.add(f"event:{event.id}", oc, "event", event.TYPE,

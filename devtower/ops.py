@@ -19,10 +19,16 @@ from orchestrator import views
 from orchestrator.registry import OverCloudRecord, Registry
 from orchestrator.request import OverCloudRequest, RequestInvalid, parse_request
 from orchestrator.store import WorkflowStore
+from orchestrator.update import UpdatePlan, plan_update
 from orchestrator.views import summary, workflow_dict
 from overcloud.bus import EventBus
 from overcloud.errors import UserError
-from overcloud.events import MigrationRequested, OverCloudDeleteRequested, OverCloudRequested
+from overcloud.events import (
+    MigrationRequested,
+    OverCloudDeleteRequested,
+    OverCloudRequested,
+    OverCloudUpdateRequested,
+)
 from overcloud.problems import Problem
 from overcloud.settings import Settings
 
@@ -107,24 +113,58 @@ def validate(ident: Identity, text: str, source: str = "request") -> OverCloudRe
 @dataclass(frozen=True)
 class Submitted:
     request: OverCloudRequest
-    event: OverCloudRequested
+    event: OverCloudRequested | OverCloudUpdateRequested | None
+    """What was published (None: a dry run, or an update that changes nothing)."""
     webhook_secret: str | None
+    plan: UpdatePlan | None = None
+    """For an OverCloud that exists: what applying the document changes."""
 
 
-def submit(t: Tower, ident: Identity, text: str, source: str = "request") -> Submitted:
-    """Validate a request document as the caller and publish `OverCloudRequested`.
+def submit(t: Tower, ident: Identity, text: str, source: str = "request",
+           dry_run: bool = False) -> Submitted:
+    """Validate a request document as the caller and publish `OverCloudRequested` — or, for
+    one of the caller's OverClouds that exists, plan the difference and publish
+    `OverCloudUpdateRequested` (nothing when the plan is empty or `dry_run`).
 
-    Raises `RequestInvalid` (every problem at once), `Forbidden` (a viewer; a document
-    naming another owner is a problem of the document), `Conflict` (the name is taken)."""
+    Raises `RequestInvalid` (every problem at once; a change that cannot be made in place is
+    a problem at its path), `Forbidden` (a viewer), `Conflict` (the name is another tenant's,
+    or the OverCloud is busy)."""
     if not ident.can_write:
-        raise Forbidden(f"the {ident.role.value} role cannot create OverClouds")
+        raise Forbidden(f"the {ident.role.value} role cannot create or change OverClouds")
     req = validate(ident, text, source)
-    if t.reads.get(req.name) is not None:
-        raise Conflict(f"an OverCloud named {req.name!r} already exists; choose another name")
+    rec = t.reads.get(req.name)
+    if rec is not None:
+        if not visible(ident, rec):
+            raise Conflict(f"an OverCloud named {req.name!r} already exists; choose another name")
+        return _update(t, req, rec, source, dry_run)
+    if dry_run:
+        return Submitted(req, None, None)
     secret = t.hooks.register(req.name, req.devtower.notify) if req.devtower.notify else None
     event = OverCloudRequested(name=req.name, owner=req.owner, spec=req.to_spec())
     t.bus.publish(event, key=req.name)
     return Submitted(req, event, secret)
+
+
+def _update(t: Tower, req: OverCloudRequest, rec: OverCloudRecord, source: str,
+            dry_run: bool) -> Submitted:
+    try:
+        plan = plan_update(rec, req)
+    except RequestInvalid:
+        raise Conflict(f"the request {req.name} runs cannot be read back, so no change can be "
+                       "planned against it; ask an operator") from None
+    if plan.refused:
+        raise RequestInvalid(source, [Problem(path, None, f"cannot change in place: {why}")
+                                      for path, why in plan.refused])
+    if dry_run or plan.empty:
+        return Submitted(req, None, None, plan)
+    if rec.state not in ("ready", "degraded"):
+        raise Conflict(f"{req.name} is {rec.state}; apply changes once it is ready")
+    # the first webhook of an OverCloud that had none gets its secret now, shown once to
+    # the owner; the URLs change when the update is carried out (`OverCloudUpdated`)
+    secret = t.hooks.register(req.name, t.hooks.urls(req.name)) if req.devtower.notify else None
+    event = OverCloudUpdateRequested(name=req.name, owner=rec.owner, spec=req.to_spec())
+    t.bus.publish(event, key=req.name)
+    return Submitted(req, event, secret, plan)
 
 
 def delete(t: Tower, ident: Identity, name: str, keep_data: bool) -> OverCloudDeleteRequested:

@@ -119,6 +119,12 @@ class LxdDriver:
         elif state != "Running":
             self._lxc("start", spec.name)
 
+    def set_limits(self, name: str, cpu: int, memory_bytes: int) -> None:
+        """Change a running node's cores and memory in place: LXD writes the cgroup limits of
+        the live container (no restart; its uptime goes on)."""
+        self._lxc("config", "set", name, f"limits.cpu={int(cpu)}",
+                  f"limits.memory={int(memory_bytes)}", timeout=60)
+
     def address(self, name: str) -> str | None:
         out = self._lxc("list", f"^{name}$", "--format", "json", timeout=60)
         for inst in json.loads(out or "[]"):

@@ -217,7 +217,7 @@ def register_actions(actions: ActionRegistry, c: Context) -> None:
     def devlake(ctx: TaskContext) -> dict[str, str]:
         req = _request(ctx)
         db = f"{c.settings.influx.database_prefix}{req.name}"
-        c.database_admin.ensure_database(db)
+        c.database_admin.ensure_database(db, req.devlake.retention)
         rec = c.registry.get(req.name)
         assert rec is not None
         # the developer's own key to this DevLake only (InfluxDB enforces it)

@@ -100,6 +100,12 @@ class Registry:
                 (state, url, error, time.time(), name),
             )
 
+    def update_spec(self, name: str, spec: dict[str, Any]) -> None:
+        """Record the request an OverCloud runs now (after an update was carried out)."""
+        with self._lock:
+            self._db.execute("UPDATE overclouds SET spec = ?, updated = ? WHERE name = ?",
+                             (json.dumps(spec), time.time(), name))
+
     def forget(self, name: str) -> None:
         with self._lock:
             self._db.execute("DELETE FROM nodes WHERE overcloud = ?", (name,))

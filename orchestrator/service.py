@@ -45,6 +45,7 @@ from overcloud.events import (
     OverCloudDeleteRequested,
     OverCloudFailed,
     OverCloudRequested,
+    OverCloudUpdateRequested,
 )
 from overcloud.replay import EventJournal
 from overcloud.wire import decode_event, describe
@@ -66,6 +67,7 @@ class Orchestrator:
         self.handlers.on(OverCloudDeleteRequested)(self.on_delete)
         self.handlers.on(NodeOverloaded)(self.on_overloaded)
         self.handlers.on(MigrationRequested)(self.on_migration_requested)
+        self.handlers.on(OverCloudUpdateRequested)(self.on_update_requested)
 
     def _start(self, workflow_id: str) -> None:
         t = threading.Thread(target=self.engine.run, args=(workflow_id,), daemon=True,
@@ -104,6 +106,49 @@ class Orchestrator:
         wid = self.store.create(delete_spec(event.name, event.keep_data),
                                        {"name": event.name}, workflow_id=event.id)
         self._start(wid)
+
+    def on_update_requested(self, event: OverCloudUpdateRequested) -> None:
+        """Plan the update again against what the registry says now (the document was
+        checked against an earlier state) and run it; a refusal is a workflow that fails
+        with the reason, so whoever follows the request sees why."""
+        from orchestrator.update import plan_update, refusal_spec, unchanged_spec, update_spec
+
+        if self.store.exists(event.id):
+            log.info("update %s already handled", event.id)
+            return
+        rec = self.ctx.registry.get(event.name)
+        try:
+            request = OverCloudRequest.from_spec(event.spec)
+            refusal = None
+            if rec is None:
+                refusal = f"no OverCloud named {event.name!r}"
+            elif rec.state not in ("ready", "degraded"):
+                refusal = f"{event.name} is {rec.state}; apply changes once it is ready"
+            elif busy := [wf for wf in self.store.list(subject=event.name)
+                          if not wf.state.finished]:
+                refusal = (f"{event.name} is busy ({busy[0].spec.kind} workflow {busy[0].id} "
+                           "is running); apply again when it has finished")
+            else:
+                plan = plan_update(rec, request)
+                if plan.refused:
+                    refusal = "; ".join(f"{path}: {why}" for path, why in plan.refused)
+        except RequestInvalid as exc:
+            refusal = "; ".join(exc.lines())
+        if refusal is not None:
+            log.warning("update %s of %s refused: %s", event.id, event.name, refusal)
+            self.store.create(refusal_spec(event.name, refusal), {"name": event.name},
+                              workflow_id=event.id)
+        elif plan.empty:
+            log.info("update %s of %s: nothing to change", event.id, event.name)
+            self.store.create(unchanged_spec(event.name), {"name": event.name},
+                              workflow_id=event.id)
+        else:
+            assert rec is not None
+            log.info("update %s of %s: %s", event.id, event.name, "; ".join(plan.lines()))
+            self.store.create(update_spec(plan, sorted(n.node for n in rec.nodes)),
+                              {"name": event.name, "spec": request.to_spec(),
+                               "changes": plan.lines()}, workflow_id=event.id)
+        self._start(event.id)
 
     # --- migration ------------------------------------------------------------------------
 

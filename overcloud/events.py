@@ -92,6 +92,26 @@ class OverCloudDeleted(Event):
     name: str
 
 
+@dataclass(frozen=True, kw_only=True)
+class OverCloudUpdateRequested(Event):
+    """The developer applied a changed document to an existing OverCloud; `spec` is the
+    whole validated request (declarative: the orchestrator plans the difference itself)."""
+
+    name: str
+    owner: str
+    spec: dict[str, Any]
+
+
+@dataclass(frozen=True, kw_only=True)
+class OverCloudUpdated(Event):
+    """An update was carried out: `changes` are the plan's lines (`~ retention 30d → 90d`),
+    `spec` the request the OverCloud now runs (webhooks re-read their URLs from it)."""
+
+    name: str
+    spec: dict[str, Any]
+    changes: list[str] = field(default_factory=list)
+
+
 # --- UnderCloud health and migration -------------------------------------------------------
 
 

@@ -166,5 +166,9 @@ def alter_retention_policy(name: str, duration: str) -> QL:
                    database(name), retention(duration))
 
 
+def show_retention_policies(name: str) -> QL:
+    return compose("SHOW RETENTION POLICIES ON {}", database(name))
+
+
 def drop_database(name: str) -> QL:
     return compose("DROP DATABASE {}", database(name))

@@ -34,6 +34,7 @@ from overcloud.errors import UserError
 
 if TYPE_CHECKING:
     from devtower.client import TowerClient
+    from orchestrator.registry import OverCloudRecord
     from orchestrator.request import OverCloudRequest
     from orchestrator.store import WorkflowRecord, WorkflowStore
     from overcloud.events import Event
@@ -155,17 +156,18 @@ def apply(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the placement plan (which node "
                                           "goes where, each host's score), create nothing.")] = False,
 ) -> None:
-    """Publish an `OverCloudRequested` event for a valid request; prints its id."""
+    """Create an OverCloud from a request document, or change one that runs (plan first).
+
+    For a new name: publishes `OverCloudRequested` and prints its id. For an OverCloud that
+    exists: prints the plan (what changes in place), then publishes `OverCloudUpdateRequested`
+    unless `--dry-run`; the same document again changes nothing."""
     from orchestrator.registry import Registry
     from orchestrator.request import RequestInvalid, load_request
     from overcloud.events import OverCloudRequested
 
     remote = tower()
     if remote is not None:
-        if dry_run:
-            raise UserError("--dry-run reads the UnderCloud's live load: run it on the "
-                            "UnderCloud machine (through --tower: request validate)")
-        _apply_remote(remote, file, wait, timeout)
+        _apply_remote(remote, file, wait, timeout, dry_run)
         return
     try:
         req = load_request(file)
@@ -175,8 +177,8 @@ def apply(
     s = settings()
     existing = Registry(s).get(req.name)
     if existing is not None:
-        raise UserError(f"an OverCloud named {req.name!r} already exists ({existing.state}); "
-                        f"delete it first: overcloud delete {req.name}")
+        _apply_update(s, file, req, existing, wait, timeout, dry_run)
+        return
     if dry_run:
         _print_plan(req)
         return
@@ -192,15 +194,83 @@ def apply(
     console.print(Text.assemble((f"OverCloud {req.name} is ready:", "green"), f" {rec.url}"))
 
 
-def _apply_remote(client: TowerClient, file: Path, wait: bool, timeout: float) -> None:
+def _print_changes(name: str, changes: list[str]) -> None:
+    if not changes:
+        console.print(f"{name} already runs this document: nothing to change", markup=False)
+    for line in changes:
+        style = {"+": "green", "-": "red", "~": "yellow"}.get(line[:1], "")
+        console.print(Text(line, style=style), highlight=False, soft_wrap=True)
+
+
+def _apply_update(s: Settings, file: Path, req: OverCloudRequest, rec: OverCloudRecord,
+                  wait: bool, timeout: float, dry_run: bool) -> None:
+    """`request apply` on an OverCloud that exists: the plan, then the update."""
+    from orchestrator.request import RequestInvalid
+    from orchestrator.update import plan_update
+    from overcloud.events import OverCloudUpdateRequested
+    from overcloud.problems import Problem
+
+    try:
+        plan = plan_update(rec, req)
+    except RequestInvalid:
+        raise UserError(f"the request {req.name} runs cannot be read back from the registry; "
+                        "no change can be planned against it") from None
+    if plan.refused:
+        print_problems(RequestInvalid(str(file), [
+            Problem(path, None, f"cannot change in place: {why}") for path, why in plan.refused]),
+            outcome="nothing was changed")
+        raise typer.Exit(1)
+    console.print(f"{req.name} exists: applying this document changes", markup=False)
+    _print_changes(req.name, plan.lines())
+    if dry_run or plan.empty:
+        if dry_run:
+            console.print("dry run: nothing was changed, no event was published", markup=False)
+        return
+    if rec.state not in ("ready", "degraded"):
+        raise UserError(f"{req.name} is {rec.state}; apply changes once it is ready")
+    event = OverCloudUpdateRequested(name=req.name, owner=rec.owner, spec=req.to_spec())
+    publish(s, event, req.name)
+    console.print(f"requested an update of {req.name}: request id {event.id}", markup=False)
+    if wait:
+        wf = _follow(event.id, "update", timeout)
+        _updated(req.name, wf.state, wf.error or "")
+
+
+def _updated(name: str, state: object, error: str) -> None:
+    if str(state) != "succeeded":
+        raise UserError(f"the update of {name} failed: {error or 'see overcloud show ' + name}")
+    console.print(Text(f"OverCloud {name} is updated", style="green"))
+
+
+def _apply_remote(client: TowerClient, file: Path, wait: bool, timeout: float,
+                  dry_run: bool = False) -> None:
     from overcloud.problems import DocumentInvalid
 
     try:
-        sub = client.submit(read_document(file), str(file))
+        sub = client.submit(read_document(file), str(file), dry_run=dry_run)
     except DocumentInvalid as exc:
         print_problems(exc)
         raise typer.Exit(1) from None
     name = str(sub["name"])
+    if sub.get("update"):
+        console.print(f"{name} exists: applying this document changes", markup=False)
+        _print_changes(name, list(sub.get("changes") or []))
+    elif dry_run:
+        for line in sub.get("summary") or []:
+            console.print(str(line), markup=False, highlight=False, soft_wrap=True)
+    if "id" not in sub:
+        if dry_run:
+            console.print("dry run: nothing was changed, no event was published", markup=False)
+        return
+    if sub.get("update"):
+        console.print(f"requested an update of {name}: request id {sub['id']}", markup=False)
+        if sub.get("webhook_secret"):
+            console.print(f"webhook secret (shown once; verifies X-OverCloud-Signature): "
+                          f"{sub['webhook_secret']}", markup=False)
+        if wait:
+            wf = _follow_remote(client, name, str(sub["id"]), "update", timeout)
+            _updated(name, (wf or {}).get("state"), str((wf or {}).get("error") or ""))
+        return
     console.print(f"requested OverCloud {name}: request id {sub['id']}")
     if sub.get("webhook_secret"):
         console.print(f"webhook secret (shown once; verifies X-OverCloud-Signature): "
@@ -365,6 +435,7 @@ def run_orchestrator(verbose: Annotated[bool, typer.Option("--verbose", "-v")] =
     from orchestrator.provision import Context, register_actions
     from orchestrator.registry import Registry
     from orchestrator.service import Orchestrator
+    from orchestrator.update import register_update_actions
     from orchestrator.workflow import ActionRegistry, Engine
     from overcloud.bus import KafkaEventBus, ensure_topics, events_topic, make_consumer
 
@@ -376,6 +447,7 @@ def run_orchestrator(verbose: Annotated[bool, typer.Option("--verbose", "-v")] =
     actions = ActionRegistry()
     register_actions(actions, ctx)
     register_migration_actions(actions, ctx)
+    register_update_actions(actions, ctx)
     store = _store()
     engine = Engine(store, actions)
     orch = Orchestrator(ctx, engine, store, KafkaDeadLetters(s))

@@ -24,12 +24,13 @@ app = typer.Typer(help="OverCloud request documents (YAML).", no_args_is_help=Tr
 File = Annotated[Path, typer.Argument(help="The request document (YAML), e.g. examples/my-overcloud.yaml.")]
 
 
-def print_problems(exc: RequestInvalid | DocumentInvalid) -> None:
+def print_problems(exc: RequestInvalid | DocumentInvalid,
+                   outcome: str = "nothing was created") -> None:
     """Every problem on its own line, `FILE:LINE: path: message`, on stderr."""
     for line in exc.lines():
         sys.stderr.write(line + "\n")
     n = len(exc.problems)
-    sys.stderr.write(f"{exc.source}: {n} problem{'s' * (n != 1)}, nothing was created\n")
+    sys.stderr.write(f"{exc.source}: {n} problem{'s' * (n != 1)}, {outcome}\n")
 
 
 def summary(req: OverCloudRequest) -> list[str]:

@@ -167,3 +167,33 @@ def test_the_devtower_reads_as_the_overclouds_own_user(two: tuple[Settings, str,
                                                 influxql.ident("m")), dbb)
     finally:
         reader.close()
+
+
+def _retention(s: Settings, db: str) -> str:
+    rows = InfluxQL(s.influx).query(influxql.show_retention_policies(db))[0]
+    cols = rows["columns"]
+    return next(str(r[cols.index("duration")]) for r in rows["values"]
+                if r[cols.index("default")])
+
+
+def test_an_overclouds_retention_is_its_own_and_survives_a_devlake_restart(
+        services: Env) -> None:
+    """The request's `devlake.retention` is the DevLake's (not the settings' default); a
+    DevLake process that ensures the database again (a restart) keeps it; an update changes
+    it in place with the data kept."""
+    s = services.settings()
+    db = f"{s.influx.database_prefix}ret{uuid.uuid4().hex[:8]}"
+    admin = InfluxV1Sink(s.influx)
+    try:
+        admin.ensure_database(db, "12h")
+        assert _retention(s, db) == "12h0m0s"
+        admin.write(db, f"m,node=n1 v=1 {time.time_ns()}".encode())
+        admin.ensure_database(db)  # what a (re)started DevLake process does
+        assert _retention(s, db) == "12h0m0s"
+        admin.set_retention(db, "90d")
+        assert _retention(s, db) == "2160h0m0s"
+        assert InfluxQL(s.influx).query(compose("SELECT count(v) FROM {}", influxql.ident("m")),
+                                        db)[0]["values"][0][1] == 1
+    finally:
+        admin.drop_database(db)
+        admin.close()

@@ -61,9 +61,12 @@ class FakeSink:
     listings: int = 0
     created: list[str] = field(default_factory=list)
 
-    def ensure_database(self, name: str) -> None:
+    def ensure_database(self, name: str, retention: str | None = None) -> None:
         self.created.append(name)
         self.existing.add(name)
+
+    def set_retention(self, name: str, retention: str) -> None:
+        raise AssertionError("the DevLake never changes a retention")
 
     def databases(self) -> set[str] | None:
         self.listings += 1

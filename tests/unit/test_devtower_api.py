@@ -186,6 +186,43 @@ def test_problems_come_all_at_once_with_lines(api: Api) -> None:
     assert api.bus.events == []
 
 
+def test_applying_a_changed_document_plans_and_requests_an_update(api: Api) -> None:
+    from orchestrator.request import parse_request
+    from overcloud.events import OverCloudUpdateRequested
+
+    doc = DOC.format(name="alpha", owner="a@example.com", api="true")
+    api.registry.admit("alpha", "a@example.com", parse_request(doc).to_spec(), "req-alpha")
+    api.registry.set_state("alpha", "ready", url="http://127.0.0.1:20100/")
+    changed = doc.replace("memory: 1GiB", "memory: 2GiB").replace(
+        "notify: [http://127.0.0.1:9/hook]", "notify: [http://127.0.0.1:9/hook, http://h.test/b]")
+    yaml = {"Content-Type": "application/yaml"}
+    with api.client(api.token("a@example.com")) as c:
+        same = c.post("/v1/overclouds", content=doc, headers=yaml)
+        assert same.status_code == 200 and same.json()["state"] == "unchanged", same.text
+        assert same.json()["changes"] == []
+        dry = c.post("/v1/overclouds", params={"dry_run": "true"}, content=changed, headers=yaml)
+        assert dry.status_code == 200 and dry.json()["state"] == "planned", dry.text
+        plan = ["~ alpha-n1 memory 1GiB → 2GiB", "+ webhook http://h.test/b"]
+        assert dry.json()["changes"] == plan
+        assert api.bus.events == [], "the same document and a dry run publish nothing"
+        r = c.post("/v1/overclouds", content=changed, headers=yaml)
+        assert r.status_code == 202 and r.json()["update"] and r.json()["changes"] == plan
+        (ev,) = api.bus.events
+        assert isinstance(ev, OverCloudUpdateRequested) and ev.id == r.json()["id"]
+        assert ev.spec["cluster"]["memory"] == "2GiB" and ev.owner == "a@example.com"
+        # a change that cannot be made in place: a problem at its path, nothing published
+        moved = c.post("/v1/overclouds", content=doc.replace("saas: {stack: wordpress}",
+                       "saas: {stack: wordpress, expose: {port: 20999}}"), headers=yaml)
+        assert moved.status_code == 422, moved.text
+        assert [p["path"] for p in moved.json()["problems"]] == ["saas.expose.port"]
+        assert "cannot change in place" in moved.json()["problems"][0]["message"]
+    with api.client(api.token("b@example.com")) as c:  # another tenant's name: taken, no plan
+        other = c.post("/v1/overclouds", content=changed.replace("a@example.com", "b@example.com"),
+                       headers=yaml)
+        assert other.status_code == 409 and "changes" not in other.text
+    assert len(api.bus.events) == 1
+
+
 def test_roles(api: Api) -> None:
     api.admit("alpha", "a@example.com")
     api.admit("beta", "b@example.com")

@@ -1,0 +1,88 @@
+"""The update plan: what applying a changed document to a running OverCloud would do."""
+
+from __future__ import annotations
+
+from orchestrator.registry import NodeRecord, OverCloudRecord
+from orchestrator.request import OverCloudRequest, parse_request
+from orchestrator.update import plan_update, update_spec
+
+DOC = """\
+apiVersion: overcloud/v1
+kind: OverCloud
+name: blog
+owner: {owner}
+cluster: {{nodes: 2, cpu: {cpu}, memory: {memory}}}
+devlake: {{retention: {retention}}}
+devtower: {{notify: {notify}}}
+saas:
+  stack: wordpress
+  tiers: {{app: {{replicas: {app}}}}}
+  expose: {{port: {port}}}
+"""
+
+
+def req(owner: str = "dev@example.com", cpu: int = 1, memory: str = "1GiB",
+        retention: str = "30d", notify: str = "[]", app: int = 1,
+        port: str = "auto") -> OverCloudRequest:
+    doc = DOC.format(owner=owner, cpu=cpu, memory=memory, retention=retention, notify=notify,
+                     app=app, port=port)
+    if app > 1:
+        doc = doc.replace("nodes: 2", f"nodes: {app + 1}")
+    return parse_request(doc)
+
+
+def record(r: OverCloudRequest, port: int = 20123) -> OverCloudRecord:
+    nodes = [NodeRecord(n, f"lxd{i % 2 + 1}", f"10.0.0.{i}", t)
+             for i, (n, t) in enumerate(r.tier_layout().items())]
+    return OverCloudRecord(r.name, r.owner, "ready", r.to_spec(), "req-1", port,
+                           f"http://127.0.0.1:{port}/", "", 0.0, 0.0, nodes)
+
+
+def test_the_same_document_plans_nothing() -> None:
+    r = req()
+    plan = plan_update(record(r), req())
+    assert plan.empty and plan.lines() == [] and not plan.resize and plan.retention is None
+
+
+def test_in_place_changes_are_listed_terraform_style() -> None:
+    plan = plan_update(record(req(notify="[http://127.0.0.1:9/old]")),
+                       req(cpu=2, memory="1536MiB", retention="90d",
+                           notify="[http://127.0.0.1:9/new]"))
+    assert not plan.refused
+    assert plan.lines() == [
+        "~ blog-n1 cpu 1 → 2", "~ blog-n1 memory 1GiB → 1.5GiB",
+        "~ blog-n2 cpu 1 → 2", "~ blog-n2 memory 1GiB → 1.5GiB",
+        "~ retention 30d → 90d",
+        "+ webhook http://127.0.0.1:9/new", "- webhook http://127.0.0.1:9/old",
+    ]
+    assert plan.resize and plan.retention == "90d"
+    wf = update_spec(plan, ["blog-n1", "blog-n2"])
+    assert [t.name for t in wf.tasks] == ["resize:blog-n1", "resize:blog-n2", "retention",
+                                         "record"]
+    assert wf.tasks[-1].after == ("resize:blog-n1", "resize:blog-n2", "retention")
+
+
+def test_the_same_size_written_differently_is_no_change() -> None:
+    assert plan_update(record(req(memory="1GiB")), req(memory="1024MiB")).empty
+
+
+def test_a_webhook_only_change_runs_only_the_record_step() -> None:
+    plan = plan_update(record(req()), req(notify="[https://hooks.example.com/x]"))
+    assert plan.lines() == ["+ webhook https://hooks.example.com/x"]
+    assert [t.name for t in update_spec(plan, ["blog-n1"]).tasks] == ["record"]
+
+
+def test_changes_that_cannot_be_made_in_place_are_refused_with_their_path() -> None:
+    plan = plan_update(record(req()), req(owner="else@example.com", port="20999", app=2,
+                                          retention="90d"))
+    paths = [p for p, _ in plan.refused]
+    assert paths == ["owner", "saas.expose.port", "cluster.nodes", "saas.tiers.app.replicas"]
+    why = dict(plan.refused)
+    assert "keeps its owner" in why["owner"]
+    assert "http://127.0.0.1:20123/" in why["saas.expose.port"]
+    assert "not built yet" in why["cluster.nodes"]
+    assert not plan.empty
+
+
+def test_naming_the_port_it_already_has_is_no_change() -> None:
+    assert plan_update(record(req(), port=20123), req(port="20123")).empty
