@@ -333,11 +333,17 @@ def list_(json_out: Annotated[bool, typer.Option("--json")] = False) -> None:
     console.print(t if rows else "no OverClouds (create one: overcloud request apply FILE)")
 
 
-def show(name: Annotated[str, typer.Argument(help="OverCloud name.")]) -> None:
+def show(name: Annotated[str, typer.Argument(help="OverCloud name.")],
+         as_json: Annotated[bool, typer.Option("--json", help="Print what GET "
+                            "/v1/overclouds/NAME answers (with the request it runs).")] = False,
+         ) -> None:
     """Nodes, hosts, addresses, stack state, URL and task history of one OverCloud."""
     remote = tower()
     if remote is not None:
-        _show(remote.show(name), stack=None, nets=[])
+        if as_json:
+            _print_json(remote.show(name))
+        else:
+            _show(remote.show(name), stack=None, nets=[])
         return
     from orchestrator.hosts import drivers
     from orchestrator.registry import Registry
@@ -349,11 +355,20 @@ def show(name: Annotated[str, typer.Argument(help="OverCloud name.")]) -> None:
         raise UserError(f"no OverCloud named {name!r} (see: overcloud list)")
     detail = {**views.summary(rec), "nodes": views.nodes(rec),
               "workflows": [workflow_dict(wf) for wf in _store().list(subject=name)]}
+    if as_json:
+        _print_json({**detail, "spec": rec.spec})
+        return
     hosts = drivers(s)
     stack = {n.node: _stack_state(hosts.get(n.host), n.node) for n in rec.nodes}
     nets = [f"{h}: {s.overcloud_network(slot)[0]} {s.overcloud_network(slot)[1]}"
             for h, slot in sorted(reg.network_slots(name).items())]
     _show(detail, stack, nets)
+
+
+def _print_json(data: object) -> None:
+    import orjson
+
+    sys.stdout.write(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode() + "\n")
 
 
 def _show(d: dict[str, Any], stack: dict[str, str] | None, nets: list[str]) -> None:

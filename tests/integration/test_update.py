@@ -1,0 +1,144 @@
+"""A living OverCloud on real LXD: `request apply` of a changed document to one that runs.
+
+One OverCloud (retention 12h, 1 cpu, 1GiB), then: a dry run prints the plan and changes
+nothing; the update resizes the running node live (LXD limits change, the container's init
+keeps its pid: no restart) and alters the DevLake's retention while a probe GETs the page
+every 100 ms (no failed request); `OverCloudUpdated` is published; the same document again
+changes nothing; a change that cannot be made in place is refused and changes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from devlake.sinks import InfluxQL
+from lxdclient import lxc
+from orchestrator.downtime import DowntimeProbe
+from orchestrator.hosts import LxdDriver, drivers
+from overcloud import influxql
+from overcloud.bus import events_topic, make_consumer
+from overcloud.events import OverCloudUpdated
+from overcloud.waiting import wait_until
+from overcloud.wire import decode_event
+from tests.conftest import Env
+from tests.helpers import Background, free_port, run_cli
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(1800)]
+
+DOC = """\
+apiVersion: overcloud/v1
+kind: OverCloud
+name: {name}
+owner: test@example.org
+cluster: {{nodes: 1, cpu: {cpu}, memory: {memory}}}
+devlake: {{retention: {retention}}}
+saas:
+  stack: wordpress
+  expose: {{port: {port}}}
+"""
+
+
+def _doc(tmp: Path, name: str, port: int, cpu: int = 1, memory: str = "1GiB",
+         retention: str = "12h", tag: str = "") -> Path:
+    path = tmp / f"{name}{tag}.yaml"
+    path.write_text(DOC.format(name=name, port=port, cpu=cpu, memory=memory,
+                               retention=retention))
+    return path
+
+
+def _node(env: Env, node: str) -> tuple[LxdDriver, dict[str, str], int]:
+    """(its host, its limits, its init's pid) of a node, as LXD reports them."""
+    for d in drivers(env.settings()).values():
+        assert isinstance(d, LxdDriver)
+        if node in d.instances():
+            cfg = json.loads(lxc(env.settings(), d.host, "query", f"/1.0/instances/{node}").stdout)
+            state = json.loads(lxc(env.settings(), d.host, "query",
+                                   f"/1.0/instances/{node}/state").stdout)
+            limits = {k: v for k, v in cfg["config"].items() if k.startswith("limits.")}
+            return d, limits, int(state["pid"])
+    raise AssertionError(f"{node} runs on no host")
+
+
+def _retention(env: Env, name: str) -> str:
+    s = env.settings()
+    (series,) = InfluxQL(s.influx).query(
+        influxql.show_retention_policies(f"{s.influx.database_prefix}{name}"))
+    cols = series["columns"]
+    return next(str(r[cols.index("duration")]) for r in series["values"]
+                if r[cols.index("default")])
+
+
+def _workflows(env: Env, name: str) -> list[dict[str, object]]:
+    shown = run_cli(["show", name, "--json"], env, check=True).stdout
+    return list(json.loads(shown)["workflows"])
+
+
+def test_a_running_overcloud_is_resized_live_and_its_retention_changed(
+        uc: Env, tmp_path: Path) -> None:
+    lake = Background(["devlake", "run"], uc, tmp_path / "devlake.log").start()
+    orch = Background(["orchestrator", "run"], uc, tmp_path / "orchestrator.log").start()
+    name, port = "upd-one", free_port()
+    node = f"{name}-n1"
+    events = make_consumer(uc.settings(), [events_topic(uc.settings())], f"upd-{port}")
+    try:
+        out = run_cli(["request", "apply", str(_doc(tmp_path, name, port)), "--wait"], uc,
+                      timeout=900)
+        assert out.returncode == 0, out.stdout + out.stderr + orch.output()
+        assert _retention(uc, name) == "12h0m0s", "the request's retention, not the default"
+        _, limits, pid = _node(uc, node)
+        assert limits == {"limits.cpu": "1", "limits.memory": str(1 << 30)}, limits
+        changed = _doc(tmp_path, name, port, cpu=2, memory="1536MiB", retention="90d",
+                       tag="-changed")
+        plan = [f"~ {node} cpu 1 → 2", f"~ {node} memory 1GiB → 1.5GiB", "~ retention 12h → 90d"]
+
+        dry = run_cli(["request", "apply", str(changed), "--dry-run"], uc)
+        assert dry.returncode == 0, dry.stdout + dry.stderr
+        assert all(line in dry.stdout for line in plan), dry.stdout
+        assert "nothing was changed" in dry.stdout
+        assert _node(uc, node)[1] == limits and _retention(uc, name) == "12h0m0s"
+        before = len(_workflows(uc, name))
+
+        with DowntimeProbe(f"http://127.0.0.1:{port}/wp-admin/install.php") as probe:
+            up = run_cli(["request", "apply", str(changed), "--wait"], uc, timeout=600)
+            wait_until(lambda: probe.ok >= 10, timeout=60, what="ten good probes")
+        assert up.returncode == 0, up.stdout + up.stderr + orch.output()
+        assert all(line in up.stdout for line in plan) and "is updated" in up.stdout, up.stdout
+        assert probe.failures == 0, (probe.outages, probe.kinds())
+        _, now, pid_after = _node(uc, node)
+        assert now == {"limits.cpu": "2", "limits.memory": str(1536 << 20)}, now
+        assert pid_after == pid, "the node was resized live, not restarted"
+        assert _retention(uc, name) == "2160h0m0s"
+        spec = json.loads(run_cli(["show", name, "--json"], uc, check=True).stdout)["spec"]
+        assert spec["cluster"]["memory"] == "1536MiB" and spec["devlake"]["retention"] == "90d"
+
+        def updated() -> list[OverCloudUpdated]:
+            seen = [decode_event(m.value) for ms in events.poll(timeout_ms=200).values()
+                    for m in ms]
+            found.extend(e for e in seen if isinstance(e, OverCloudUpdated) and e.name == name)
+            return found
+
+        found: list[OverCloudUpdated] = []
+        (ev,) = wait_until(updated, timeout=30, what="OverCloudUpdated")
+        assert ev.changes == plan and ev.spec["cluster"]["cpu"] == 2
+
+        # the same document again: nothing to change, nothing run
+        again = run_cli(["request", "apply", str(changed), "--wait"], uc, timeout=120)
+        assert again.returncode == 0 and "nothing to change" in again.stdout, again.stdout
+        assert len(_workflows(uc, name)) == before + 1
+        # a change that cannot be made in place: refused with the reason, nothing changes
+        moved = _doc(tmp_path, name, free_port(), cpu=1, tag="-moved")
+        refused = run_cli(["request", "apply", str(moved), "--wait"], uc, timeout=120)
+        assert refused.returncode == 1, refused.stdout + refused.stderr
+        assert "saas.expose.port: cannot change in place" in refused.stderr, refused.stderr
+        assert "nothing was changed" in refused.stderr
+        assert _node(uc, node)[1] == now and len(_workflows(uc, name)) == before + 1
+        assert updated() == [ev], "no second OverCloudUpdated"
+
+        run_cli(["delete", name, "--wait"], uc, check=True, timeout=300)
+    finally:
+        events.close()
+        orch.stop()
+        lake.stop()
