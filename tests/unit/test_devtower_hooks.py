@@ -133,3 +133,25 @@ def test_the_event_feed_thread_stops_and_joins(tmp_path: Path) -> None:
     stop.set()
     runner.join(timeout=30)
     assert not runner.is_alive()
+
+
+def test_an_update_re_points_the_webhooks_and_a_new_url_hears_of_it(tmp_path: Path) -> None:
+    """`OverCloudUpdated` carries the request the OverCloud now runs: its webhook URLs replace
+    the old ones before the update's own notification is queued, so a URL the update adds
+    receives it and one it removes does not; the secret stays the OverCloud's."""
+    from devtower.feeds import EventFeed
+    from devtower.journal import Journal
+    from overcloud.events import OverCloudRequested, OverCloudUpdated
+
+    hooks = HookStore(tmp_path / "h.sqlite")
+    feed = EventFeed(None, Journal(tmp_path / "j.sqlite"), hooks)  # type: ignore[arg-type]
+    old, new = "http://127.0.0.1:9/old", "http://127.0.0.1:9/new"
+    feed.handle(OverCloudRequested(name="blog", owner="a@x", spec={"devtower": {"notify": [old]}}))
+    secret = hooks.due(old)[0][2]
+    feed.handle(OverCloudUpdated(name="blog", spec={"devtower": {"notify": [new]}},
+                                 changes=[f"+ webhook {new}", f"- webhook {old}"]))
+    assert hooks.urls("blog") == [new]
+    ((_, body, signed_with, _, event),) = hooks.due(new)
+    assert b"+ webhook" in body
+    assert event == "OverCloudUpdated" and signed_with == secret
+    assert [e for *_, e in hooks.due(old)] == ["OverCloudRequested"]
