@@ -17,7 +17,7 @@ from devtower.snapshot import Snapshot
 from devtower.tokens import Identity
 from orchestrator import views
 from orchestrator.registry import OverCloudRecord, Registry
-from orchestrator.request import OverCloudRequest, RequestInvalid, parse_request
+from orchestrator.request import OverCloudRequest, RequestInvalid, line_of, parse_request
 from orchestrator.store import WorkflowStore
 from orchestrator.update import UpdatePlan, plan_update
 from orchestrator.views import summary, workflow_dict
@@ -136,7 +136,7 @@ def submit(t: Tower, ident: Identity, text: str, source: str = "request",
     if rec is not None:
         if not visible(ident, rec):
             raise Conflict(f"an OverCloud named {req.name!r} already exists; choose another name")
-        return _update(t, req, rec, source, dry_run)
+        return _update(t, req, rec, text, source, dry_run)
     if dry_run:
         return Submitted(req, None, None)
     secret = t.hooks.register(req.name, req.devtower.notify) if req.devtower.notify else None
@@ -145,7 +145,7 @@ def submit(t: Tower, ident: Identity, text: str, source: str = "request",
     return Submitted(req, event, secret)
 
 
-def _update(t: Tower, req: OverCloudRequest, rec: OverCloudRecord, source: str,
+def _update(t: Tower, req: OverCloudRequest, rec: OverCloudRecord, text: str, source: str,
             dry_run: bool) -> Submitted:
     try:
         plan = plan_update(rec, req)
@@ -153,7 +153,8 @@ def _update(t: Tower, req: OverCloudRequest, rec: OverCloudRecord, source: str,
         raise Conflict(f"the request {req.name} runs cannot be read back, so no change can be "
                        "planned against it; ask an operator") from None
     if plan.refused:
-        raise RequestInvalid(source, [Problem(path, None, f"cannot change in place: {why}")
+        raise RequestInvalid(source, [Problem(path, line_of(text, path),
+                                              f"cannot change in place: {why}")
                                       for path, why in plan.refused])
     if dry_run or plan.empty:
         return Submitted(req, None, None, plan)

@@ -481,6 +481,20 @@ def parse_request(text: str, source: str = "<string>",
     return request
 
 
+def line_of(text: str, path: str) -> int | None:
+    """The line of `path` (dotted, e.g. `saas.expose.port`) in a document that parsed, or of
+    its nearest parent that is written; None when none is (a default)."""
+    try:
+        node = yaml.compose(text, Loader=DocumentLoader)
+    except yaml.YAMLError:
+        return None
+    if node is None:
+        return None
+    tree = _Tree()
+    tree.walk(node, ())
+    return _line(tree.lines, tuple(path.split(".")), "")
+
+
 def _validate(data: Any, capacity: Capacity | None, lines: Mapping[Loc, int],
               skip: frozenset[Loc] = frozenset()) -> tuple[list[Problem], OverCloudRequest | None]:
     """Typed validation plus cross-field rules; problems under `skip` are already reported."""

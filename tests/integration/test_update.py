@@ -132,7 +132,8 @@ def test_a_running_overcloud_is_resized_live_and_its_retention_changed(
         moved = _doc(tmp_path, name, free_port(), cpu=1, tag="-moved")
         refused = run_cli(["request", "apply", str(moved), "--wait"], uc, timeout=120)
         assert refused.returncode == 1, refused.stdout + refused.stderr
-        assert "saas.expose.port: cannot change in place" in refused.stderr, refused.stderr
+        assert f"{moved}:9: saas.expose.port: cannot change in place" in refused.stderr, \
+            refused.stderr
         assert "nothing was changed" in refused.stderr
         assert _node(uc, node)[1] == now and len(_workflows(uc, name)) == before + 1
         assert updated() == [ev], "no second OverCloudUpdated"

@@ -214,7 +214,8 @@ def test_applying_a_changed_document_plans_and_requests_an_update(api: Api) -> N
         moved = c.post("/v1/overclouds", content=doc.replace("saas: {stack: wordpress}",
                        "saas: {stack: wordpress, expose: {port: 20999}}"), headers=yaml)
         assert moved.status_code == 422, moved.text
-        assert [p["path"] for p in moved.json()["problems"]] == ["saas.expose.port"]
+        assert [(p["path"], p["line"]) for p in moved.json()["problems"]] == [
+            ("saas.expose.port", 7)]
         assert "cannot change in place" in moved.json()["problems"][0]["message"]
     with api.client(api.token("b@example.com")) as c:  # another tenant's name: taken, no plan
         other = c.post("/v1/overclouds", content=changed.replace("a@example.com", "b@example.com"),
