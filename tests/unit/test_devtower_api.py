@@ -207,6 +207,8 @@ def test_applying_a_changed_document_plans_and_requests_an_update(api: Api) -> N
         assert api.bus.events == [], "the same document and a dry run publish nothing"
         r = c.post("/v1/overclouds", content=changed, headers=yaml)
         assert r.status_code == 202 and r.json()["update"] and r.json()["changes"] == plan
+        # its first webhooks: the signing secret is made now and shown once, to the owner
+        assert r.json()["webhook_secret"] and "webhook_secret" not in dry.json()
         (ev,) = api.bus.events
         assert isinstance(ev, OverCloudUpdateRequested) and ev.id == r.json()["id"]
         assert ev.spec["cluster"]["memory"] == "2GiB" and ev.owner == "a@example.com"
