@@ -38,6 +38,7 @@ from orchestrator.workflow import Engine, WorkflowState
 from overcloud.bus import KafkaEventBus, poll
 from overcloud.errors import DecodeError, PermanentError, TemporaryError
 from overcloud.events import (
+    BackupRequested,
     Event,
     MigrationFinished,
     MigrationRequested,
@@ -46,6 +47,7 @@ from overcloud.events import (
     OverCloudFailed,
     OverCloudRequested,
     OverCloudUpdateRequested,
+    RestoreRequested,
 )
 from overcloud.replay import EventJournal
 from overcloud.wire import decode_event, describe
@@ -68,6 +70,8 @@ class Orchestrator:
         self.handlers.on(NodeOverloaded)(self.on_overloaded)
         self.handlers.on(MigrationRequested)(self.on_migration_requested)
         self.handlers.on(OverCloudUpdateRequested)(self.on_update_requested)
+        self.handlers.on(BackupRequested)(self.on_backup_requested)
+        self.handlers.on(RestoreRequested)(self.on_restore_requested)
 
     def _start(self, workflow_id: str) -> None:
         t = threading.Thread(target=self.engine.run, args=(workflow_id,), daemon=True,
@@ -148,6 +152,52 @@ class Orchestrator:
             self.store.create(update_spec(plan, sorted(n.node for n in rec.nodes)),
                               {"name": event.name, "spec": request.to_spec(),
                                "changes": plan.lines()}, workflow_id=event.id)
+        self._start(event.id)
+
+    def _busy(self, name: str) -> str | None:
+        """Why `name` cannot take a backup/restore/update now (None: it can)."""
+        rec = self.ctx.registry.get(name)
+        if rec is None:
+            return f"no OverCloud named {name!r}"
+        if rec.state not in ("ready", "degraded"):
+            return f"{name} is {rec.state}; try again once it is ready"
+        running = [wf for wf in self.store.list(subject=name) if not wf.state.finished]
+        if running:
+            return (f"{name} is busy ({running[0].spec.kind} workflow {running[0].id} is "
+                    "running); try again when it has finished")
+        return None
+
+    def on_backup_requested(self, event: BackupRequested) -> None:
+        from orchestrator.backup import backup_spec, new_id, refused_spec
+
+        if self.store.exists(event.id):
+            log.info("backup %s already handled", event.id)
+            return
+        why = self._busy(event.name)
+        if why is None and not 1 <= event.keep <= 1000:
+            why = f"keep must be 1..1000 backups, got {event.keep}"
+        if why is not None:
+            spec = refused_spec("backup", event.name, why)
+        else:
+            spec = backup_spec(event.name, new_id(event.id, event.time.timestamp()), event.keep)
+        self.store.create(spec, {"name": event.name}, workflow_id=event.id)
+        self._start(event.id)
+
+    def on_restore_requested(self, event: RestoreRequested) -> None:
+        from orchestrator.backup import find_backup, refused_spec, restore_spec
+
+        if self.store.exists(event.id):
+            log.info("restore %s already handled", event.id)
+            return
+        why = self._busy(event.name)
+        if why is None:
+            try:
+                find_backup(self.ctx.settings, event.name, event.backup)
+            except PermanentError as exc:
+                why = str(exc)
+        spec = refused_spec("restore", event.name, why) if why is not None \
+            else restore_spec(event.name, event.backup)
+        self.store.create(spec, {"name": event.name}, workflow_id=event.id)
         self._start(event.id)
 
     # --- migration ------------------------------------------------------------------------

@@ -112,6 +112,22 @@ class OverCloudUpdated(Event):
     changes: list[str] = field(default_factory=list)
 
 
+@dataclass(frozen=True, kw_only=True)
+class BackupRequested(Event):
+    """Dump an OverCloud's database now; keep its newest `keep` backups."""
+
+    name: str
+    keep: int = 7
+
+
+@dataclass(frozen=True, kw_only=True)
+class RestoreRequested(Event):
+    """Load backup `backup` into the OverCloud's database (as it was then)."""
+
+    name: str
+    backup: str
+
+
 # --- UnderCloud health and migration -------------------------------------------------------
 
 

@@ -12,6 +12,7 @@ from rich.text import Text
 from devtower.cli import common
 from devtower.cli.agent import app as agent_app
 from devtower.cli.alerts import app as alerts_app
+from devtower.cli.backup import backup, restore
 from devtower.cli.dashboards import app as dashboards_app
 from devtower.cli.devlake import app as devlake_app
 from devtower.cli.images import app as images_app
@@ -44,6 +45,8 @@ app.command("list")(list_)
 app.command("show")(show)
 app.command("delete")(delete)
 app.command("migrate")(migrate)
+app.command("backup")(backup)
+app.command("restore")(restore)
 app.add_typer(dashboards_app, name="dashboards")
 app.command("top")(top)
 app.add_typer(undercloud_app, name="undercloud")

@@ -446,6 +446,7 @@ def run_orchestrator(verbose: Annotated[bool, typer.Option("--verbose", "-v")] =
     """Consume the events topic and run provisioning/deletion workflows until SIGTERM."""
     from devlake.consumer import KafkaDeadLetters
     from devlake.sinks import make_sink
+    from orchestrator.backup import register_backup_actions
     from orchestrator.hosts import drivers
     from orchestrator.migration import register_migration_actions
     from orchestrator.provision import Context, register_actions
@@ -464,6 +465,7 @@ def run_orchestrator(verbose: Annotated[bool, typer.Option("--verbose", "-v")] =
     register_actions(actions, ctx)
     register_migration_actions(actions, ctx)
     register_update_actions(actions, ctx)
+    register_backup_actions(actions, ctx)
     store = _store()
     engine = Engine(store, actions)
     orch = Orchestrator(ctx, engine, store, KafkaDeadLetters(s))

@@ -1,0 +1,109 @@
+"""`overcloud backup NAME`, `overcloud backup list NAME`, `overcloud restore NAME --from ID`.
+
+Like `migrate`, the commands only ask: they check what they can (the name, the backup id,
+the state) for a one-line answer, publish `BackupRequested` / `RestoreRequested`, and with
+`--wait` follow the orchestrator's workflow live. `backup list` reads the backups kept under
+the state directory (orchestrator/backup.py says what one is).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from devtower.cli.common import console, settings, styled
+from overcloud.errors import UserError
+
+
+def backup(
+    args: Annotated[list[str], typer.Argument(help="NAME (back it up now), or: list NAME.",
+                                              metavar="NAME | list NAME")],
+    keep: Annotated[int, typer.Option(help="Keep the newest KEEP backups of NAME.")] = 7,
+    wait: Annotated[bool, typer.Option("--wait", help="Follow the backup until done.")] = False,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for the orchestrator to start.")] = 60,
+) -> None:
+    """Back up NAME's database now (a consistent dump, kept under the state dir), or list them."""
+    if len(args) == 2 and args[0] == "list":
+        _list(args[1])
+        return
+    if len(args) != 1:
+        raise UserError("say which OverCloud: overcloud backup NAME, or overcloud backup list NAME")
+    from devtower.cli.overclouds import _follow, publish
+    from overcloud.events import BackupRequested
+
+    name = args[0]
+    if not 1 <= keep <= 1000:
+        raise UserError(f"--keep must be 1..1000 backups, got {keep}")
+    s = settings()
+    _ready(name)
+    event = BackupRequested(name=name, keep=keep)
+    publish(s, event, name)
+    console.print(f"backup of {name} requested: id {event.id}", markup=False)
+    if wait:
+        wf = _follow(event.id, "backup", timeout)
+        if str(wf.state) != "succeeded":
+            raise UserError(f"the backup of {name} failed: {wf.error}")
+        made = next((t.result for t in wf.tasks if t.name == "dump"), None) or {}
+        console.print(styled(f"backup {made.get('id', '?')} of {name}: "
+                             f"{made.get('bytes', '?')} bytes", "green"))
+
+
+def restore(
+    name: Annotated[str, typer.Argument(help="OverCloud name.")],
+    from_: Annotated[str, typer.Option("--from", help="The backup id (overcloud backup list NAME).")],
+    wait: Annotated[bool, typer.Option("--wait", help="Follow the restore until done.")] = False,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for the orchestrator to start.")] = 60,
+) -> None:
+    """Put NAME's database back as it was at a backup (tables made since are dropped)."""
+    from devtower.cli.overclouds import _follow, publish
+    from orchestrator.backup import find_backup
+    from overcloud.errors import PermanentError
+    from overcloud.events import RestoreRequested
+
+    s = settings()
+    _ready(name)
+    try:
+        b = find_backup(s, name, from_)
+    except PermanentError as exc:
+        raise UserError(str(exc)) from None
+    event = RestoreRequested(name=name, backup=b.id)
+    publish(s, event, name)
+    console.print(f"restore of {name} from {b.id} requested: id {event.id}", markup=False)
+    if wait:
+        wf = _follow(event.id, "restore", timeout)
+        if str(wf.state) != "succeeded":
+            raise UserError(f"the restore of {name} failed: {wf.error}")
+        console.print(styled(f"{name}'s database is as it was at backup {b.id}", "green"))
+
+
+def _ready(name: str) -> None:
+    from orchestrator.registry import Registry
+
+    rec = Registry(settings()).get(name)
+    if rec is None:
+        raise UserError(f"no OverCloud named {name[:64]!r} (see: overcloud list)")
+    if rec.state not in ("ready", "degraded"):
+        raise UserError(f"{name} is {rec.state}; try again once it is ready")
+
+
+def _list(name: str) -> None:
+    from orchestrator.backup import list_backups
+    from overcloud.errors import PermanentError
+
+    try:
+        found = list_backups(settings(), name)
+    except PermanentError as exc:
+        raise UserError(str(exc)) from None
+    if not found:
+        console.print(f"{name[:64]} has no backups", markup=False)
+        return
+    t = Table(title=f"backups of {name}", title_justify="left")
+    for col in ("id", "made (UTC)", "size", "from"):
+        t.add_column(col)
+    for b in found:
+        t.add_row(b.id, time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(b.time)),
+                  f"{b.bytes:,} B", f"{b.node} on {b.host}")
+    console.print(t)

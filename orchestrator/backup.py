@@ -1,0 +1,269 @@
+"""Backups of an OverCloud's database tier, and restores from them.
+
+A backup is a consistent logical dump of the OverCloud's WordPress database:
+`mariadb-dump --single-transaction` inside the db container (one InnoDB snapshot: the site
+keeps serving and writing while it runs, and the dump is of one instant), with
+`--add-drop-database`, so a restore brings the database back exactly as it was — tables made
+since are gone too. The dump streams out of the node through `lxc exec`, is compressed here
+and kept under the state directory:
+
+    STATE/backups/<overcloud>/<id>.sql.gz   the dump (gzip)
+    STATE/backups/<overcloud>/<id>.json     id, time, bytes, sha256, node, host
+
+The dump is written to a `.part` file, checked complete (mariadb-dump's closing
+`-- Dump completed` line) and fsynced before it is renamed and its `.json` written, so a
+listed backup is a whole one; a killed or retried `dump` task starts the file again.
+`prune` keeps the newest `keep` backups of the OverCloud. A restore checks the file against
+its recorded SHA-256 before it touches the database.
+
+Both run as orchestrator workflows (`BackupRequested`, `RestoreRequested`), so a request is
+followed live like any other (`--wait`), refused while the OverCloud is not ready or busy,
+and a killed orchestrator resumes it. The secrets never leave the node: the commands read
+the root password from the db container's own environment.
+
+Not backed up yet: WordPress's uploads (they live in the app containers' filesystem, not on
+a volume) — see the README.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import os
+import re
+import subprocess
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from orchestrator.hosts import HostDriver, MovableHost
+from orchestrator.provision import STACK_DIR, Context
+from orchestrator.request import NAME_RE
+from orchestrator.workflow import ActionRegistry, TaskContext, TaskSpec, WorkflowSpec
+from overcloud.errors import PermanentError, TemporaryError
+from overcloud.settings import Settings
+
+ID_RE = re.compile(r"[0-9]{8}T[0-9]{6}Z-[0-9a-f]{6}")
+"""A backup id: its UTC time and 6 hex digits of the request's id (`20261130T060102Z-4f1c2a`)."""
+
+DUMP_SH = ('MYSQL_PWD="$DB_ROOT_PASSWORD" exec mariadb-dump -uroot --single-transaction '
+           '--quick --routines --triggers --events --hex-blob --add-drop-database '
+           '--databases "$DB_NAME"')
+LOAD_SH = 'MYSQL_PWD="$DB_ROOT_PASSWORD" exec mariadb -uroot'
+COMPLETE = b"-- Dump completed"
+CHUNK = 1 << 16
+
+
+@dataclass(frozen=True)
+class Backup:
+    id: str
+    overcloud: str
+    time: float
+    bytes: int
+    sha256: str
+    node: str
+    host: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def backup_dir(s: Settings, overcloud: str) -> Path:
+    """Where `overcloud`'s backups live; the name must be an OverCloud name (a DNS label), so
+    no outside text ever picks another directory (`../x`)."""
+    if not NAME_RE.fullmatch(overcloud):
+        raise PermanentError(f"{overcloud[:64]!r} is not an OverCloud name")
+    return s.state_dir / "backups" / overcloud
+
+
+def new_id(request_id: str, now: float | None = None) -> str:
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now if now is not None else time.time()))
+    return f"{stamp}-{request_id[:6]}"
+
+
+def list_backups(s: Settings, overcloud: str) -> list[Backup]:
+    """The OverCloud's complete backups, oldest first (a `.json` names each one)."""
+    out = []
+    for meta in backup_dir(s, overcloud).glob("*.json"):
+        try:
+            out.append(Backup(**json.loads(meta.read_text())))
+        except (OSError, ValueError, TypeError):
+            continue  # a file that is not ours, or half-written by a crash: not a backup
+    return sorted(out, key=lambda b: (b.time, b.id))
+
+
+def find_backup(s: Settings, overcloud: str, backup_id: str) -> Backup:
+    if not ID_RE.fullmatch(backup_id):
+        raise PermanentError(f"{backup_id[:40]!r} is not a backup id (e.g. 20261130T060102Z-4f1c2a; "
+                             f"see: overcloud backup list {overcloud})")
+    found = next((b for b in list_backups(s, overcloud) if b.id == backup_id), None)
+    if found is None:
+        raise PermanentError(f"{overcloud} has no backup {backup_id} (see: overcloud backup list "
+                             f"{overcloud})")
+    return found
+
+
+def backup_spec(name: str, backup_id: str, keep: int) -> WorkflowSpec:
+    return WorkflowSpec(kind="backup", subject=name, tasks=(
+        TaskSpec("dump", "dump_database", {"id": backup_id}, after=(), retries=2, timeout=1800),
+        TaskSpec("prune", "prune_backups", {"keep": keep}, after=("dump",), retries=2,
+                 timeout=60),
+    ))
+
+
+def restore_spec(name: str, backup_id: str) -> WorkflowSpec:
+    return WorkflowSpec(kind="restore", subject=name, tasks=(
+        TaskSpec("restore", "restore_database", {"id": backup_id}, after=(), retries=2,
+                 timeout=1800),
+    ))
+
+
+def refused_spec(kind: str, name: str, reason: str) -> WorkflowSpec:
+    """A backup or restore the orchestrator refused, as a workflow failing with the reason."""
+    return WorkflowSpec(kind=kind, subject=name, tasks=(
+        TaskSpec("refuse", "refuse_request", {"reason": reason}, after=(), retries=0,
+                 timeout=10),))
+
+
+def _compose_exec(*cmd: str) -> tuple[str, ...]:
+    return ("docker", "compose", "--project-directory", STACK_DIR, "exec", "-T", "db", *cmd)
+
+
+def _db_node(c: Context, name: str) -> tuple[str, str, MovableHost]:
+    rec = c.registry.get(name)
+    if rec is None:
+        raise PermanentError(f"no OverCloud named {name!r}")
+    node = next((n for n in rec.nodes if "db" in n.tiers), None)
+    if node is None:
+        raise PermanentError(f"{name} has no database node")
+    driver: HostDriver | None = c.hosts.get(node.host)
+    if driver is None:
+        raise PermanentError(f"{node.node} runs on {node.host}, which is not one of our hosts")
+    if not hasattr(driver, "exec_stream"):
+        raise PermanentError(f"{node.host} cannot stream a dump out of a node")
+    return node.node, node.host, driver  # type: ignore[return-value]
+
+
+def dump(c: Context, name: str, backup_id: str) -> Backup:
+    """Dump the database of `name` into a new backup `backup_id` (idempotent by id)."""
+    folder = backup_dir(c.settings, name)
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    meta = folder / f"{backup_id}.json"
+    if meta.exists():
+        return Backup(**json.loads(meta.read_text()))
+    node, host, driver = _db_node(c, name)
+    part = folder / f"{backup_id}.sql.gz.part"
+    proc = driver.exec_stream(node, *_compose_exec("sh", "-c", DUMP_SH),
+                              stdout=subprocess.PIPE)
+    assert proc.stdout is not None
+    digest, tail = hashlib.sha256(), b""
+    try:
+        with part.open("wb") as raw:
+            with gzip.GzipFile(fileobj=_Hashing(raw, digest), mode="wb",
+                               compresslevel=3) as gz:
+                while chunk := proc.stdout.read(CHUNK):
+                    gz.write(chunk)
+                    tail = (tail + chunk)[-4096:]
+            raw.flush()
+            os.fsync(raw.fileno())
+        _, err = proc.communicate(timeout=60)
+    except BaseException:
+        proc.kill()
+        proc.wait(10)
+        part.unlink(missing_ok=True)
+        raise
+    if proc.returncode != 0 or COMPLETE not in tail:
+        part.unlink(missing_ok=True)
+        why = (err or b"").decode(errors="replace").strip()[-300:] or "the dump ended early"
+        raise TemporaryError(f"dumping {name}'s database on {node} failed: {why}")
+    final = folder / f"{backup_id}.sql.gz"
+    part.rename(final)
+    b = Backup(backup_id, name, time.time(), final.stat().st_size, digest.hexdigest(), node, host)
+    tmp = meta.with_suffix(".json.part")
+    tmp.write_text(json.dumps(b.to_dict()))
+    tmp.rename(meta)
+    return b
+
+
+def prune(s: Settings, name: str, keep: int) -> list[str]:
+    """Delete all but the newest `keep` backups of `name`; returns the ids deleted."""
+    gone = []
+    for b in list_backups(s, name)[: max(0, len(list_backups(s, name)) - keep)]:
+        folder = backup_dir(s, name)
+        (folder / f"{b.id}.json").unlink(missing_ok=True)  # first: unlisted before it is gone
+        (folder / f"{b.id}.sql.gz").unlink(missing_ok=True)
+        gone.append(b.id)
+    return gone
+
+
+def restore(c: Context, name: str, backup_id: str) -> Backup:
+    """Load backup `backup_id` into `name`'s database (the dump drops and re-creates it)."""
+    b = find_backup(c.settings, name, backup_id)
+    path = backup_dir(c.settings, name) / f"{b.id}.sql.gz"
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(CHUNK):
+            digest.update(chunk)
+    if digest.hexdigest() != b.sha256:
+        raise PermanentError(f"backup {b.id} of {name} is damaged (its SHA-256 is not the one "
+                             "recorded when it was made): not restoring it")
+    node, _, driver = _db_node(c, name)
+    proc = driver.exec_stream(node, *_compose_exec("sh", "-c", LOAD_SH), stdin=subprocess.PIPE)
+    assert proc.stdin is not None
+    try:
+        with gzip.open(path, "rb") as gz:
+            while chunk := gz.read(CHUNK):
+                proc.stdin.write(chunk)
+        proc.stdin.close()
+        _, err = proc.communicate(timeout=1800)
+    except BrokenPipeError:
+        _, err = proc.communicate(timeout=60)
+    except BaseException:
+        proc.kill()
+        proc.wait(10)
+        raise
+    if proc.returncode != 0:
+        why = (err or b"").decode(errors="replace").strip()[-300:]
+        raise TemporaryError(f"loading backup {b.id} into {name}'s database failed: {why}")
+    return b
+
+
+class _Hashing:
+    """A file object that hashes what is written through it (the compressed bytes)."""
+
+    def __init__(self, f: BinaryIO, digest: Any) -> None:
+        self._f, self._digest = f, digest
+
+    def write(self, data: bytes) -> int:
+        self._digest.update(data)
+        return self._f.write(data)
+
+    def flush(self) -> None:
+        self._f.flush()
+
+
+def register_backup_actions(actions: ActionRegistry, c: Context) -> None:
+    @actions.action("dump_database")
+    def dump_database(ctx: TaskContext) -> dict[str, Any]:
+        b = dump(c, str(ctx.input["name"]), str(ctx.args["id"]))
+        ctx.report(f"backup {b.id}: {b.bytes} bytes from {b.node} on {b.host}")
+        return b.to_dict()
+
+    @actions.action("prune_backups")
+    def prune_backups(ctx: TaskContext) -> list[str]:
+        gone = prune(c.settings, str(ctx.input["name"]), int(ctx.args["keep"]))
+        if gone:
+            ctx.report(f"deleted {len(gone)} older backup{'s' * (len(gone) != 1)}")
+        return gone
+
+    @actions.action("refuse_request")
+    def refuse_request(ctx: TaskContext) -> None:
+        raise PermanentError(str(ctx.args["reason"]))
+
+    @actions.action("restore_database")
+    def restore_database(ctx: TaskContext) -> dict[str, Any]:
+        b = restore(c, str(ctx.input["name"]), str(ctx.args["id"]))
+        ctx.report(f"{ctx.input['name']}'s database is as it was at backup {b.id}")
+        return b.to_dict()

@@ -1,0 +1,136 @@
+"""Backup and restore of an OverCloud's database on real LXD, driven through the CLI.
+
+A one-node OverCloud; WordPress installed through its own install page; a post written in
+the database; `overcloud backup NAME --wait`; the post deleted (and a table made that the
+backup never saw); `overcloud restore NAME --from ID --wait` → the post is served again and
+the later table is gone. Also: `backup list`, retention by count, a damaged backup refused,
+a bad id refused.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+import subprocess
+from pathlib import Path
+
+import httpx
+import pytest
+
+from lxdclient import lxc_env
+from orchestrator.backup import backup_dir
+from orchestrator.hosts import LxdDriver, drivers
+from overcloud.waiting import wait_until
+from tests.conftest import Env
+from tests.helpers import Background, free_port, run_cli
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(1800)]
+
+DOC = """\
+apiVersion: overcloud/v1
+kind: OverCloud
+name: {name}
+owner: test@example.org
+cluster: {{nodes: 1, cpu: 1, memory: 1GiB}}
+saas: {{stack: wordpress, expose: {{port: {port}}}}}
+"""
+TITLE = "A post worth keeping"
+
+
+def _sql(env: Env, node: str, sql: str) -> str:
+    """Run SQL in the node's WordPress database as its root (the password stays in the db
+    container's environment)."""
+    for d in drivers(env.settings()).values():
+        assert isinstance(d, LxdDriver)
+        if node in d.instances():
+            proc = subprocess.run(
+                ["lxc", "exec", node, "--", "docker", "compose", "--project-directory",
+                 "/srv/stack", "exec", "-T", "db", "sh", "-c",
+                 'MYSQL_PWD="$DB_ROOT_PASSWORD" exec mariadb -uroot -N "$DB_NAME"'],
+                env=lxc_env(env.settings(), d.host), input=sql, capture_output=True, text=True,
+                timeout=120)
+            assert proc.returncode == 0, proc.stderr
+            return proc.stdout
+    raise AssertionError(f"{node} runs on no host")
+
+
+def _install(port: int) -> None:
+    password = secrets.token_urlsafe(16)
+    r = httpx.post(f"http://127.0.0.1:{port}/wp-admin/install.php?step=2", timeout=180, data={
+        "weblog_title": "Backup test", "user_name": "admin", "admin_password": password,
+        "admin_password2": password, "pw_weak": "1", "admin_email": "admin@example.org",
+        "blog_public": "0", "language": "", "Submit": "Install WordPress"})
+    assert r.status_code == 200 and "Success" in r.text, r.text[:500]
+
+
+def _post(port: int, post_id: int) -> int:
+    try:
+        r = httpx.get(f"http://127.0.0.1:{port}/?p={post_id}", timeout=30)
+    except httpx.HTTPError:
+        return -1
+    return r.status_code if TITLE in r.text or r.status_code != 200 else 0
+
+
+def test_a_deleted_post_comes_back_from_a_backup(uc: Env, tmp_path: Path) -> None:
+    lake = Background(["devlake", "run"], uc, tmp_path / "devlake.log").start()
+    orch = Background(["orchestrator", "run"], uc, tmp_path / "orchestrator.log").start()
+    name, port = "bak-one", free_port()
+    node = f"{name}-n1"
+    doc = tmp_path / "bak.yaml"
+    doc.write_text(DOC.format(name=name, port=port))
+    try:
+        out = run_cli(["request", "apply", str(doc), "--wait"], uc, timeout=900)
+        assert out.returncode == 0, out.stdout + out.stderr + orch.output()
+        _install(port)
+        post_id = int(_sql(uc, node, f"""
+            INSERT INTO wp_posts (post_author, post_date, post_date_gmt, post_content, post_title,
+              post_excerpt, post_status, post_name, to_ping, pinged, post_modified,
+              post_modified_gmt, post_content_filtered, post_type)
+            VALUES (1, NOW(), UTC_TIMESTAMP(), 'Kept by a backup.', '{TITLE}', '', 'publish',
+              'worth-keeping', '', '', NOW(), UTC_TIMESTAMP(), '', 'post');
+            SELECT LAST_INSERT_ID();""").split()[-1])
+        assert _post(port, post_id) == 200, "the post is served"
+
+        made = run_cli(["backup", name, "--wait", "--keep", "2"], uc, timeout=600)
+        assert made.returncode == 0, made.stdout + made.stderr + orch.output()
+        (backup_id,) = re.findall(r"backup (\d{8}T\d{6}Z-[0-9a-f]{6}) of", made.stdout)
+        listed = run_cli(["backup", "list", name], uc, check=True).stdout
+        assert backup_id in listed and node in listed
+
+        _sql(uc, node, f"DELETE FROM wp_posts WHERE ID = {post_id};"
+                       "CREATE TABLE made_after (x INT);")
+        assert _post(port, post_id) == 404, "the post is gone"
+
+        back = run_cli(["restore", name, "--from", backup_id, "--wait"], uc, timeout=600)
+        assert back.returncode == 0, back.stdout + back.stderr + orch.output()
+        assert wait_until(lambda: _post(port, post_id) == 200, timeout=60,
+                          what="the restored post served")
+        assert "made_after" not in _sql(uc, node, "SHOW TABLES;"), "restored as it was"
+
+        # retention by count: three more backups with --keep 2 leave the newest two
+        ids = [backup_id]
+        for _ in range(3):
+            more = run_cli(["backup", name, "--wait", "--keep", "2"], uc, timeout=600)
+            assert more.returncode == 0, more.stdout + more.stderr
+            ids += re.findall(r"backup (\S+) of", more.stdout)
+        kept = sorted(json.loads(p.read_text())["id"]
+                      for p in backup_dir(uc.settings(), name).glob("*.json"))
+        assert kept == sorted(ids[-2:]), (kept, ids)
+        assert len(list(backup_dir(uc.settings(), name).glob("*.sql.gz"))) == 2
+
+        # a damaged backup is refused before the database is touched; a bad id at once
+        dump = backup_dir(uc.settings(), name) / f"{ids[-1]}.sql.gz"
+        data = bytearray(dump.read_bytes())
+        data[len(data) // 2] ^= 0xFF
+        dump.write_bytes(bytes(data))
+        bad = run_cli(["restore", name, "--from", ids[-1], "--wait"], uc, timeout=300)
+        assert bad.returncode == 1 and "damaged" in bad.stdout + bad.stderr, bad.stdout + bad.stderr
+        assert _post(port, post_id) == 200
+        nope = run_cli(["restore", name, "--from", "../../etc/passwd"], uc)
+        assert nope.returncode == 1 and "not a backup id" in nope.stderr, nope.stderr
+
+        run_cli(["delete", name, "--wait"], uc, check=True, timeout=300)
+    finally:
+        orch.stop()
+        lake.stop()
