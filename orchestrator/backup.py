@@ -65,6 +65,9 @@ class Backup:
     sha256: str
     node: str
     host: str
+    request_id: str = ""
+    """The OverCloud's incarnation (its creating request): a later OverCloud of the same name
+    (after a delete) may be someone else's, and never restores this backup."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -94,7 +97,10 @@ def list_backups(s: Settings, overcloud: str) -> list[Backup]:
     return sorted(out, key=lambda b: (b.time, b.id))
 
 
-def find_backup(s: Settings, overcloud: str, backup_id: str) -> Backup:
+def find_backup(s: Settings, overcloud: str, backup_id: str, request_id: str | None = None
+                ) -> Backup:
+    """The backup `backup_id` of `overcloud` — of its current incarnation when `request_id` is
+    given."""
     if not ID_RE.fullmatch(backup_id):
         raise PermanentError(f"{backup_id[:40]!r} is not a backup id (e.g. 20261130T060102Z-4f1c2a; "
                              f"see: overcloud backup list {overcloud})")
@@ -102,6 +108,9 @@ def find_backup(s: Settings, overcloud: str, backup_id: str) -> Backup:
     if found is None:
         raise PermanentError(f"{overcloud} has no backup {backup_id} (see: overcloud backup list "
                              f"{overcloud})")
+    if request_id is not None and found.request_id != request_id:
+        raise PermanentError(f"backup {backup_id} was made of an earlier OverCloud named "
+                             f"{overcloud} (deleted since): this one cannot restore it")
     return found
 
 
@@ -131,7 +140,7 @@ def _compose_exec(*cmd: str) -> tuple[str, ...]:
     return ("docker", "compose", "--project-directory", STACK_DIR, "exec", "-T", "db", *cmd)
 
 
-def _db_node(c: Context, name: str) -> tuple[str, str, MovableHost]:
+def _db_node(c: Context, name: str) -> tuple[str, str, MovableHost, str]:
     rec = c.registry.get(name)
     if rec is None:
         raise PermanentError(f"no OverCloud named {name!r}")
@@ -143,7 +152,7 @@ def _db_node(c: Context, name: str) -> tuple[str, str, MovableHost]:
         raise PermanentError(f"{node.node} runs on {node.host}, which is not one of our hosts")
     if not hasattr(driver, "exec_stream"):
         raise PermanentError(f"{node.host} cannot stream a dump out of a node")
-    return node.node, node.host, driver  # type: ignore[return-value]
+    return node.node, node.host, driver, rec.request_id  # type: ignore[return-value]
 
 
 def dump(c: Context, name: str, backup_id: str) -> Backup:
@@ -153,7 +162,7 @@ def dump(c: Context, name: str, backup_id: str) -> Backup:
     meta = folder / f"{backup_id}.json"
     if meta.exists():
         return Backup(**json.loads(meta.read_text()))
-    node, host, driver = _db_node(c, name)
+    node, host, driver, request_id = _db_node(c, name)
     part = folder / f"{backup_id}.sql.gz.part"
     proc = driver.exec_stream(node, *_compose_exec("sh", "-c", DUMP_SH),
                               stdout=subprocess.PIPE)
@@ -180,7 +189,8 @@ def dump(c: Context, name: str, backup_id: str) -> Backup:
         raise TemporaryError(f"dumping {name}'s database on {node} failed: {why}")
     final = folder / f"{backup_id}.sql.gz"
     part.rename(final)
-    b = Backup(backup_id, name, time.time(), final.stat().st_size, digest.hexdigest(), node, host)
+    b = Backup(backup_id, name, time.time(), final.stat().st_size, digest.hexdigest(), node, host,
+               request_id)
     tmp = meta.with_suffix(".json.part")
     tmp.write_text(json.dumps(b.to_dict()))
     tmp.rename(meta)
@@ -200,7 +210,8 @@ def prune(s: Settings, name: str, keep: int) -> list[str]:
 
 def restore(c: Context, name: str, backup_id: str) -> Backup:
     """Load backup `backup_id` into `name`'s database (the dump drops and re-creates it)."""
-    b = find_backup(c.settings, name, backup_id)
+    node, _, driver, request_id = _db_node(c, name)
+    b = find_backup(c.settings, name, backup_id, request_id)
     path = backup_dir(c.settings, name) / f"{b.id}.sql.gz"
     digest = hashlib.sha256()
     with path.open("rb") as f:
@@ -209,7 +220,6 @@ def restore(c: Context, name: str, backup_id: str) -> Backup:
     if digest.hexdigest() != b.sha256:
         raise PermanentError(f"backup {b.id} of {name} is damaged (its SHA-256 is not the one "
                              "recorded when it was made): not restoring it")
-    node, _, driver = _db_node(c, name)
     proc = driver.exec_stream(node, *_compose_exec("sh", "-c", LOAD_SH), stdin=subprocess.PIPE)
     assert proc.stdin is not None
     try:

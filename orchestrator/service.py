@@ -192,7 +192,9 @@ class Orchestrator:
         why = self._busy(event.name)
         if why is None:
             try:
-                find_backup(self.ctx.settings, event.name, event.backup)
+                rec = self.ctx.registry.get(event.name)
+                find_backup(self.ctx.settings, event.name, event.backup,
+                            rec.request_id if rec else "")
             except PermanentError as exc:
                 why = str(exc)
         spec = refused_spec("restore", event.name, why) if why is not None \

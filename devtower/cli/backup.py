@@ -9,13 +9,16 @@ the state directory (orchestrator/backup.py says what one is).
 from __future__ import annotations
 
 import time
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 
 from devtower.cli.common import console, settings, styled
 from overcloud.errors import UserError
+
+if TYPE_CHECKING:
+    from orchestrator.registry import OverCloudRecord
 
 
 def backup(
@@ -64,9 +67,9 @@ def restore(
     from overcloud.events import RestoreRequested
 
     s = settings()
-    _ready(name)
+    rec = _ready(name)
     try:
-        b = find_backup(s, name, from_)
+        b = find_backup(s, name, from_, rec.request_id)
     except PermanentError as exc:
         raise UserError(str(exc)) from None
     event = RestoreRequested(name=name, backup=b.id)
@@ -79,7 +82,7 @@ def restore(
         console.print(styled(f"{name}'s database is as it was at backup {b.id}", "green"))
 
 
-def _ready(name: str) -> None:
+def _ready(name: str) -> OverCloudRecord:
     from orchestrator.registry import Registry
 
     rec = Registry(settings()).get(name)
@@ -87,6 +90,7 @@ def _ready(name: str) -> None:
         raise UserError(f"no OverCloud named {name[:64]!r} (see: overcloud list)")
     if rec.state not in ("ready", "degraded"):
         raise UserError(f"{name} is {rec.state}; try again once it is ready")
+    return rec
 
 
 def _list(name: str) -> None:

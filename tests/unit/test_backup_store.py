@@ -19,7 +19,7 @@ def s(tmp_path: Path) -> Settings:
 
 
 def _made(s: Settings, name: str, at: float, rid: str) -> Backup:
-    b = Backup(new_id(rid, at), name, at, 10, "0" * 64, f"{name}-n1", "lxd1")
+    b = Backup(new_id(rid, at), name, at, 10, "0" * 64, f"{name}-n1", "lxd1", "req-1")
     folder = backup_dir(s, name)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / f"{b.id}.sql.gz").write_bytes(b"x" * 10)
@@ -48,6 +48,10 @@ def test_another_overclouds_backups_are_not_its_own(s: Settings) -> None:
     assert find_backup(s, "blog", b.id) == b
     with pytest.raises(PermanentError, match="has no backup"):
         find_backup(s, "shop", b.id)
+    assert find_backup(s, "blog", b.id, "req-1") == b
+    # a new OverCloud of the same name (after a delete) may be another developer's
+    with pytest.raises(PermanentError, match="earlier OverCloud named blog"):
+        find_backup(s, "blog", b.id, "req-2")
 
 
 @pytest.mark.parametrize("bad", ["../blog/x", "20261130T060102Z-4f1c2a\n", "*", ""])
