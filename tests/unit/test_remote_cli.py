@@ -106,8 +106,13 @@ def test_request_validate_and_apply_through_the_tower(api: Api, tmp_path: Path) 
     assert code == 0, out
     assert [type(e) for e in api.bus.events] == [OverCloudRequested]
     assert f"request id {api.bus.events[0].id}" in out
-    code, out = _remote(api, a, tmp_path, "request", "apply", "--dry-run", str(doc))
-    assert code == 1 and "UnderCloud machine" in out
+    # a dry run through the DevTower: the request's summary (placement reads the UnderCloud's
+    # live load, which only its machine sees), nothing published
+    fresh = tmp_path / "fresh.yaml"
+    fresh.write_text(DOC.format(name="epsilon", owner="a@example.com", api="true"))
+    code, out = _remote(api, a, tmp_path, "request", "apply", "--dry-run", str(fresh))
+    assert code == 0 and "epsilon: a valid OverCloud request" in out and "dry run" in out, out
+    assert len(api.bus.events) == 1
 
 
 def test_delete_metrics_and_top_through_the_tower(api: Api, tmp_path: Path) -> None:
