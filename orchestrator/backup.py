@@ -27,11 +27,13 @@ a volume) — see the README.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import json
 import os
 import re
+import shutil
 import subprocess
 import time
 from dataclasses import asdict, dataclass
@@ -221,15 +223,15 @@ def restore(c: Context, name: str, backup_id: str) -> Backup:
         raise PermanentError(f"backup {b.id} of {name} is damaged (its SHA-256 is not the one "
                              "recorded when it was made): not restoring it")
     proc = driver.exec_stream(node, *_compose_exec("sh", "-c", LOAD_SH), stdin=subprocess.PIPE)
-    assert proc.stdin is not None
+    assert proc.stdin is not None and proc.stderr is not None
     try:
-        with gzip.open(path, "rb") as gz:
-            while chunk := gz.read(CHUNK):
-                proc.stdin.write(chunk)
-        proc.stdin.close()
-        _, err = proc.communicate(timeout=1800)
-    except BrokenPipeError:
-        _, err = proc.communicate(timeout=60)
+        # a BrokenPipeError means mariadb stopped reading: its exit status and stderr say why
+        with contextlib.suppress(BrokenPipeError), gzip.open(path, "rb") as gz:
+            shutil.copyfileobj(gz, proc.stdin, CHUNK)
+        with contextlib.suppress(BrokenPipeError):
+            proc.stdin.close()
+        err = proc.stderr.read()
+        proc.wait(timeout=1800)
     except BaseException:
         proc.kill()
         proc.wait(10)
