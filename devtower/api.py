@@ -320,6 +320,21 @@ def make_app(tower: Tower, tokens: TokenStore, journal: Journal, devlake: DevLak
             raise ApiError(409, f"{name} has no webhooks (devtower.notify is empty)")
         return {"webhook_secret": secret, "note": "shown once; the old secret no longer signs"}
 
+    @app.get("/v1/overclouds/{name}/backups")
+    async def backups(name: str, me: Caller) -> dict[str, Any]:
+        return {"backups": await run(ops.backups, tower, me, name)}
+
+    @app.post("/v1/overclouds/{name}/backups", status_code=202)
+    async def backup(name: str, me: Caller, keep: int = 7) -> dict[str, Any]:
+        event = await run(ops.backup, tower, me, name, keep)
+        return {"id": event.id, "name": name, "state": "backup requested", "keep": keep}
+
+    @app.post("/v1/overclouds/{name}/restore", status_code=202)
+    async def restore(name: str, me: Caller, backup: str) -> dict[str, Any]:
+        event = await run(ops.restore, tower, me, name, backup[:64])
+        return {"id": event.id, "name": name, "state": "restore requested",
+                "backup": event.backup}
+
     # --- operators ------------------------------------------------------------------------
 
     def operator_only(me: Identity) -> None:

@@ -84,6 +84,17 @@ class TowerClient:
                                params={"dry_run": "true"} if dry_run else None,
                                headers={"Content-Type": "application/yaml"}))
 
+    def backups(self, name: str) -> builtins.list[dict[str, Any]]:
+        return list(self._call("GET", f"/v1/overclouds/{_seg(name)}/backups")["backups"])
+
+    def backup(self, name: str, keep: int) -> dict[str, Any]:
+        return dict(self._call("POST", f"/v1/overclouds/{_seg(name)}/backups",
+                               params={"keep": keep}))
+
+    def restore(self, name: str, backup_id: str) -> dict[str, Any]:
+        return dict(self._call("POST", f"/v1/overclouds/{_seg(name)}/restore",
+                               params={"backup": backup_id}))
+
     def delete(self, name: str, keep_data: bool) -> dict[str, Any]:
         return dict(self._call("DELETE", f"/v1/overclouds/{_seg(name)}",
                                params={"keep_data": str(keep_data).lower()}))

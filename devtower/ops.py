@@ -24,10 +24,12 @@ from orchestrator.views import summary, workflow_dict
 from overcloud.bus import EventBus
 from overcloud.errors import UserError
 from overcloud.events import (
+    BackupRequested,
     MigrationRequested,
     OverCloudDeleteRequested,
     OverCloudRequested,
     OverCloudUpdateRequested,
+    RestoreRequested,
 )
 from overcloud.problems import Problem
 from overcloud.settings import Settings
@@ -166,6 +168,45 @@ def _update(t: Tower, req: OverCloudRequest, rec: OverCloudRecord, text: str, so
     event = OverCloudUpdateRequested(name=req.name, owner=rec.owner, spec=req.to_spec())
     t.bus.publish(event, key=req.name)
     return Submitted(req, event, secret, plan)
+
+
+def backups(t: Tower, ident: Identity, name: str) -> list[dict[str, Any]]:
+    """The backups of this incarnation of the OverCloud, oldest first."""
+    from orchestrator.backup import list_backups
+
+    rec = find(t, ident, name)
+    return [{k: v for k, v in b.to_dict().items() if k != "request_id"}
+            for b in list_backups(t.settings, name, rec.request_id)]
+
+
+def _changeable(t: Tower, ident: Identity, name: str) -> OverCloudRecord:
+    rec = writable(t, ident, name)
+    if rec.state not in ("ready", "degraded"):
+        raise Conflict(f"{name} is {rec.state}; try again once it is ready")
+    return rec
+
+
+def backup(t: Tower, ident: Identity, name: str, keep: int) -> BackupRequested:
+    _changeable(t, ident, name)
+    if not 1 <= keep <= 1000:
+        raise UserError(f"keep must be 1..1000 backups, got {keep}")
+    event = BackupRequested(name=name, keep=keep)
+    t.bus.publish(event, key=name)
+    return event
+
+
+def restore(t: Tower, ident: Identity, name: str, backup_id: str) -> RestoreRequested:
+    from orchestrator.backup import find_backup
+    from overcloud.errors import PermanentError
+
+    rec = _changeable(t, ident, name)
+    try:
+        b = find_backup(t.settings, name, backup_id, rec.request_id)
+    except PermanentError as exc:
+        raise NotFound(str(exc)) from None
+    event = RestoreRequested(name=name, backup=b.id)
+    t.bus.publish(event, key=name)
+    return event
 
 
 def delete(t: Tower, ident: Identity, name: str, keep_data: bool) -> OverCloudDeleteRequested:

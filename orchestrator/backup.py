@@ -88,15 +88,17 @@ def new_id(request_id: str, now: float | None = None) -> str:
     return f"{stamp}-{request_id[:6]}"
 
 
-def list_backups(s: Settings, overcloud: str) -> list[Backup]:
-    """The OverCloud's complete backups, oldest first (a `.json` names each one)."""
+def list_backups(s: Settings, overcloud: str, request_id: str | None = None) -> list[Backup]:
+    """The OverCloud's complete backups, oldest first (a `.json` names each one); only those
+    of one incarnation when `request_id` is given."""
     out = []
     for meta in backup_dir(s, overcloud).glob("*.json"):
         try:
             out.append(Backup(**json.loads(meta.read_text())))
         except (OSError, ValueError, TypeError):
             continue  # a file that is not ours, or half-written by a crash: not a backup
-    return sorted(out, key=lambda b: (b.time, b.id))
+    return sorted((b for b in out if request_id is None or b.request_id == request_id),
+                  key=lambda b: (b.time, b.id))
 
 
 def find_backup(s: Settings, overcloud: str, backup_id: str, request_id: str | None = None

@@ -9,12 +9,13 @@ the state directory (orchestrator/backup.py says what one is).
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
 
-from devtower.cli.common import console, settings, styled
+from devtower.cli.common import console, settings, styled, tower
+from orchestrator.views import workflow_dict
 from overcloud.errors import UserError
 
 if TYPE_CHECKING:
@@ -34,24 +35,26 @@ def backup(
         return
     if len(args) != 1:
         raise UserError("say which OverCloud: overcloud backup NAME, or overcloud backup list NAME")
-    from devtower.cli.overclouds import _follow, publish
+    from devtower.cli.overclouds import _follow, _follow_remote, publish
     from overcloud.events import BackupRequested
 
     name = args[0]
     if not 1 <= keep <= 1000:
         raise UserError(f"--keep must be 1..1000 backups, got {keep}")
+    remote = tower()
+    if remote is not None:
+        sub = remote.backup(name, keep)
+        console.print(f"backup of {name} requested: id {sub['id']}", markup=False)
+        if wait:
+            _done(name, "backup", _follow_remote(remote, name, str(sub["id"]), "backup", timeout))
+        return
     s = settings()
     _ready(name)
     event = BackupRequested(name=name, keep=keep)
     publish(s, event, name)
     console.print(f"backup of {name} requested: id {event.id}", markup=False)
     if wait:
-        wf = _follow(event.id, "backup", timeout)
-        if str(wf.state) != "succeeded":
-            raise UserError(f"the backup of {name} failed: {wf.error}")
-        made = next((t.result for t in wf.tasks if t.name == "dump"), None) or {}
-        console.print(styled(f"backup {made.get('id', '?')} of {name}: "
-                             f"{made.get('bytes', '?')} bytes", "green"))
+        _done(name, "backup", workflow_dict(_follow(event.id, "backup", timeout)))
 
 
 def restore(
@@ -61,11 +64,20 @@ def restore(
     timeout: Annotated[float, typer.Option(help="Seconds to wait for the orchestrator to start.")] = 60,
 ) -> None:
     """Put NAME's database back as it was at a backup (tables made since are dropped)."""
-    from devtower.cli.overclouds import _follow, publish
+    from devtower.cli.overclouds import _follow, _follow_remote, publish
     from orchestrator.backup import find_backup
     from overcloud.errors import PermanentError
     from overcloud.events import RestoreRequested
 
+    remote = tower()
+    if remote is not None:
+        sub = remote.restore(name, from_)
+        console.print(f"restore of {name} from {sub['backup']} requested: id {sub['id']}",
+                      markup=False)
+        if wait:
+            _done(name, "restore", _follow_remote(remote, name, str(sub["id"]), "restore",
+                                                  timeout))
+        return
     s = settings()
     rec = _ready(name)
     try:
@@ -76,10 +88,14 @@ def restore(
     publish(s, event, name)
     console.print(f"restore of {name} from {b.id} requested: id {event.id}", markup=False)
     if wait:
-        wf = _follow(event.id, "restore", timeout)
-        if str(wf.state) != "succeeded":
-            raise UserError(f"the restore of {name} failed: {wf.error}")
-        console.print(styled(f"{name}'s database is as it was at backup {b.id}", "green"))
+        _done(name, "restore", workflow_dict(_follow(event.id, "restore", timeout)))
+
+
+def _done(name: str, what: str, wf: dict[str, Any] | None) -> None:
+    """The end of a followed backup or restore: its last task's report, or why it failed."""
+    if wf is None or wf["state"] != "succeeded":
+        raise UserError(f"the {what} of {name} failed: {(wf or {}).get('error') or 'gone'}")
+    console.print(styled(str(wf["tasks"][0]["progress"]), "green"))
 
 
 def _ready(name: str) -> OverCloudRecord:
@@ -94,13 +110,19 @@ def _ready(name: str) -> OverCloudRecord:
 
 
 def _list(name: str) -> None:
-    from orchestrator.backup import list_backups
+    from orchestrator.backup import Backup, list_backups
+    from orchestrator.registry import Registry
     from overcloud.errors import PermanentError
 
-    try:
-        found = list_backups(settings(), name)
-    except PermanentError as exc:
-        raise UserError(str(exc)) from None
+    remote = tower()
+    if remote is not None:
+        found = [Backup(**b) for b in remote.backups(name)]
+    else:
+        rec = Registry(settings()).get(name) if len(name) <= 64 else None
+        try:  # of the OverCloud that runs now; all of them for one deleted since
+            found = list_backups(settings(), name, rec.request_id if rec else None)
+        except PermanentError as exc:
+            raise UserError(str(exc)) from None
     if not found:
         console.print(f"{name[:64]} has no backups", markup=False)
         return

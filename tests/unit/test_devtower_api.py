@@ -89,6 +89,8 @@ class Api:
         self.url, self.bus, self.registry, self.tokens = url, bus, registry, tokens
         self.journal, self.reader = journal, reader
         self.registry_dir = registry.secrets_dir.parent  # the state dir the API serves
+        self.tower_settings = load_settings(env={"OVERCLOUD_STATE_DIR": str(self.registry_dir),
+                                                 "OVERCLOUD_CONFIG": ""})
 
     def token(self, owner: str, role: Role = Role.DEVELOPER, ttl: float | None = None) -> str:
         return self.tokens.create(owner, role, ttl)[0]
@@ -224,6 +226,46 @@ def test_applying_a_changed_document_plans_and_requests_an_update(api: Api) -> N
                        headers=yaml)
         assert other.status_code == 409 and "changes" not in other.text
     assert len(api.bus.events) == 1
+
+
+def test_backups_are_the_owners_and_of_this_incarnation_only(api: Api) -> None:
+    import json as _json
+
+    from orchestrator.backup import Backup, backup_dir
+    from overcloud.events import BackupRequested, RestoreRequested
+
+    api.admit("alpha", "a@example.com")
+    api.registry.set_state("alpha", "ready")
+    s = api.tower_settings
+    folder = backup_dir(s, "alpha")
+    folder.mkdir(parents=True)
+    for i, rid in enumerate(("req-alpha", "req-earlier")):  # the second: a deleted namesake's
+        b = Backup(f"20261130T06010{i}Z-00000{i}", "alpha", 1000.0 + i, 5, "0" * 64, "alpha-n1",
+                   "lxd1", rid)
+        (folder / f"{b.id}.json").write_text(_json.dumps(b.to_dict()))
+    mine, other = "20261130T060100Z-000000", "20261130T060101Z-000001"
+    with api.client(api.token("a@example.com")) as c:
+        listed = c.get("/v1/overclouds/alpha/backups").json()["backups"]
+        assert [b["id"] for b in listed] == [mine] and "request_id" not in listed[0]
+        r = c.post("/v1/overclouds/alpha/backups", params={"keep": 3})
+        assert r.status_code == 202, r.text
+        assert c.post("/v1/overclouds/alpha/backups", params={"keep": 0}).status_code == 400
+        assert c.post("/v1/overclouds/alpha/restore", params={"backup": other}).status_code == 404
+        assert c.post("/v1/overclouds/alpha/restore",
+                      params={"backup": "../../x"}).status_code == 404
+        r = c.post("/v1/overclouds/alpha/restore", params={"backup": mine})
+        assert r.status_code == 202 and r.json()["backup"] == mine
+    with api.client(api.token("b@example.com")) as c:
+        for method, path in [("GET", "/v1/overclouds/alpha/backups"),
+                             ("POST", "/v1/overclouds/alpha/backups"),
+                             ("POST", f"/v1/overclouds/alpha/restore?backup={mine}")]:
+            assert c.request(method, path).status_code == 404, path
+    with api.client(api.token("a@example.com", Role.VIEWER)) as c:
+        assert c.get("/v1/overclouds/alpha/backups").status_code == 200
+        assert c.post("/v1/overclouds/alpha/backups").status_code == 403
+    assert [type(e) for e in api.bus.events] == [BackupRequested, RestoreRequested]
+    ev = api.bus.events[0]
+    assert isinstance(ev, BackupRequested) and ev.keep == 3 and ev.name == "alpha"
 
 
 def test_roles(api: Api) -> None:

@@ -151,3 +151,32 @@ def test_a_bad_or_missing_token_is_one_line(api: Api, tmp_path: Path) -> None:
     assert code == 1 and "needs a token" in out
     p = run_cli(["--tower", "ftp://x", "list"], {"OVERCLOUD_TOKEN": "t"})
     assert p.returncode == 1 and "http://" in p.stdout + p.stderr
+
+
+def test_backups_through_the_tower(api: Api, tmp_path: Path) -> None:
+    """`backup list` prints the same table both ways; `backup NAME` and `restore` ask through
+    the API (which publishes the events); another tenant's OverCloud has no backups to them."""
+    import json
+
+    from orchestrator.backup import Backup, backup_dir
+    from overcloud.events import BackupRequested, RestoreRequested
+
+    _seed(api)
+    folder = backup_dir(api.tower_settings, "alpha")
+    folder.mkdir(parents=True)
+    b = Backup("20261130T060100Z-000000", "alpha", 1000.0, 12345, "0" * 64, "alpha-n1", "lxd1",
+               "req-alpha")
+    (folder / f"{b.id}.json").write_text(json.dumps(b.to_dict()))
+    a = api.token("a@example.com")
+    code, local = _local(api, "backup", "list", "alpha")
+    code2, remote = _remote(api, a, tmp_path, "backup", "list", "alpha")
+    assert code == code2 == 0 and b.id in remote and "12,345 B" in remote, remote
+    assert [_cells(ln) for ln in remote.splitlines() if b.id in ln] == [
+        _cells(ln) for ln in local.splitlines() if b.id in ln]
+    code, out = _remote(api, a, tmp_path, "backup", "alpha", "--keep", "2")
+    assert code == 0 and "backup of alpha requested" in out, out
+    code, out = _remote(api, a, tmp_path, "restore", "alpha", "--from", b.id)
+    assert code == 0 and f"from {b.id} requested" in out, out
+    assert [type(e) for e in api.bus.events] == [BackupRequested, RestoreRequested]
+    code, out = _remote(api, a, tmp_path, "backup", "list", "beta")
+    assert code == 1 and "no OverCloud named 'beta'" in out, out
