@@ -322,12 +322,8 @@ class InfluxV2Sink:
                     org=self._settings.org,
                     retention_rules=BucketRetentionRules(type="expire", every_seconds=seconds),
                 )
-        except ApiException as exc:
-            if exc.status and exc.status >= 500:
-                raise TemporaryError(f"could not create bucket {name}: {exc.reason}") from None
-            raise PermanentError(f"could not create bucket {name}: {exc.reason}") from None
-        except OSError as exc:
-            raise TemporaryError(f"InfluxDB unreachable: {exc}") from None
+        except (ApiException, OSError) as exc:
+            raise _bucket_error(f"could not create bucket {name}", exc) from None
 
     def set_retention(self, name: str, retention: str) -> None:
         from influxdb_client.domain.bucket_retention_rules import BucketRetentionRules
@@ -341,12 +337,8 @@ class InfluxV2Sink:
             bucket.retention_rules = [BucketRetentionRules(
                 type="expire", every_seconds=_duration_seconds(retention))]
             buckets.update_bucket(bucket)
-        except ApiException as exc:
-            if exc.status and exc.status >= 500:
-                raise TemporaryError(f"could not update bucket {name}: {exc.reason}") from None
-            raise PermanentError(f"could not update bucket {name}: {exc.reason}") from None
-        except OSError as exc:
-            raise TemporaryError(f"InfluxDB unreachable: {exc}") from None
+        except (ApiException, OSError) as exc:
+            raise _bucket_error(f"could not update bucket {name}", exc) from None
 
     def databases(self) -> set[str] | None:
         if not self._settings.create_databases:
@@ -396,6 +388,16 @@ class InfluxV2Sink:
 
     def close(self) -> None:
         self._client.close()
+
+
+def _bucket_error(what: str, exc: Exception) -> Exception:
+    """An influxdb-client failure as ours: a 5xx or an unreachable server is worth a retry."""
+    if isinstance(exc, OSError):
+        return TemporaryError(f"InfluxDB unreachable: {exc}")
+    status, reason = getattr(exc, "status", None), getattr(exc, "reason", exc)
+    if status and status >= 500:
+        return TemporaryError(f"{what}: {reason}")
+    return PermanentError(f"{what}: {reason}")
 
 
 def _duration_seconds(text: str) -> int:

@@ -17,7 +17,7 @@ from devtower.snapshot import Snapshot
 from devtower.tokens import Identity
 from orchestrator import views
 from orchestrator.registry import OverCloudRecord, Registry
-from orchestrator.request import OverCloudRequest, RequestInvalid, line_of, parse_request
+from orchestrator.request import OverCloudRequest, RequestInvalid, parse_request
 from orchestrator.store import WorkflowStore
 from orchestrator.update import UpdatePlan, plan_update
 from orchestrator.views import summary, workflow_dict
@@ -155,9 +155,7 @@ def _update(t: Tower, req: OverCloudRequest, rec: OverCloudRecord, text: str, so
         raise Conflict(f"the request {req.name} runs cannot be read back, so no change can be "
                        "planned against it; ask an operator") from None
     if plan.refused:
-        raise RequestInvalid(source, [Problem(path, line_of(text, path),
-                                              f"cannot change in place: {why}")
-                                      for path, why in plan.refused])
+        raise plan.refusal(text, source)
     if dry_run or plan.empty:
         return Submitted(req, None, None, plan)
     if rec.state not in ("ready", "degraded"):

@@ -203,9 +203,8 @@ def dump(c: Context, name: str, backup_id: str) -> Backup:
 
 def prune(s: Settings, name: str, keep: int) -> list[str]:
     """Delete all but the newest `keep` backups of `name`; returns the ids deleted."""
-    gone = []
-    for b in list_backups(s, name)[: max(0, len(list_backups(s, name)) - keep)]:
-        folder = backup_dir(s, name)
+    gone, found, folder = [], list_backups(s, name), backup_dir(s, name)
+    for b in found[: max(0, len(found) - keep)]:
         (folder / f"{b.id}.json").unlink(missing_ok=True)  # first: unlisted before it is gone
         (folder / f"{b.id}.sql.gz").unlink(missing_ok=True)
         gone.append(b.id)

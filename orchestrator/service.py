@@ -123,16 +123,9 @@ class Orchestrator:
         rec = self.ctx.registry.get(event.name)
         try:
             request = OverCloudRequest.from_spec(event.spec)
-            refusal = None
-            if rec is None:
-                refusal = f"no OverCloud named {event.name!r}"
-            elif rec.state not in ("ready", "degraded"):
-                refusal = f"{event.name} is {rec.state}; apply changes once it is ready"
-            elif busy := [wf for wf in self.store.list(subject=event.name)
-                          if not wf.state.finished]:
-                refusal = (f"{event.name} is busy ({busy[0].spec.kind} workflow {busy[0].id} "
-                           "is running); apply again when it has finished")
-            else:
+            refusal = self._busy(event.name, again="apply again")
+            if refusal is None:
+                assert rec is not None
                 plan = plan_update(rec, request)
                 if plan.refused:
                     refusal = "; ".join(f"{path}: {why}" for path, why in plan.refused)
@@ -154,17 +147,17 @@ class Orchestrator:
                                "changes": plan.lines()}, workflow_id=event.id)
         self._start(event.id)
 
-    def _busy(self, name: str) -> str | None:
-        """Why `name` cannot take a backup/restore/update now (None: it can)."""
+    def _busy(self, name: str, again: str = "try again") -> str | None:
+        """Why `name` cannot take an update, backup or restore now (None: it can)."""
         rec = self.ctx.registry.get(name)
         if rec is None:
             return f"no OverCloud named {name!r}"
         if rec.state not in ("ready", "degraded"):
-            return f"{name} is {rec.state}; try again once it is ready"
+            return f"{name} is {rec.state}; {again} once it is ready"
         running = [wf for wf in self.store.list(subject=name) if not wf.state.finished]
         if running:
             return (f"{name} is busy ({running[0].spec.kind} workflow {running[0].id} is "
-                    "running); try again when it has finished")
+                    f"running); {again} when it has finished")
         return None
 
     def on_backup_requested(self, event: BackupRequested) -> None:

@@ -27,10 +27,11 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 from orchestrator.provision import Context
 from orchestrator.registry import OverCloudRecord
-from orchestrator.request import OverCloudRequest, human_bytes
+from orchestrator.request import OverCloudRequest, RequestInvalid, human_bytes, line_of
 from orchestrator.workflow import ActionRegistry, TaskContext, TaskSpec, WorkflowSpec
 from overcloud.errors import PermanentError
 from overcloud.events import OverCloudUpdated, derived_id
+from overcloud.problems import Problem
 
 
 @runtime_checkable
@@ -70,6 +71,12 @@ class UpdatePlan:
 
     def lines(self) -> list[str]:
         return [c.line() for c in self.changes]
+
+    def refusal(self, text: str, source: str) -> RequestInvalid:
+        """The refused changes as problems of the applied document, each at its line."""
+        return RequestInvalid(source, [Problem(path, line_of(text, path),
+                                               f"cannot change in place: {why}")
+                                       for path, why in self.refused])
 
 
 def _limits(req: OverCloudRequest) -> tuple[int, int]:

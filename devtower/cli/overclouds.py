@@ -205,10 +205,9 @@ def _print_changes(name: str, changes: list[str]) -> None:
 def _apply_update(s: Settings, file: Path, req: OverCloudRequest, rec: OverCloudRecord,
                   wait: bool, timeout: float, dry_run: bool) -> None:
     """`request apply` on an OverCloud that exists: the plan, then the update."""
-    from orchestrator.request import RequestInvalid, line_of
+    from orchestrator.request import RequestInvalid
     from orchestrator.update import plan_update
     from overcloud.events import OverCloudUpdateRequested
-    from overcloud.problems import Problem
 
     try:
         plan = plan_update(rec, req)
@@ -216,10 +215,7 @@ def _apply_update(s: Settings, file: Path, req: OverCloudRequest, rec: OverCloud
         raise UserError(f"the request {req.name} runs cannot be read back from the registry; "
                         "no change can be planned against it") from None
     if plan.refused:
-        text = read_document(file)
-        print_problems(RequestInvalid(str(file), [
-            Problem(path, line_of(text, path), f"cannot change in place: {why}")
-            for path, why in plan.refused]), outcome="nothing was changed")
+        print_problems(plan.refusal(read_document(file), str(file)), outcome="nothing was changed")
         raise typer.Exit(1)
     console.print(f"{req.name} exists: applying this document changes", markup=False)
     _print_changes(req.name, plan.lines())
