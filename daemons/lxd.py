@@ -18,6 +18,12 @@ Storage is a btrfs pool on a loop file by default: LXD unpacks an image once int
 subvolume and every launch is a snapshot of it (~2 s instead of ~20 s for the node image
 with a `dir` pool). `lxd shutdown` unmounts it and frees the loop device.
 
+A daemon killed with -9 (a machine's processes ended, a CI runner reaped) leaves its bridge
+in the kernel; LXD then reads the preseed's network as an existing *unmanaged* interface and
+fails ("Failed to update local member network … Network not found"). Before a start we delete
+a bridge of ours that no live dnsmasq serves (`clear_stale_bridge`), and `release_state_dir`
+unmounts and frees what a killed daemon left under its state dir (pool loop devices, tmpfs).
+
 Stopping a host stops its instances first (`lxc stop --all --force`), then `lxd shutdown`:
 SIGTERM alone leaves containers running. Only the pid we recorded is ever signalled.
 """
@@ -26,6 +32,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -105,6 +112,74 @@ def raise_kernel_limits(limits: dict[str, int] = KERNEL_LIMITS) -> None:
             raise ServiceError(f"cannot raise {key.replace('/', '.')} to {want}: {exc}") from None
 
 
+def _links(*args: str) -> list[dict[str, Any]]:
+    proc = subprocess.run(["ip", "-j", "-d", "link", "show", *args],
+                          capture_output=True, text=True, check=False)
+    if proc.returncode != 0 or not proc.stdout.strip():
+        return []
+    links: list[dict[str, Any]] = json.loads(proc.stdout)
+    return links
+
+
+def _dnsmasq_serving(bridge: str) -> int | None:
+    """The pid of a running dnsmasq bound to `bridge` (an LXD daemon's DHCP for it), if any."""
+    for proc_dir in Path("/proc").iterdir():
+        if not proc_dir.name.isdigit():
+            continue
+        try:
+            argv = (proc_dir / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if argv and argv[0].endswith(b"dnsmasq") and f"--interface={bridge}".encode() in argv:
+            return int(proc_dir.name)
+    return None
+
+
+def clear_stale_bridge(bridge: str) -> bool:
+    """Delete `bridge` when a killed LXD daemon left it behind; True when one was deleted.
+
+    Only a bridge that no live dnsmasq serves is ours to delete (a running LXD keeps one per
+    managed bridge); anything else under that name is reported instead of touched.
+    """
+    links = _links("dev", bridge)
+    if not links:
+        return False
+    kind = links[0].get("linkinfo", {}).get("info_kind")
+    if kind != "bridge":
+        raise ServiceError(
+            f"an interface named {bridge} exists and is not a bridge ({kind or 'no kind'}); "
+            "choose another undercloud bridge prefix"
+        )
+    pid = _dnsmasq_serving(bridge)
+    if pid is not None:
+        raise ServiceError(
+            f"bridge {bridge} is served by another LXD daemon (dnsmasq pid {pid}); "
+            "stop it or choose another undercloud bridge prefix"
+        )
+    proc = subprocess.run(["ip", "link", "delete", bridge], capture_output=True, text=True,
+                          check=False)
+    if proc.returncode != 0:
+        raise ServiceError(f"cannot delete the stale bridge {bridge}: {proc.stderr.strip()}")
+    return True
+
+
+def release_state_dir(state: Path) -> None:
+    """Unmount what LXD daemons mounted under `state` and detach the loop files of their pools.
+
+    For a state dir whose daemons are gone (stopped or killed): `lxd shutdown` does this
+    itself, a killed daemon leaves tmpfs mounts and a loop device holding gigabytes.
+    """
+    root = str(state.resolve()) + "/"
+    mounts = [ln.split()[1] for ln in Path("/proc/mounts").read_text().splitlines()]
+    for target in sorted((m for m in mounts if m.startswith(root)), reverse=True):
+        subprocess.run(["umount", "-l", target], capture_output=True, check=False)
+    proc = subprocess.run(["losetup", "-J", "-l"], capture_output=True, text=True, check=False)
+    if proc.returncode == 0 and proc.stdout.strip():
+        for dev in json.loads(proc.stdout).get("loopdevices", []):
+            if str(dev.get("back-file") or "").startswith(root):
+                subprocess.run(["losetup", "-d", dev["name"]], capture_output=True, check=False)
+
+
 @dataclass
 class LxdHostService:
     """One LXD daemon: start it, apply the preseed, stop it with its instances."""
@@ -147,6 +222,7 @@ class LxdHostService:
                 f"{h.name}: an LXD daemon we have no pid for already serves {h.socket}; "
                 "stop it (lxd shutdown with that LXD_DIR) and retry"
             )
+        clear_stale_bridge(h.bridge)
 
     def start(self) -> int:
         pid = self.daemon.start()

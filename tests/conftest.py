@@ -6,11 +6,15 @@ user's services and clean up only the pids they started.
 
 from __future__ import annotations
 
+import fcntl
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import IO
 
 import pytest
 
+from daemons.lxd import release_state_dir
 from daemons.process import Daemon
 from devtower.services import manager
 from overcloud.settings import Settings, load_settings
@@ -99,8 +103,10 @@ def uc(services: Env) -> Iterator[Env]:
     import os
     import tempfile
 
+    _sweep_dead_sessions()
     state = Path(tempfile.mkdtemp(prefix="oc-e2e-", dir="/tmp"))
     state.chmod(0o711)
+    lock = _hold(state)
     env = Env(
         services,
         OVERCLOUD_STATE_DIR=str(state),
@@ -129,31 +135,47 @@ def uc(services: Env) -> Iterator[Env]:
         # the state dir unless something is still mounted from it
         import shutil
 
+        release_state_dir(state)
         if str(state) not in Path("/proc/mounts").read_text():
+            shutil.rmtree(state, ignore_errors=True)
+        lock.close()
+
+
+def _hold(state: Path) -> IO[bytes]:
+    """Lock `state` for this session: `_sweep_dead_sessions` of another one leaves it alone."""
+    f = (state / ".session.lock").open("wb")
+    fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    return f
+
+
+def _sweep_dead_sessions() -> None:
+    """Free what killed test sessions left: the state dirs nobody holds any more.
+
+    A session ended with -9 (CI runners reap everything) skips its teardown: its LXD pools
+    stay mounted on loop devices, gigabytes each, and its dir stays in /tmp. A session still
+    running holds its dir's lock; an older dir without a lock file is one whose daemons'
+    recorded pids are all gone.
+    """
+    import shutil
+
+    for state in Path("/tmp").glob("oc-e2e-*"):
+        lock_file = state / ".session.lock"
+        if lock_file.exists():
+            with lock_file.open("rb") as f:
+                try:
+                    fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except OSError:
+                    continue  # a live session's
+        elif any(_recorded_pid_alive(p) for p in state.glob("run/*.pid")):
+            continue
+        elif time.time() - state.stat().st_mtime < 600:
+            continue  # just made by a session that has not locked it yet
+        release_state_dir(state)
+        if str(state) + "/" not in Path("/proc/mounts").read_text():
             shutil.rmtree(state, ignore_errors=True)
 
 
-@pytest.fixture(autouse=True)
-def _no_overcloud_outlives_its_test(request: pytest.FixtureRequest) -> Iterator[None]:
-    """Delete, through a real orchestrator, any OverCloud a test on the `uc` hosts left.
-
-    Every such test deletes its OverClouds at its end; one that fails before that would
-    otherwise leave containers, capacity and ports taken, and the next tests fail for it."""
-    env = request.getfixturevalue("uc") if "uc" in request.fixturenames else None
-    yield
-    if not isinstance(env, Env):
-        return
-    from orchestrator.registry import Registry
-    from tests.helpers import Background, run_cli
-
-    left = [r.name for r in Registry(env.settings()).all()]
-    if not left:
-        return
-    log = Path(env["OVERCLOUD_STATE_DIR"]) / "log" / f"cleanup-{request.node.name[:60]}.log"
-    log.parent.mkdir(parents=True, exist_ok=True)
-    orch = Background(["orchestrator", "run"], env, log).start()
-    try:
-        for name in left:
-            run_cli(["delete", name, "--wait"], env, timeout=300)
-    finally:
-        orch.stop()
+def _recorded_pid_alive(pid_file: Path) -> bool:
+    daemon = Daemon(name=pid_file.stem, argv=[], state_dir=pid_file.parent.parent,
+                    ready=lambda: False, address="-")
+    return daemon.pid() is not None  # the recorded command line still runs under that pid
