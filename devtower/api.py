@@ -335,6 +335,16 @@ def make_app(tower: Tower, tokens: TokenStore, journal: Journal, devlake: DevLak
         return {"id": event.id, "name": name, "state": "restore requested",
                 "backup": event.backup}
 
+    @app.post("/v1/overclouds/{name}/pause", status_code=202)
+    async def pause(name: str, me: Caller) -> dict[str, Any]:
+        event = await run(ops.pause, tower, me, name)
+        return {"id": event.id, "name": name, "state": "pause requested"}
+
+    @app.post("/v1/overclouds/{name}/resume", status_code=202)
+    async def resume(name: str, me: Caller) -> dict[str, Any]:
+        event = await run(ops.resume, tower, me, name)
+        return {"id": event.id, "name": name, "state": "resume requested"}
+
     # --- operators ------------------------------------------------------------------------
 
     def operator_only(me: Identity) -> None:

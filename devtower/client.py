@@ -95,6 +95,12 @@ class TowerClient:
         return dict(self._call("POST", f"/v1/overclouds/{_seg(name)}/restore",
                                params={"backup": backup_id}))
 
+    def pause(self, name: str) -> dict[str, Any]:
+        return dict(self._call("POST", f"/v1/overclouds/{_seg(name)}/pause"))
+
+    def resume(self, name: str) -> dict[str, Any]:
+        return dict(self._call("POST", f"/v1/overclouds/{_seg(name)}/resume"))
+
     def delete(self, name: str, keep_data: bool) -> dict[str, Any]:
         return dict(self._call("DELETE", f"/v1/overclouds/{_seg(name)}",
                                params={"keep_data": str(keep_data).lower()}))

@@ -34,7 +34,8 @@ log = logging.getLogger(__name__)
 SIGNATURE_HEADER = "X-OverCloud-Signature"
 NOTIFIED = frozenset({
     "OverCloudRequested", "OverCloudReady", "OverCloudFailed", "OverCloudUpdated",
-    "OverCloudDeleted", "MigrationStarted", "MigrationFinished", "AlertFiring", "AlertResolved",
+    "OverCloudDeleted", "OverCloudPaused", "OverCloudResumed", "MigrationStarted",
+    "MigrationFinished", "AlertFiring", "AlertResolved",
 })
 """Event types an OverCloud's webhooks receive."""
 

@@ -29,7 +29,9 @@ from overcloud.events import (
     OverCloudDeleteRequested,
     OverCloudRequested,
     OverCloudUpdateRequested,
+    PauseRequested,
     RestoreRequested,
+    ResumeRequested,
 )
 from overcloud.problems import Problem
 from overcloud.settings import Settings
@@ -177,11 +179,28 @@ def backups(t: Tower, ident: Identity, name: str) -> list[dict[str, Any]]:
             for b in list_backups(t.settings, name, rec.request_id)]
 
 
-def _changeable(t: Tower, ident: Identity, name: str) -> OverCloudRecord:
+def _changeable(t: Tower, ident: Identity, name: str,
+                states: tuple[str, ...] = ("ready", "degraded")) -> OverCloudRecord:
     rec = writable(t, ident, name)
-    if rec.state not in ("ready", "degraded"):
-        raise Conflict(f"{name} is {rec.state}; try again once it is ready")
+    if rec.state not in states:
+        if rec.state == "paused":
+            raise Conflict(f"{name} is paused; resume it first")
+        raise Conflict(f"{name} is {rec.state}; try again once it is {' or '.join(states)}")
     return rec
+
+
+def pause(t: Tower, ident: Identity, name: str) -> PauseRequested:
+    _changeable(t, ident, name)
+    event = PauseRequested(name=name)
+    t.bus.publish(event, key=name)
+    return event
+
+
+def resume(t: Tower, ident: Identity, name: str) -> ResumeRequested:
+    _changeable(t, ident, name, states=("paused", "degraded"))
+    event = ResumeRequested(name=name)
+    t.bus.publish(event, key=name)
+    return event
 
 
 def backup(t: Tower, ident: Identity, name: str, keep: int) -> BackupRequested:

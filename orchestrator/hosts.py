@@ -158,6 +158,14 @@ class LxdDriver:
         if self._state(name) is not None:
             self._lxc("delete", "--force", name)
 
+    def stop(self, name: str) -> None:
+        """Shut a node down cleanly (its init stops Docker, which stops the stack; 60 s, then
+        forced); its disk stays. A stopped or missing node is left as it is."""
+        if self._state(name) == "Running":
+            self._lxc("stop", "--timeout", "60", name, timeout=120, check=False)
+            if self._state(name) == "Running":
+                self._lxc("stop", "--force", name, timeout=60)
+
     def remove_device(self, name: str, device: str) -> None:
         current = self._lxc("config", "device", "show", name, timeout=60)
         if f"{device}:" in current.split():

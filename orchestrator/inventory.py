@@ -459,13 +459,16 @@ def latest_undercloud(settings: Settings) -> dict[str, tuple[float, float]]:
 
 
 def allocations(registry: Registry) -> dict[str, Allocation]:
-    """Per host: the cpu/memory limits of the OverCloud nodes the registry placed there."""
+    """Per host: the cpu/memory limits of the OverCloud nodes the registry placed there
+    (a paused OverCloud's nodes hold nothing)."""
     from orchestrator.request import memory_bytes
 
     cpu: dict[str, float] = {}
     mem: dict[str, int] = {}
     nodes: dict[str, list[str]] = {}
     for rec in registry.all():
+        if rec.state == "paused":  # stopped nodes: their room is given back (orchestrator/pause.py)
+            continue
         cluster = rec.spec.get("cluster") or {}
         try:
             c = float(cluster.get("cpu", 1))
@@ -588,9 +591,11 @@ def snapshot(settings: Settings, inventory: Inventory, reachable: Mapping[str, C
 
 def plan_request(settings: Settings, reachable: Mapping[str, Callable[[], bool]],
                  registry: Registry, request: OverCloudRequest,
-                 load: tuple[dict[str, HostLoad], str] | None = None) -> tuple[Plan, Snapshot]:
+                 load: tuple[dict[str, HostLoad], str] | None = None,
+                 nodes: Sequence[str] | None = None) -> tuple[Plan, Snapshot]:
     """The placement of a request's nodes on the driven hosts (`reachable`), as `place` and
-    `request apply --dry-run` both decide it: same inputs, same plan.
+    `request apply --dry-run` both decide it: same inputs, same plan. `nodes`: only these
+    (an update's new replicas; the OverCloud's other nodes count as allocated already).
 
     No valid plan: `PlacementError`, or `TemporaryError` when a host is unreachable (it may
     come back, so a retry can succeed)."""
@@ -604,7 +609,8 @@ def plan_request(settings: Settings, reachable: Mapping[str, Callable[[], bool]]
     views = [v for v in snap.views if v.name in reachable]
     layout = request.tier_layout()
     demands = [NodeDemand(n, tuple(layout[n]), float(request.cluster.cpu),
-                          request.cluster.memory_bytes) for n in request.node_names()]
+                          request.cluster.memory_bytes) for n in request.node_names()
+               if nodes is None or n in nodes]
     try:
         p = plan(demands, views, request.placement.strategy,
                  separate_tiers=request.placement.separate_tiers,

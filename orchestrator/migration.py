@@ -43,11 +43,13 @@ from orchestrator.downtime import DowntimeProbe
 from orchestrator.hosts import HostDriver, MovableHost, NodeSpec
 from orchestrator.images import NODE_ALIAS
 from orchestrator.provision import (
+    APP_PORT,
     STACK_DIR,
     Context,
     deploy,
     docker_ok,
     node_agent,
+    repoint_web,
     stack_env,
     wait_or_retry,
 )
@@ -275,6 +277,14 @@ def _make_and_break(c: Context, ctx: TaskContext, req: OverCloudRequest, node: s
         deploy(tgt, node, env)
         mark("stack up")
     path = req.saas.expose.path_check
+    if "web" not in tiers and "app" in tiers:
+        # an app replica: the new one serves, the web nodes' nginx switch to it (their old
+        # workers drain), only then is the old one deleted
+        base = f"http://{address}:{APP_PORT}"
+        wait_or_retry(lambda: _serves(tgt, node, path, base=base), 120,
+                      f"{path} served by {node}'s WordPress on {tgt.name}")
+        repoint_web(c, req, addresses)
+        mark("web re-pointed")
     if "web" in tiers:
         # make before break: the new node serves the real page (its nginx → WordPress → the
         # database) before any traffic is switched to it; its first, cold answers (PHP's
@@ -373,11 +383,13 @@ def _copy_volume(src: MovableHost, tgt: MovableHost, node: str, path: str) -> No
                              f"{(serr or b'').decode()[-200:]} {(rerr or b'').decode()[-200:]}")
 
 
-def _serves(host: MovableHost, node: str, path: str, expect: str = "WordPress") -> bool:
-    """The page at `path`, asked inside `node` of its own nginx, answers 200 with `expect`."""
+def _serves(host: MovableHost, node: str, path: str, expect: str = "WordPress",
+            base: str = "http://127.0.0.1") -> bool:
+    """The page at `path`, asked inside `node` of its own nginx (or of `base`), answers 200
+    with `expect`."""
     try:
         out = host.exec(node, "curl", "-sS", "-m", "10", "-w", "\n%{http_code}",
-                        f"http://127.0.0.1{path}", timeout=30)
+                        f"{base}{path}", timeout=30)
     except (TemporaryError, PermanentError, subprocess.TimeoutExpired):
         return False
     body, _, code = out.rpartition("\n")
@@ -412,6 +424,9 @@ def _roll_back(c: Context, req: OverCloudRequest, node: str, src: MovableHost,
             addresses = {n.node: n.address for n in rec.nodes}
             for host, other in _web_nodes(c, req, node):
                 deploy(host, other, stack_env(c, req, other, addresses))
+        tiers = req.tier_layout()[node]
+        if "app" in tiers and "web" not in tiers:  # the web nodes back to the old replica
+            repoint_web(c, req, {n.node: n.address for n in rec.nodes})
         if req.nodes_of("web")[0] == node and rec.port:
             if tgt.reachable():
                 _hand_over(tgt, src, node, f"tcp:127.0.0.1:{rec.port}")
@@ -506,6 +521,10 @@ def manual_moves(c: Context, event: MigrationRequested) -> list[Move]:
     records = [r for r in c.registry.all() if not event.overcloud or r.name == event.overcloud]
     if event.overcloud and not records:
         raise PermanentError(f"no OverCloud named {event.overcloud!r}")
+    if event.overcloud and records[0].state == "paused":
+        raise PermanentError(f"{event.overcloud} is paused: its nodes move when it resumes, "
+                             "if their hosts have no room for them then")
+    records = [r for r in records if r.state != "paused"]  # a drain leaves them for resume
     wanted = [
         NodeLoad(r.name, n.node, n.host, tuple(n.tiers), 0.0)
         for r in records for n in r.nodes

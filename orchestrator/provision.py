@@ -300,9 +300,27 @@ def register_actions(actions: ActionRegistry, c: Context) -> None:
                       key=name)
 
 
+APP_PORT = 8080
+"""Where an app replica publishes WordPress on its node's address, for the web nodes' nginx."""
+
+
+def upstreams(req: OverCloudRequest, node: str, addresses: dict[str, str]) -> str:
+    """The app replicas web node `node`'s nginx spreads requests over, as `APP_UPSTREAM`:
+    its own WordPress as `wordpress:80`, every other app node at `<address>:8080`."""
+    out = []
+    for app in req.nodes_of("app"):
+        if app == node:
+            out.append("wordpress:80")
+        elif addresses.get(app):
+            out.append(f"{addresses[app]}:{APP_PORT}")
+        else:
+            raise TemporaryError(f"{app} has no address yet: {node}'s nginx cannot reach it")
+    return ",".join(out)
+
+
 def stack_env(c: Context, req: OverCloudRequest, node: str, addresses: dict[str, str]) -> str:
     """The Compose .env of one node: its role from the tier layout, the DB node's address for
-    web nodes, the OverCloud's generated credentials."""
+    app and web nodes, the app replicas for a web node's nginx, the generated credentials."""
     tiers = req.tier_layout()[node]
     db_node = req.nodes_of("db")[0]
     creds = c.registry.secrets(req.name)
@@ -310,7 +328,43 @@ def stack_env(c: Context, req: OverCloudRequest, node: str, addresses: dict[str,
         return env_file(req.name, creds, Role.ALL, http_port=80)
     if node == db_node:
         return env_file(req.name, creds, Role.DB, db_bind=addresses[node])
-    return env_file(req.name, creds, Role.WEB, db_host=addresses[db_node])
+    if "web" not in tiers:  # an app replica only: WordPress, published for the web nodes
+        return env_file(req.name, creds, Role.APP, db_host=addresses[db_node],
+                        app_bind=addresses[node])
+    return env_file(req.name, creds, Role.WEB, db_host=addresses[db_node],
+                    app_bind=addresses[node], app_upstream=upstreams(req, node, addresses))
+
+
+def repoint_web(c: Context, req: OverCloudRequest, addresses: dict[str, str]) -> list[str]:
+    """Point every web node's nginx at `req`'s app replicas at `addresses` (`repoint`)."""
+    rec = c.registry.get(req.name)
+    placed = {n.node: n.host for n in rec.nodes} if rec else {}
+    done = []
+    for web in req.nodes_of("web"):
+        if web not in placed or placed[web] not in c.hosts:
+            raise PermanentError(f"web node {web} has no known host")
+        done.append(f"{web}: " + repoint(c.hosts[placed[web]], web,
+                                         upstreams(req, web, addresses)))
+    return done
+
+
+def repoint(host: HostDriver, node: str, upstream: str) -> str:
+    """Point `node`'s nginx at `upstream` without a dropped request: a graceful reload that
+    returns once the old workers have finished (drained), and the .env updated so a restart
+    of the stack keeps the list. Returns what nginx reported."""
+    env = host.exec(node, "cat", f"{STACK_DIR}/.env", timeout=30)
+    lines = [ln for ln in env.splitlines() if not ln.startswith("APP_UPSTREAM=")]
+    with tempfile.TemporaryDirectory() as tmp:
+        env_path = Path(tmp) / "stack.env"
+        env_path.write_text("".join(f"{ln}\n" for ln in lines) + f"APP_UPSTREAM={upstream}\n")
+        env_path.chmod(0o600)
+        host.push(node, env_path, f"{STACK_DIR}/.env", mode="0600")
+    container = host.exec(node, "docker", "compose", "--project-directory", STACK_DIR, "ps",
+                          "-q", "nginx", timeout=30).strip()
+    if not container:
+        raise TemporaryError(f"{node}: nginx is not running")
+    return host.exec(node, "docker", "exec", container, "oc-nginx", "reload", upstream,
+                     timeout=90).strip()
 
 
 def deploy(host: HostDriver, node: str, env: str, *, start: bool = True) -> None:

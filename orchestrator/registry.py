@@ -36,7 +36,7 @@ class NodeRecord:
 class OverCloudRecord:
     name: str
     owner: str
-    state: str  # provisioning | ready | failed | deleting
+    state: str  # provisioning | ready | failed | deleting | migrating | degraded | paused | resuming
     spec: dict[str, Any]
     request_id: str
     port: int | None
@@ -125,6 +125,11 @@ class Registry:
                 " ELSE excluded.address END, tiers = excluded.tiers",
                 (name, node, host, address, json.dumps(tiers)),
             )
+
+    def remove_node(self, name: str, node: str) -> None:
+        """Forget one node of `name` (an app replica retired by an update)."""
+        with self._lock:
+            self._db.execute("DELETE FROM nodes WHERE overcloud = ? AND node = ?", (name, node))
 
     def allocate_port(self, name: str, wanted: int | None) -> int:
         """The OverCloud's loopback port: the one asked for, or a free one (stable on retry)."""

@@ -47,7 +47,9 @@ from overcloud.events import (
     OverCloudFailed,
     OverCloudRequested,
     OverCloudUpdateRequested,
+    PauseRequested,
     RestoreRequested,
+    ResumeRequested,
 )
 from overcloud.replay import EventJournal
 from overcloud.wire import decode_event, describe
@@ -72,6 +74,8 @@ class Orchestrator:
         self.handlers.on(OverCloudUpdateRequested)(self.on_update_requested)
         self.handlers.on(BackupRequested)(self.on_backup_requested)
         self.handlers.on(RestoreRequested)(self.on_restore_requested)
+        self.handlers.on(PauseRequested)(self.on_pause_requested)
+        self.handlers.on(ResumeRequested)(self.on_resume_requested)
 
     def _start(self, workflow_id: str) -> None:
         t = threading.Thread(target=self.engine.run, args=(workflow_id,), daemon=True,
@@ -147,13 +151,17 @@ class Orchestrator:
                                "changes": plan.lines()}, workflow_id=event.id)
         self._start(event.id)
 
-    def _busy(self, name: str, again: str = "try again") -> str | None:
-        """Why `name` cannot take an update, backup or restore now (None: it can)."""
+    def _busy(self, name: str, again: str = "try again",
+              states: tuple[str, ...] = ("ready", "degraded")) -> str | None:
+        """Why `name` cannot take an update, backup, restore or pause now (None: it can);
+        `states`: the states it must be in (a resume wants it paused)."""
         rec = self.ctx.registry.get(name)
         if rec is None:
             return f"no OverCloud named {name!r}"
-        if rec.state not in ("ready", "degraded"):
-            return f"{name} is {rec.state}; {again} once it is ready"
+        if rec.state not in states:
+            if rec.state == "paused":
+                return f"{name} is paused; resume it first (overcloud resume {name})"
+            return f"{name} is {rec.state}; {again} once it is {' or '.join(states)}"
         running = [wf for wf in self.store.list(subject=name) if not wf.state.finished]
         if running:
             return (f"{name} is busy ({running[0].spec.kind} workflow {running[0].id} is "
@@ -193,6 +201,45 @@ class Orchestrator:
         spec = refused_spec("restore", event.name, why) if why is not None \
             else restore_spec(event.name, event.backup)
         self.store.create(spec, {"name": event.name}, workflow_id=event.id)
+        self._start(event.id)
+
+    def on_pause_requested(self, event: PauseRequested) -> None:
+        from orchestrator.backup import refused_spec
+        from orchestrator.pause import pause_spec
+
+        if self.store.exists(event.id):
+            log.info("pause %s already handled", event.id)
+            return
+        why = self._busy(event.name)
+        spec = refused_spec("pause", event.name, why) if why is not None \
+            else pause_spec(event.name)
+        self.store.create(spec, {"name": event.name}, workflow_id=event.id)
+        self._start(event.id)
+
+    def on_resume_requested(self, event: ResumeRequested) -> None:
+        """Decide where each node starts (its host if it still has room), then run it."""
+        from orchestrator.backup import refused_spec
+        from orchestrator.pause import resume_moves, resume_spec
+
+        if self.store.exists(event.id):
+            log.info("resume %s already handled", event.id)
+            return
+        rec = self.ctx.registry.get(event.name)
+        why = self._busy(event.name, states=("paused", "degraded"))
+        moves: list[Move] = []
+        if why is None and rec is not None:
+            try:
+                moves = resume_moves(self.ctx, rec)
+            except PermanentError as exc:
+                why = str(exc)
+        if why is not None or rec is None:
+            self.store.create(refused_spec("resume", event.name, why or "?"),
+                              {"name": event.name}, workflow_id=event.id)
+        else:
+            self.ctx.registry.set_state(event.name, "resuming", error="")
+            self.store.create(resume_spec(rec, moves),
+                              {"name": event.name, "spec": rec.spec,
+                               "moves": [m.to_dict() for m in moves]}, workflow_id=event.id)
         self._start(event.id)
 
     # --- migration ------------------------------------------------------------------------

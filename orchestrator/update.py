@@ -12,24 +12,32 @@ What changes in place, without a restart or a moment of downtime:
 - the webhooks (the DevTower re-reads them from `OverCloudUpdated`), `devtower.api`;
 - placement hints and the page `verify` checks (they matter the next time a node is placed).
 
+App replicas are added and removed live (`+ node my-blog-n3 (app)`): a new node is placed by
+the request's strategy, launched and deployed, and serves the page itself before the web
+nodes' nginx take it into their upstream (a graceful reload); a node that goes leaves the
+upstream first, and is deleted only once the old nginx workers — and the requests they
+were serving — are done. No request fails on the way (tests/integration/test_update.py).
+
 What is refused, with the reason, changing nothing: the owner (tokens, the DevLake's
 read-only user and the webhook secret are theirs), the stack, the exposed port (the URL is
-the OverCloud's identity for its users), and — not built yet — the number of nodes or tier
-replicas. The orchestrator plans again from the registry when it runs the update (the
-document may have been checked against an older state), so a refusal there fails the
-update's workflow with the same words.
+the OverCloud's identity for its users), a node's tiers, growing a 1-node OverCloud (its
+one node runs every tier), and — not built yet — the number of web replicas. The
+orchestrator plans again from the registry when it runs the update (the document may have
+been checked against an older state), so a refusal there fails the update's workflow with
+the same words.
 """
 
 from __future__ import annotations
 
+import subprocess
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, runtime_checkable
 
-from orchestrator.provision import Context
+from orchestrator.provision import APP_PORT, Context, node_agent, repoint_web, wait_or_retry
 from orchestrator.registry import OverCloudRecord
 from orchestrator.request import OverCloudRequest, RequestInvalid, human_bytes, line_of
 from orchestrator.workflow import ActionRegistry, TaskContext, TaskSpec, WorkflowSpec
-from overcloud.errors import PermanentError
+from overcloud.errors import PermanentError, TemporaryError
 from overcloud.events import OverCloudUpdated, derived_id
 from overcloud.problems import Problem
 
@@ -64,6 +72,10 @@ class UpdatePlan:
     """Every node gets the request's cpu/memory limits."""
     retention: str | None
     """The DevLake's new retention, when it changes."""
+    added: tuple[str, ...] = ()
+    """App replicas' nodes to make: placed, launched, deployed, then in the upstreams."""
+    removed: tuple[str, ...] = ()
+    """App replicas' nodes to retire: out of the upstreams, drained, then deleted."""
 
     @property
     def empty(self) -> bool:
@@ -100,18 +112,16 @@ def plan_update(rec: OverCloudRecord, new: OverCloudRequest) -> UpdatePlan:
         refused.append(("saas.expose.port", f"the OverCloud answers on {rec.url or 'its port'}"
                                             " and keeps that URL for its users: a new port "
                                             "means a new OverCloud"))
-    for path, was, now in (
-            ("cluster.nodes", old.cluster.nodes, new.cluster.nodes),
-            ("saas.tiers.app.replicas", old.saas.tiers.app.replicas, new.saas.tiers.app.replicas),
-            ("saas.tiers.web.replicas", old.saas.tiers.web.replicas, new.saas.tiers.web.replicas)):
-        if was != now:
-            refused.append((path, f"{was} → {now}: adding or removing nodes and replicas of a "
-                                  "running OverCloud is not built yet; apply the other changes "
-                                  "with the current count"))
+    added, removed = _scaling(old, new, refused)
 
+    for node in added:
+        changes.append(Change("+", f"node {node} (app, placed by {new.placement.strategy})"))
+    for node in removed:
+        changes.append(Change("-", f"node {node} (app; leaves the upstream and drains first)"))
     resize = _limits(new) != _limits(old)
     if resize:
-        for node in sorted(n.node for n in rec.nodes) or old.node_names():
+        for node in sorted(n.node for n in rec.nodes if n.node not in removed) or \
+                old.node_names():
             if new.cluster.cpu != old.cluster.cpu:
                 changes.append(Change("~", f"{node} cpu", str(old.cluster.cpu),
                                       str(new.cluster.cpu)))
@@ -139,7 +149,49 @@ def plan_update(rec: OverCloudRecord, new: OverCloudRequest) -> UpdatePlan:
     for url in old.devtower.notify:
         if url not in new.devtower.notify:
             changes.append(Change("-", f"webhook {url}"))
-    return UpdatePlan(rec.name, tuple(changes), tuple(refused), resize, retention)
+    return UpdatePlan(rec.name, tuple(changes), tuple(refused), resize, retention,
+                      added, removed)
+
+
+def _scaling(old: OverCloudRequest, new: OverCloudRequest,
+             refused: list[tuple[str, str]]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The app-only nodes `new` adds or removes (`refused` gets why when that is not all).
+
+    In place means: every node both documents have keeps its tiers, and every node added or
+    removed is an app replica alone (WordPress behind the web nodes' nginx). The web tier
+    keeps its count (its first node carries the URL) and a 1-node OverCloud keeps its one
+    node (it runs every tier; a second node would take the app and web tiers off it)."""
+    if (old.cluster.nodes, old.saas.tiers.app.replicas, old.saas.tiers.web.replicas) == (
+            new.cluster.nodes, new.saas.tiers.app.replicas, new.saas.tiers.web.replicas):
+        return (), ()
+    if new.saas.tiers.web.replicas != old.saas.tiers.web.replicas:
+        refused.append(("saas.tiers.web.replicas",
+                        f"{old.saas.tiers.web.replicas} → {new.saas.tiers.web.replicas}: the "
+                        "first web node carries the URL; adding or removing web replicas of a "
+                        "running OverCloud is not built yet (app replicas are)"))
+        return (), ()
+    if old.cluster.nodes == 1 or new.cluster.nodes == 1:
+        refused.append(("cluster.nodes", f"{old.cluster.nodes} → {new.cluster.nodes}: a 1-node "
+                                         "OverCloud runs every tier on its one node, and more "
+                                         "nodes would move the app and web tiers off it; "
+                                         "create a new OverCloud and restore a backup into it"))
+        return (), ()
+    was, now = old.tier_layout(), new.tier_layout()
+    for node in sorted(set(was) & set(now)):
+        if was[node] != now[node]:
+            refused.append(("saas.tiers.app.replicas",
+                            f"{node} would run {', '.join(now[node])} instead of "
+                            f"{', '.join(was[node])}: a running node keeps its tiers"))
+            return (), ()
+    added = tuple(n for n in now if n not in was)
+    removed = tuple(n for n in was if n not in now)
+    for node in (*added, *removed):
+        tiers = now.get(node) or was[node]
+        if tiers != ["app"]:
+            refused.append(("cluster.nodes", f"{node} runs {', '.join(tiers)}: only app "
+                                             "replicas are added or removed in place"))
+            return (), ()
+    return added, removed
 
 
 def _text(v: Any) -> str:
@@ -147,16 +199,44 @@ def _text(v: Any) -> str:
 
 
 def update_spec(plan: UpdatePlan, nodes: list[str]) -> WorkflowSpec:
-    """The update as a workflow: each node resized (in parallel), the retention altered, then
-    the new request recorded and `OverCloudUpdated` published (last, so a failed resize
-    leaves the old request recorded and the update can be applied again)."""
+    """The update as a workflow. Nodes are resized in parallel and the retention altered;
+    new app replicas are placed, launched and deployed, and serve, before the web nodes'
+    nginx take them in; retired ones leave the upstreams (and drain) before they stop. The
+    new request is recorded and `OverCloudUpdated` published last, so a failed step leaves
+    the old request recorded and the same document can be applied again (every step is
+    idempotent: a placed node keeps its host, a launched one is reused)."""
     tasks: list[TaskSpec] = []
     if plan.resize:
         tasks += [TaskSpec(f"resize:{n}", "resize_node", {"node": n}, after=(), retries=2,
-                           timeout=60) for n in nodes]
+                           timeout=60) for n in nodes if n not in plan.removed]
     if plan.retention is not None:
         tasks.append(TaskSpec("retention", "set_retention", {"retention": plan.retention},
                               after=(), retries=5, timeout=60))
+    if plan.added:
+        tasks.append(TaskSpec("place", "place_added", {"nodes": list(plan.added)}, after=(),
+                              retries=2, timeout=60))
+        for n in plan.added:
+            tasks += [
+                TaskSpec(f"launch:{n}", "launch_node", {"node": n}, after=("place",),
+                         retries=3, timeout=240),
+                TaskSpec(f"docker:{n}", "wait_docker", {"node": n}, after=(f"launch:{n}",),
+                         retries=2, timeout=180),
+                TaskSpec(f"deploy:{n}", "deploy_stack", {"node": n}, after=(f"docker:{n}",),
+                         retries=2, timeout=300),
+                TaskSpec(f"serves:{n}", "app_serves", {"node": n}, after=(f"deploy:{n}",),
+                         retries=2, timeout=150),
+            ]
+        tasks += [
+            TaskSpec("upstreams", "repoint_upstreams", {},
+                     after=tuple(f"serves:{n}" for n in plan.added), retries=2, timeout=180),
+            TaskSpec("agents", "agents", {}, after=("upstreams",), retries=2,
+                     timeout=180 * len(plan.added) + 30),
+        ]
+    if plan.removed:
+        tasks.append(TaskSpec("upstreams", "repoint_upstreams", {}, after=(), retries=2,
+                              timeout=180))
+        tasks += [TaskSpec(f"retire:{n}", "retire_node", {"node": n}, after=("upstreams",),
+                           retries=3, timeout=300) for n in plan.removed]
     tasks.append(TaskSpec("record", "record_update", {}, after=tuple(t.name for t in tasks),
                           retries=5, timeout=30))
     return WorkflowSpec(kind="update", subject=plan.name, tasks=tuple(tasks))
@@ -196,6 +276,82 @@ def register_update_actions(actions: ActionRegistry, c: Context) -> None:
         driver.set_limits(node, req.cluster.cpu, req.cluster.memory_bytes)
         ctx.report(f"{node} on {host}: {req.cluster.cpu} cpu, {req.cluster.memory}")
         return {"node": node, "host": host}
+
+    @actions.action("place_added")
+    def place_added(ctx: TaskContext) -> dict[str, str]:
+        req = request(ctx)
+        wanted = [str(n) for n in ctx.args["nodes"]]
+        rec = c.registry.get(req.name)
+        placed = {n.node: n.host for n in rec.nodes} if rec else {}
+        if all(n in placed for n in wanted):  # decided before a crash: keep that decision
+            return {n: placed[n] for n in wanted}
+        from orchestrator.inventory import plan_request
+
+        chosen, _ = plan_request(c.settings, {h: c.hosts[h].reachable for h in c.hosts},
+                                 c.registry, req, nodes=wanted)
+        layout = req.tier_layout()
+        decision = {n: placed.get(n) or chosen.assignments[n] for n in wanted}
+        for node, host in decision.items():
+            c.registry.set_node(req.name, node, host, layout[node])
+            c.registry.allocate_network(req.name, host)
+        ctx.report(", ".join(f"{n}→{h}" for n, h in decision.items())
+                   + f" ({chosen.strategy})")
+        return decision
+
+    @actions.action("app_serves")
+    def app_serves(ctx: TaskContext) -> str:
+        """The new replica's WordPress answers the page itself (through the database),
+        before any request is sent its way; its first, cold answer happens here."""
+        req, node = request(ctx), str(ctx.args["node"])
+        rec = c.registry.get(req.name)
+        where = next((n for n in rec.nodes if n.node == node), None) if rec else None
+        if where is None or where.host not in c.hosts or not where.address:
+            raise PermanentError(f"{node} has no known host or address")
+        url = f"http://{where.address}:{APP_PORT}{req.saas.expose.path_check}"
+        host = c.hosts[where.host]
+
+        def serves() -> bool:
+            try:
+                out = host.exec(node, "curl", "-sS", "-m", "10", "-w", "\n%{http_code}", url,
+                                timeout=30)
+            except (TemporaryError, PermanentError, subprocess.TimeoutExpired):
+                return False
+            body, _, code = out.rpartition("\n")
+            return code.strip() == "200" and "WordPress" in body
+
+        wait_or_retry(serves, 120, f"{url} served by {node}")
+        ctx.report(f"{url} → 200")
+        return url
+
+    @actions.action("repoint_upstreams")
+    def repoint_upstreams(ctx: TaskContext) -> list[str]:
+        req = request(ctx)
+        rec = c.registry.get(req.name)
+        assert rec is not None
+        done = repoint_web(c, req, {n.node: n.address for n in rec.nodes})
+        ctx.report("; ".join(done))
+        return done
+
+    @actions.action("retire_node")
+    def retire_node(ctx: TaskContext) -> None:
+        req, node = request(ctx), str(ctx.args["node"])
+        rec = c.registry.get(req.name)
+        where = next((n for n in rec.nodes if n.node == node), None) if rec else None
+        if where is None:
+            return  # retired before a crash
+        assert rec is not None
+        node_agent(c.settings, req, rec, node).stop()
+        host = c.hosts.get(where.host)
+        if host is None:
+            raise PermanentError(f"{node} is on unknown host {where.host}")
+        if node in host.instances(req.name):
+            host.delete(node)
+        c.registry.remove_node(req.name, node)
+        if not any(n.host == where.host for n in rec.nodes if n.node != node):
+            for bridge in host.networks(req.name):
+                host.delete_network(bridge)
+            c.registry.release_network(req.name, where.host)
+        ctx.report(f"{node} deleted from {where.host}")
 
     @actions.action("set_retention")
     def set_retention(ctx: TaskContext) -> str:

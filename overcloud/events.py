@@ -128,6 +128,33 @@ class RestoreRequested(Event):
     backup: str
 
 
+@dataclass(frozen=True, kw_only=True)
+class PauseRequested(Event):
+    """Stop the OverCloud's nodes and agents, keep its data, give its capacity back."""
+
+    name: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class OverCloudPaused(Event):
+    name: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class ResumeRequested(Event):
+    """Start a paused OverCloud again (on other hosts for nodes whose host is full now)."""
+
+    name: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class OverCloudResumed(Event):
+    name: str
+    url: str
+    nodes: dict[str, str] = field(default_factory=dict)
+    """node name -> UnderCloud host it runs on now"""
+
+
 # --- UnderCloud health and migration -------------------------------------------------------
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import operator
+import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -73,6 +74,20 @@ class Transition:
         if self.reason == "no_data":
             out["no_data"] = f"no samples for {self.rule.no_data.after:g}s"
         return out
+
+
+_NODE = re.compile(r"(.+)-n[0-9]+")
+
+
+def _of(group: Mapping[str, str], overclouds: frozenset[str]) -> bool:
+    """Whether an alert group belongs to one of `overclouds`: by its `overcloud` tag, or by
+    a `node` tag `<overcloud>-n<i>` (names are DNS labels, so the match is unambiguous)."""
+    if not overclouds:
+        return False
+    if group.get("overcloud") in overclouds:
+        return True
+    m = _NODE.fullmatch(group.get("node", ""))
+    return m is not None and m.group(1) in overclouds
 
 
 def transition_key(rule: str, group: Mapping[str, str], since_ns: int, state: str) -> str:
@@ -151,10 +166,26 @@ class Evaluator:
             watch.rules.append(c)
         self.transitions: list[Transition] = []
         self.samples = 0
+        self._muted: frozenset[str] = frozenset()
 
     @property
     def measurements(self) -> set[str]:
         return set(self._index)
+
+    # --- silenced OverClouds ----------------------------------------------------------------
+
+    def mute(self, overclouds: Iterable[str]) -> None:
+        """Silence these OverClouds (paused ones): their groups are forgotten without a
+        transition — no "resolved" for an alert nobody will hear the end of, no "no data"
+        for agents stopped on purpose — and their samples are skipped until unmuted."""
+        muted = frozenset(overclouds)
+        if muted == self._muted:
+            return
+        self._muted = muted
+        for c in self.rules:
+            for table in (c.states, c.seen):
+                for key in [k for k in table if _of(c.group(k), muted)]:
+                    del table[key]
 
     # --- the hot path ----------------------------------------------------------------------
 
@@ -163,6 +194,7 @@ class Evaluator:
 
         Malformed rows are skipped here (DevLake dead-letters them already)."""
         index = self._index
+        muted = self._muted
         n = 0
         for row in rows:
             n += 1
@@ -174,6 +206,8 @@ class Evaluator:
             if watches is None or type(tags) is not dict or type(fields) is not dict \
                     or type(ts) is not int:
                 continue
+            if muted and tags.get("overcloud") in muted:
+                continue
             self._sample(watches, tags, fields, ts)
         self.samples += n
 
@@ -181,7 +215,7 @@ class Evaluator:
              time_ns: int) -> None:
         self.samples += 1
         watches = self._index.get(measurement)
-        if watches is not None:
+        if watches is not None and not (self._muted and tags.get("overcloud") in self._muted):
             self._sample(watches, tags, fields, time_ns)
 
     def _sample(self, watches: list[_Watch], tags: Mapping[str, str],

@@ -112,8 +112,12 @@ class Senders:
 
 class AlertRunner:
     def __init__(self, s: Settings, rules: list[Rule], consumer: KafkaConsumer, outbox: Outbox,
-                 senders: Senders, clock: Callable[[], int] = time.time_ns) -> None:
+                 senders: Senders, clock: Callable[[], int] = time.time_ns,
+                 muted: Callable[[], frozenset[str]] | None = None) -> None:
+        """`muted`: the OverClouds whose alerts are silenced now (paused ones), asked at
+        every clock tick."""
         self._s = s
+        self._muted = muted
         self.rules = rules
         self.evaluator = Evaluator(rules)
         self._consumer = consumer
@@ -180,6 +184,11 @@ class AlertRunner:
             self._dirty = True
         now = self._clock()
         if now - self._last_tick >= tick_ns:
+            if self._muted is not None:
+                try:
+                    ev.mute(self._muted())
+                except Exception as exc:  # the registry is busy or away: keep the last set
+                    log.warning("cannot read which OverClouds are paused: %s", exc)
             ev.tick(now)
             self._last_tick = now
         transitions = ev.drain()

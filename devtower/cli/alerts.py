@@ -162,7 +162,12 @@ def run(rules: RulesOpt = None, verbose: Annotated[bool, typer.Option("--verbose
     producer = make_producer(s)
     sink = make_sink(s.influx)
     senders = Senders(s, producer, sink)
-    runner = AlertRunner(s, in_force, consumer, Outbox(state_dir(s) / "outbox.db"), senders)
+    from orchestrator.registry import Registry
+
+    registry = Registry(s)  # paused OverClouds are silenced (orchestrator/pause.py)
+    runner = AlertRunner(s, in_force, consumer, Outbox(state_dir(s) / "outbox.db"), senders,
+                         muted=lambda: frozenset(r.name for r in registry.all()
+                                                 if r.state == "paused"))
     stop = threading.Event()
     install_signal_handlers(stop)
 

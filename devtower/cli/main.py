@@ -19,6 +19,7 @@ from devtower.cli.images import app as images_app
 from devtower.cli.metrics import app as metrics_app
 from devtower.cli.migrate import migrate
 from devtower.cli.overclouds import delete, list_, orchestrator_app, show
+from devtower.cli.pause import pause, resume
 from devtower.cli.request import app as request_app
 from devtower.cli.services import app as services_app
 from devtower.cli.top import top
@@ -47,6 +48,8 @@ app.command("delete")(delete)
 app.command("migrate")(migrate)
 app.command("backup")(backup)
 app.command("restore")(restore)
+app.command("pause")(pause)
+app.command("resume")(resume)
 app.add_typer(dashboards_app, name="dashboards")
 app.command("top")(top)
 app.add_typer(undercloud_app, name="undercloud")

@@ -445,6 +445,7 @@ def run_orchestrator(verbose: Annotated[bool, typer.Option("--verbose", "-v")] =
     from orchestrator.backup import register_backup_actions
     from orchestrator.hosts import drivers
     from orchestrator.migration import register_migration_actions
+    from orchestrator.pause import register_pause_actions
     from orchestrator.provision import Context, register_actions
     from orchestrator.registry import Registry
     from orchestrator.service import Orchestrator
@@ -462,6 +463,7 @@ def run_orchestrator(verbose: Annotated[bool, typer.Option("--verbose", "-v")] =
     register_migration_actions(actions, ctx)
     register_update_actions(actions, ctx)
     register_backup_actions(actions, ctx)
+    register_pause_actions(actions, ctx)
     store = _store()
     engine = Engine(store, actions)
     orch = Orchestrator(ctx, engine, store, KafkaDeadLetters(s))

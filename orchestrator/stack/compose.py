@@ -21,10 +21,12 @@ WP_KEYS = (
 
 
 class Role(StrEnum):
-    """What one node runs: the database, the app + web tiers, or all of it."""
+    """What one node runs: the database, the web tier (nginx, with an app replica beside
+    it), an app replica only (WordPress), or all of it."""
 
     DB = "db"
     WEB = "web"
+    APP = "app"
     ALL = "all"
 
     @property
@@ -63,9 +65,13 @@ def env_file(
     http_bind: str = "0.0.0.0",
     db_host: str = "db",
     db_bind: str = "127.0.0.1",
+    app_bind: str = "127.0.0.1",
+    app_upstream: str = "wordpress:80",
 ) -> str:
     """The .env text for one node. `db_host`: the DB node's address on a `web` node;
-    `db_bind`: the address MariaDB publishes 3306 on (the node's own, on a `db` node)."""
+    `db_bind`: the address MariaDB publishes 3306 on (the node's own, on a `db` node);
+    `app_bind`: where an app replica publishes WordPress for other nodes' nginx (its node's
+    address); `app_upstream`: the app replicas a `web` node's nginx spreads requests over."""
     values = {
         "STACK_NAME": stack_name,
         "COMPOSE_PROFILES": ",".join(role.profiles),
@@ -77,8 +83,10 @@ def env_file(
         "DB_BIND": db_bind,
         "HTTP_BIND": http_bind,
         "HTTP_PORT": str(http_port),
+        "APP_BIND": app_bind,
+        "APP_UPSTREAM": app_upstream,
         **creds.wp_keys,
     }
-    if role is Role.WEB:
+    if role in (Role.WEB, Role.APP):
         del values["DB_ROOT_PASSWORD"]
     return "".join(f"{k}={v}\n" for k, v in values.items())

@@ -143,3 +143,73 @@ def test_a_running_overcloud_is_resized_live_and_its_retention_changed(
         events.close()
         orch.stop()
         lake.stop()
+
+
+SPLIT = """\
+apiVersion: overcloud/v1
+kind: OverCloud
+name: {name}
+owner: test@example.org
+cluster: {{nodes: {nodes}, cpu: 1, memory: 1GiB}}
+saas:
+  stack: wordpress
+  tiers: {{app: {{replicas: {app}}}}}
+  expose: {{port: {port}}}
+"""
+
+
+def _split(tmp: Path, name: str, port: int, app: int) -> Path:
+    path = tmp / f"{name}-app{app}.yaml"
+    path.write_text(SPLIT.format(name=name, port=port, nodes=app + 1, app=app))
+    return path
+
+
+def _served_by(env: Env, node: str, path: str) -> int:
+    """How many requests for `path` the WordPress on `node` has answered (its access log)."""
+    d, _, _ = _node(env, node)
+    log = d.exec(node, "docker", "compose", "--project-directory", "/srv/stack", "logs",
+                 "--no-log-prefix", "wordpress", timeout=60)
+    return sum(1 for line in log.splitlines() if f"GET {path}" in line)
+
+
+def test_app_replicas_scale_up_and_down_with_no_failed_request(uc: Env, tmp_path: Path) -> None:
+    lake = Background(["devlake", "run"], uc, tmp_path / "devlake.log").start()
+    orch = Background(["orchestrator", "run"], uc, tmp_path / "orchestrator.log").start()
+    name, port = "upd-scale", free_port()
+    page = "/wp-admin/install.php"
+    new = f"{name}-n3"
+    try:
+        out = run_cli(["request", "apply", str(_split(tmp_path, name, port, 1)), "--wait"], uc,
+                      timeout=900)
+        assert out.returncode == 0, out.stdout + out.stderr + orch.output()
+
+        with DowntimeProbe(f"http://127.0.0.1:{port}{page}") as probe:
+            up = run_cli(["request", "apply", str(_split(tmp_path, name, port, 2)), "--wait"],
+                         uc, timeout=900)
+            # the new replica takes its share of the probe's requests
+            wait_until(lambda: _served_by(uc, new, page) >= 5, timeout=60,
+                       what=f"{new}'s WordPress to answer requests sent to the URL")
+        assert up.returncode == 0, up.stdout + up.stderr + orch.output()
+        assert f"+ node {new} (app, placed by spread)" in up.stdout and "is updated" in up.stdout
+        assert probe.failures == 0 and probe.ok > 0, (probe.outages, probe.kinds())
+        shown = json.loads(run_cli(["show", name, "--json"], uc, check=True).stdout)
+        assert sorted(n["node"] for n in shown["nodes"]) == [f"{name}-n{i}" for i in (1, 2, 3)]
+        assert shown["spec"]["saas"]["tiers"]["app"]["replicas"] == 2
+        assert _served_by(uc, f"{name}-n2", page) > 0, "the first replica still serves too"
+
+        with DowntimeProbe(f"http://127.0.0.1:{port}{page}") as probe:
+            down = run_cli(["request", "apply", str(_split(tmp_path, name, port, 1)), "--wait"],
+                           uc, timeout=900)
+            wait_until(lambda: probe.ok >= 10, timeout=60, what="ten good probes")
+        assert down.returncode == 0, down.stdout + down.stderr + orch.output()
+        assert f"- node {new} (app; leaves the upstream and drains first)" in down.stdout
+        assert probe.failures == 0, (probe.outages, probe.kinds())
+        assert not any(new in d.instances() for d in drivers(uc.settings()).values())
+        shown = json.loads(run_cli(["show", name, "--json"], uc, check=True).stdout)
+        assert sorted(n["node"] for n in shown["nodes"]) == [f"{name}-n1", f"{name}-n2"]
+        assert not (uc.settings().state_dir / "run" / f"agent-{name}-{new}.pid").exists()
+
+        run_cli(["delete", name, "--wait"], uc, check=True, timeout=300)
+    finally:
+        orch.stop()
+        lake.stop()

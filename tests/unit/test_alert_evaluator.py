@@ -154,3 +154,34 @@ def test_malformed_rows_are_skipped() -> None:
                   ["resource_undercloud", {"host": "h"}, {"cpu_percent": 99}, S]])
     (t,) = ev.drain()
     assert t.group == {"host": "h"} and ev.samples == 5
+
+
+def test_a_paused_overcloud_is_silenced_and_heard_again_after_resume() -> None:
+    """Groups of a muted OverCloud (by its tag, or its nodes' names) are forgotten without a
+    transition; its samples are skipped, so no "no data" alert for agents stopped on
+    purpose; another OverCloud whose name shares a prefix is not touched."""
+    by_oc = rule(name="oc", **{"for": 0}, watch={"measurement": "service_http",
+                                                 "field": "latency_ms", "group_by": ["overcloud"]},
+                 no_data={"after": "10s", "policy": "alert"}, threshold=100, recover=50)
+    by_node = rule(name="node", **{"for": 0}, watch={"measurement": "service_http",
+                                                     "field": "latency_ms", "group_by": ["node"]},
+                   threshold=100, recover=50)
+    ev = Evaluator([by_oc, by_node])
+
+    def sample(oc: str, node: str, t: int, v: float) -> list[Transition]:
+        ev.feed_rows([["service_http", {"overcloud": oc, "node": node}, {"latency_ms": v},
+                       t * S]])
+        return ev.drain()
+
+    assert len(sample("blog", "blog-n1", 0, 500)) == 2          # both rules fire for blog
+    assert len(sample("blog-n1", "blog-n1-n2", 0, 500)) == 2    # and for "blog-n1"
+    ev.mute({"blog"})
+    assert ev.drain() == [], "silenced without a transition"
+    firing = {(t.rule.name, tuple(t.group.values())) for t in ev.firing(1 * S)}
+    assert firing == {("oc", ("blog-n1",)), ("node", ("blog-n1-n2",))}
+    assert sample("blog", "blog-n1", 2, 500) == []              # its samples are skipped
+    ev.tick(60 * S)
+    assert [t.group for t in ev.drain() if t.group == {"overcloud": "blog"}] == []
+    ev.mute(set())                                              # resumed: heard again
+    (again, _) = sample("blog", "blog-n1", 61, 500)
+    assert again.state == "firing" and again.since_ns == 61 * S

@@ -34,11 +34,13 @@ def _config(env_text: str, tmp_path: Path) -> dict[str, Any]:
 @pytest.mark.parametrize(
     ("role", "services"),
     [(Role.ALL, {"db", "wordpress", "nginx"}), (Role.DB, {"db"}),
-     (Role.WEB, {"wordpress", "nginx"})],
+     (Role.WEB, {"wordpress", "nginx"}), (Role.APP, {"wordpress"})],
 )
 def test_each_role_runs_its_tiers(role: Role, services: set[str], tmp_path: Path) -> None:
     creds = StackSecrets.generate()
     split = {"db_host": "10.231.1.20", "db_bind": "10.231.1.20"} if role is not Role.ALL else {}
+    if role is Role.APP:
+        split["app_bind"] = "10.231.1.21"
     cfg = _config(env_file("oc1", creds, role, http_port=8080, **split), tmp_path)
     assert set(cfg["services"]) == services
     assert cfg["name"] == "oc1"
@@ -50,10 +52,16 @@ def test_each_role_runs_its_tiers(role: Role, services: set[str], tmp_path: Path
         wp = cfg["services"]["wordpress"]["environment"]
         assert wp["DB_PASSWORD"] == creds.db_password
         assert wp["DB_HOST"] == ("db:3306" if role is Role.ALL else "10.231.1.20:3306")
+    if "nginx" in services:
         assert cfg["services"]["nginx"]["depends_on"]["wordpress"]["condition"] == (
             "service_started"
         )
         assert cfg["services"]["nginx"]["ports"][0]["published"] == "8080"
+        assert cfg["services"]["nginx"]["environment"]["APP_UPSTREAM"] == "wordpress:80"
+    if role is Role.APP:  # published on its node's address for the web nodes' nginx
+        assert "DB_ROOT_PASSWORD" not in cfg["services"]["wordpress"]["environment"]
+        port = cfg["services"]["wordpress"]["ports"][0]
+        assert (port["host_ip"], port["published"], port["target"]) == ("10.231.1.21", "8080", 80)
     if "db" in services:
         db = cfg["services"]["db"]
         assert db["environment"]["DB_ROOT_PASSWORD"] == creds.db_root_password

@@ -73,15 +73,52 @@ def test_a_webhook_only_change_runs_only_the_record_step() -> None:
 
 
 def test_changes_that_cannot_be_made_in_place_are_refused_with_their_path() -> None:
-    plan = plan_update(record(req()), req(owner="else@example.com", port="20999", app=2,
+    plan = plan_update(record(req()), req(owner="else@example.com", port="20999",
                                           retention="90d"))
     paths = [p for p, _ in plan.refused]
-    assert paths == ["owner", "saas.expose.port", "cluster.nodes", "saas.tiers.app.replicas"]
+    assert paths == ["owner", "saas.expose.port"]
     why = dict(plan.refused)
     assert "keeps its owner" in why["owner"]
     assert "http://127.0.0.1:20123/" in why["saas.expose.port"]
-    assert "not built yet" in why["cluster.nodes"]
     assert not plan.empty
+
+
+def test_an_app_replica_is_added_placed_deployed_and_served_before_the_upstreams() -> None:
+    plan = plan_update(record(req()), req(app=2))
+    assert not plan.refused and plan.added == ("blog-n3",) and plan.removed == ()
+    assert plan.lines() == ["+ node blog-n3 (app, placed by spread)"]
+    wf = {t.name: t for t in update_spec(plan, ["blog-n1", "blog-n2"]).tasks}
+    assert list(wf) == ["place", "launch:blog-n3", "docker:blog-n3", "deploy:blog-n3",
+                        "serves:blog-n3", "upstreams", "agents", "record"]
+    assert wf["upstreams"].after == ("serves:blog-n3",)
+    assert wf["record"].after[-1] == "agents"
+
+
+def test_an_app_replica_leaves_the_upstreams_before_it_is_retired() -> None:
+    plan = plan_update(record(req(app=2)), req(app=1, cpu=2))
+    assert not plan.refused and plan.removed == ("blog-n3",) and plan.added == ()
+    assert plan.lines()[0] == "- node blog-n3 (app; leaves the upstream and drains first)"
+    wf = {t.name: t for t in update_spec(plan, ["blog-n1", "blog-n2", "blog-n3"]).tasks}
+    assert "resize:blog-n3" not in wf  # not resized on its way out
+    assert wf["retire:blog-n3"].after == ("upstreams",)
+    assert wf["upstreams"].after == ()
+
+
+def test_growing_a_one_node_overcloud_or_the_web_tier_is_refused_with_the_reason() -> None:
+    one = parse_request(DOC.format(owner="dev@example.com", cpu=1, memory="1GiB",
+                                   retention="30d", notify="[]", app=1, port="auto")
+                        .replace("nodes: 2", "nodes: 1"))
+    plan = plan_update(record(one), req())
+    assert [p for p, _ in plan.refused] == ["cluster.nodes"]
+    assert "runs every tier" in dict(plan.refused)["cluster.nodes"]
+    assert plan.added == ()
+    web2 = parse_request(DOC.format(owner="dev@example.com", cpu=1, memory="1GiB",
+                                    retention="30d", notify="[]", app=1, port="auto")
+                         .replace("nodes: 2", "nodes: 3")
+                         .replace("{app: {replicas: 1}}", "{app: {replicas: 1}, web: {replicas: 2}}"))
+    plan = plan_update(record(req()), web2)
+    assert [p for p, _ in plan.refused] == ["saas.tiers.web.replicas"]
+    assert "not built yet" in dict(plan.refused)["saas.tiers.web.replicas"]
 
 
 def test_naming_the_port_it_already_has_is_no_change() -> None:
