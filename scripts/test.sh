@@ -44,6 +44,13 @@ if Cache(s.undercloud.cache_dir).complete("node", keys(s).node) is None:
         ensure_images(b, say=print)
     finally:
         manager.down(b, ["lxd", "dockerd"])
+        # the throwaway daemon's pool is a loop file of gigabytes: nothing of it stays
+        import shutil
+
+        from daemons.lxd import release_state_dir
+
+        release_state_dir(state)
+        shutil.rmtree(state, ignore_errors=True)
 PY
 echo "== ruff";        ruff check .
 echo "== mypy";        mypy
