@@ -277,14 +277,6 @@ def _make_and_break(c: Context, ctx: TaskContext, req: OverCloudRequest, node: s
         deploy(tgt, node, env)
         mark("stack up")
     path = req.saas.expose.path_check
-    if "web" not in tiers and "app" in tiers:
-        # an app replica: the new one serves, the web nodes' nginx switch to it (their old
-        # workers drain), only then is the old one deleted
-        base = f"http://{address}:{APP_PORT}"
-        wait_or_retry(lambda: _serves(tgt, node, path, base=base), 120,
-                      f"{path} served by {node}'s WordPress on {tgt.name}")
-        repoint_web(c, req, addresses)
-        mark("web re-pointed")
     if "web" in tiers:
         # make before break: the new node serves the real page (its nginx → WordPress → the
         # database) before any traffic is switched to it; its first, cold answers (PHP's
@@ -293,6 +285,15 @@ def _make_and_break(c: Context, ctx: TaskContext, req: OverCloudRequest, node: s
         wait_or_retry(lambda: _serves(tgt, node, path), 120,
                       f"{path} served by {node} on {tgt.name}")
         mark("serves")
+    if "app" in tiers and any(w != node for w in req.nodes_of("web")):
+        # an app replica other web nodes send requests to: the new one serves, their nginx
+        # switch to it (the old workers drain), only then is the old one deleted
+        if "web" not in tiers:
+            base = f"http://{address}:{APP_PORT}"
+            wait_or_retry(lambda: _serves(tgt, node, path, base=base), 120,
+                          f"{path} served by {node}'s WordPress on {tgt.name}")
+        repoint_web(c, req, addresses, skip=node)
+        mark("web re-pointed")
     if front:
         _hand_over(src, tgt, node, f"tcp:127.0.0.1:{rec.port}")
         mark("url handed over")
@@ -424,9 +425,8 @@ def _roll_back(c: Context, req: OverCloudRequest, node: str, src: MovableHost,
             addresses = {n.node: n.address for n in rec.nodes}
             for host, other in _web_nodes(c, req, node):
                 deploy(host, other, stack_env(c, req, other, addresses))
-        tiers = req.tier_layout()[node]
-        if "app" in tiers and "web" not in tiers:  # the web nodes back to the old replica
-            repoint_web(c, req, {n.node: n.address for n in rec.nodes})
+        if "app" in req.tier_layout()[node]:  # the other web nodes back to the old replica
+            repoint_web(c, req, {n.node: n.address for n in rec.nodes}, skip=node)
         if req.nodes_of("web")[0] == node and rec.port:
             if tgt.reachable():
                 _hand_over(tgt, src, node, f"tcp:127.0.0.1:{rec.port}")

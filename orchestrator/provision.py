@@ -75,10 +75,14 @@ def provision_spec(request: OverCloudRequest) -> WorkflowSpec:
     for n in web_nodes:
         if n != db_node:
             # needs only the DB node's address (known after its launch), not a healthy DB:
-            # WordPress connects per request, and `verify` polls until the page answers
+            # WordPress connects per request, and `verify` polls until the page answers; a
+            # web node's nginx also needs the app replicas' addresses
+            launched = dict.fromkeys([db_node, *(request.nodes_of("app")
+                                                 if "web" in layout[n] else [])])
             tasks.append(TaskSpec(f"deploy:{n}", "deploy_stack", {"node": n},
-                                  after=(f"docker:{n}", f"launch:{db_node}"), retries=2,
-                                  timeout=300))
+                                  after=(f"docker:{n}", *(f"launch:{m}" for m in launched
+                                                          if m != n)),
+                                  retries=2, timeout=300))
     front = web_nodes[0] if web_nodes else db_node
     tasks += [
         TaskSpec("expose", "expose", {"node": front},
@@ -335,12 +339,16 @@ def stack_env(c: Context, req: OverCloudRequest, node: str, addresses: dict[str,
                     app_bind=addresses[node], app_upstream=upstreams(req, node, addresses))
 
 
-def repoint_web(c: Context, req: OverCloudRequest, addresses: dict[str, str]) -> list[str]:
-    """Point every web node's nginx at `req`'s app replicas at `addresses` (`repoint`)."""
+def repoint_web(c: Context, req: OverCloudRequest, addresses: dict[str, str],
+                skip: str = "") -> list[str]:
+    """Point every web node's nginx (but `skip`: a node being replaced) at `req`'s app
+    replicas at `addresses` (`repoint`)."""
     rec = c.registry.get(req.name)
     placed = {n.node: n.host for n in rec.nodes} if rec else {}
     done = []
     for web in req.nodes_of("web"):
+        if web == skip:
+            continue
         if web not in placed or placed[web] not in c.hosts:
             raise PermanentError(f"web node {web} has no known host")
         done.append(f"{web}: " + repoint(c.hosts[placed[web]], web,

@@ -268,6 +268,28 @@ def test_backups_are_the_owners_and_of_this_incarnation_only(api: Api) -> None:
     assert isinstance(ev, BackupRequested) and ev.keep == 3 and ev.name == "alpha"
 
 
+def test_pause_and_resume_are_the_owners_and_follow_the_state(api: Api) -> None:
+    from overcloud.events import PauseRequested, ResumeRequested
+
+    api.admit("alpha", "a@example.com")
+    api.registry.set_state("alpha", "ready")
+    with api.client(api.token("b@example.com")) as c:  # another tenant's: it does not exist
+        assert c.post("/v1/overclouds/alpha/pause").status_code == 404
+    with api.client(api.token("a@example.com", Role.VIEWER)) as c:
+        assert c.post("/v1/overclouds/alpha/pause").status_code == 403
+    with api.client(api.token("a@example.com")) as c:
+        r = c.post("/v1/overclouds/alpha/resume")
+        assert r.status_code == 409 and "ready" in r.json()["error"]["message"], r.text
+        r = c.post("/v1/overclouds/alpha/pause")
+        assert r.status_code == 202 and r.json()["state"] == "pause requested", r.text
+        api.registry.set_state("alpha", "paused")
+        r = c.post("/v1/overclouds/alpha/pause")
+        assert r.status_code == 409 and "resume it first" in r.json()["error"]["message"]
+        assert c.post("/v1/overclouds/alpha/resume").status_code == 202
+    assert [type(e) for e in api.bus.events] == [PauseRequested, ResumeRequested]
+    assert all(e.name == "alpha" for e in api.bus.events)  # type: ignore[attr-defined]
+
+
 def test_roles(api: Api) -> None:
     api.admit("alpha", "a@example.com")
     api.admit("beta", "b@example.com")
