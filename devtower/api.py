@@ -330,10 +330,10 @@ def make_app(tower: Tower, tokens: TokenStore, journal: Journal, devlake: DevLak
         return {"id": event.id, "name": name, "state": "backup requested", "keep": keep}
 
     @app.post("/v1/overclouds/{name}/restore", status_code=202)
-    async def restore(name: str, me: Caller, backup: str) -> dict[str, Any]:
-        event = await run(ops.restore, tower, me, name, backup[:64])
+    async def restore(name: str, me: Caller, backup: str, source: str = "") -> dict[str, Any]:
+        event = await run(ops.restore, tower, me, name, backup[:64], source[:64])
         return {"id": event.id, "name": name, "state": "restore requested",
-                "backup": event.backup}
+                "backup": event.backup, "source": event.source or name}
 
     @app.post("/v1/overclouds/{name}/pause", status_code=202)
     async def pause(name: str, me: Caller) -> dict[str, Any]:

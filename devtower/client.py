@@ -91,9 +91,9 @@ class TowerClient:
         return dict(self._call("POST", f"/v1/overclouds/{_seg(name)}/backups",
                                params={"keep": keep}))
 
-    def restore(self, name: str, backup_id: str) -> dict[str, Any]:
-        return dict(self._call("POST", f"/v1/overclouds/{_seg(name)}/restore",
-                               params={"backup": backup_id}))
+    def restore(self, name: str, backup_id: str, source: str = "") -> dict[str, Any]:
+        params = {"backup": backup_id} | ({"source": source} if source else {})
+        return dict(self._call("POST", f"/v1/overclouds/{_seg(name)}/restore", params=params))
 
     def pause(self, name: str) -> dict[str, Any]:
         return dict(self._call("POST", f"/v1/overclouds/{_seg(name)}/pause"))

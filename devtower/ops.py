@@ -212,16 +212,22 @@ def backup(t: Tower, ident: Identity, name: str, keep: int) -> BackupRequested:
     return event
 
 
-def restore(t: Tower, ident: Identity, name: str, backup_id: str) -> RestoreRequested:
+def restore(t: Tower, ident: Identity, name: str, backup_id: str,
+            source: str = "") -> RestoreRequested:
+    """Restore a backup of `name` — or of `source`, another OverCloud of the caller (a clone
+    to staging) — into `name`."""
     from orchestrator.backup import find_backup
     from overcloud.errors import PermanentError
 
     rec = _changeable(t, ident, name)
+    of = writable(t, ident, source) if source and source != name else rec
+    if of.owner != rec.owner:
+        raise Conflict(f"{of.name} and {name} have different owners")
     try:
-        b = find_backup(t.settings, name, backup_id, rec.request_id)
+        b = find_backup(t.settings, of.name, backup_id, of.request_id)
     except PermanentError as exc:
         raise NotFound(str(exc)) from None
-    event = RestoreRequested(name=name, backup=b.id)
+    event = RestoreRequested(name=name, backup=b.id, source="" if of is rec else of.name)
     t.bus.publish(event, key=name)
     return event
 

@@ -126,10 +126,10 @@ def backup_spec(name: str, backup_id: str, keep: int) -> WorkflowSpec:
     ))
 
 
-def restore_spec(name: str, backup_id: str) -> WorkflowSpec:
+def restore_spec(name: str, backup_id: str, source: str = "") -> WorkflowSpec:
     return WorkflowSpec(kind="restore", subject=name, tasks=(
-        TaskSpec("restore", "restore_database", {"id": backup_id}, after=(), retries=2,
-                 timeout=1800),
+        TaskSpec("restore", "restore_database", {"id": backup_id, "source": source}, after=(),
+                 retries=2, timeout=1800),
     ))
 
 
@@ -211,11 +211,21 @@ def prune(s: Settings, name: str, keep: int) -> list[str]:
     return gone
 
 
-def restore(c: Context, name: str, backup_id: str) -> Backup:
-    """Load backup `backup_id` into `name`'s database (the dump drops and re-creates it)."""
+def restore(c: Context, name: str, backup_id: str, source: str = "") -> Backup:
+    """Load backup `backup_id` into `name`'s database (the dump drops and re-creates it).
+
+    `source`: the OverCloud the backup was made of, when it is another one (a clone to
+    staging); it must still exist, as the incarnation the backup was made of. WordPress's
+    own address (`siteurl`, `home`) is then set to `name`'s URL, or the clone would send its
+    visitors to the original."""
     node, _, driver, request_id = _db_node(c, name)
-    b = find_backup(c.settings, name, backup_id, request_id)
-    path = backup_dir(c.settings, name) / f"{b.id}.sql.gz"
+    if source and source != name:
+        src = c.registry.get(source)
+        if src is None:
+            raise PermanentError(f"no OverCloud named {source!r} to restore a backup of")
+        request_id = src.request_id
+    b = find_backup(c.settings, source or name, backup_id, request_id)
+    path = backup_dir(c.settings, source or name) / f"{b.id}.sql.gz"
     digest = hashlib.sha256()
     with path.open("rb") as f:
         while chunk := f.read(CHUNK):
@@ -240,7 +250,41 @@ def restore(c: Context, name: str, backup_id: str) -> Backup:
     if proc.returncode != 0:
         why = (err or b"").decode(errors="replace").strip()[-300:]
         raise TemporaryError(f"loading backup {b.id} into {name}'s database failed: {why}")
+    if source and source != name:
+        _run_sql(driver, node, rebase_sql(c.registry.secrets(name).db_name,
+                                          c.registry.get(name).url))  # type: ignore[union-attr]
     return b
+
+
+URL_RE = re.compile(r"https?://[A-Za-z0-9.:\[\]-]+/?")
+DB_NAME_RE = re.compile(r"[A-Za-z0-9_]{1,64}")
+
+
+def sql_string(text: str) -> str:
+    """`text` as a MariaDB string literal (the one way SQL text is quoted here)."""
+    return "'" + text.replace("\\", "\\\\").replace("'", "''").replace("\0", "\\0") + "'"
+
+
+def rebase_sql(db_name: str, url: str) -> str:
+    """Point WordPress at `url` (its `siteurl` and `home` options), if it is installed: a
+    restored clone otherwise redirects to the OverCloud it was copied from."""
+    if not DB_NAME_RE.fullmatch(db_name) or not URL_RE.fullmatch(url):
+        raise PermanentError(f"cannot set WordPress's address to {url[:80]!r} in {db_name[:64]!r}")
+    home = sql_string(url.rstrip("/"))
+    return (f"USE `{db_name}`;\n"
+            "SET @t := (SELECT COUNT(*) FROM information_schema.tables WHERE "
+            "table_schema = DATABASE() AND table_name = 'wp_options');\n"
+            "SET @q := IF(@t > 0, 'UPDATE wp_options SET option_value = ? WHERE option_name "
+            "IN (''siteurl'', ''home'')', 'SELECT ?');\n"
+            f"SET @u := {home};\n"
+            "PREPARE s FROM @q; EXECUTE s USING @u; DEALLOCATE PREPARE s;\n")
+
+
+def _run_sql(driver: MovableHost, node: str, sql: str) -> None:
+    proc = driver.exec_stream(node, *_compose_exec("sh", "-c", LOAD_SH), stdin=subprocess.PIPE)
+    _, err = proc.communicate(sql.encode(), timeout=120)
+    if proc.returncode != 0:
+        raise TemporaryError(f"{node}: {(err or b'').decode(errors='replace').strip()[-300:]}")
 
 
 class _Hashing:
@@ -277,6 +321,8 @@ def register_backup_actions(actions: ActionRegistry, c: Context) -> None:
 
     @actions.action("restore_database")
     def restore_database(ctx: TaskContext) -> dict[str, Any]:
-        b = restore(c, str(ctx.input["name"]), str(ctx.args["id"]))
-        ctx.report(f"{ctx.input['name']}'s database is as it was at backup {b.id}")
+        source = str(ctx.args.get("source") or "")
+        b = restore(c, str(ctx.input["name"]), str(ctx.args["id"]), source)
+        ctx.report(f"{ctx.input['name']}'s database is as "
+                   + (f"{source}'s was" if source else "it was") + f" at backup {b.id}")
         return b.to_dict()

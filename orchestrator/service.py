@@ -191,15 +191,21 @@ class Orchestrator:
             log.info("restore %s already handled", event.id)
             return
         why = self._busy(event.name)
+        source = event.source if event.source != event.name else ""
         if why is None:
             try:
+                of = self.ctx.registry.get(source or event.name)
+                if of is None:
+                    raise PermanentError(f"no OverCloud named {source!r} to restore a backup of")
                 rec = self.ctx.registry.get(event.name)
-                find_backup(self.ctx.settings, event.name, event.backup,
-                            rec.request_id if rec else "")
+                if source and rec is not None and of.owner != rec.owner:
+                    raise PermanentError(f"{source} and {event.name} have different owners")
+                find_backup(self.ctx.settings, source or event.name, event.backup,
+                            of.request_id)
             except PermanentError as exc:
                 why = str(exc)
         spec = refused_spec("restore", event.name, why) if why is not None \
-            else restore_spec(event.name, event.backup)
+            else restore_spec(event.name, event.backup, source)
         self.store.create(spec, {"name": event.name}, workflow_id=event.id)
         self._start(event.id)
 

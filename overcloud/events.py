@@ -122,10 +122,12 @@ class BackupRequested(Event):
 
 @dataclass(frozen=True, kw_only=True)
 class RestoreRequested(Event):
-    """Load backup `backup` into the OverCloud's database (as it was then)."""
+    """Load backup `backup` into the OverCloud's database (as it was then); `source`: the
+    OverCloud the backup was made of when it is another one (a clone to staging)."""
 
     name: str
     backup: str
+    source: str = ""
 
 
 @dataclass(frozen=True, kw_only=True)

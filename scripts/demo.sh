@@ -5,7 +5,9 @@
 # nginx + MariaDB) applied and followed until ready, its URL, and the latest samples read
 # back from its DevLake; where to look (`overcloud top`, Grafana dashboards as code, the alert
 # rules in force); and an "overload act": a busy loop in the web node overloads its host, the
-# node-overloaded rule fires, the orchestrator moves the node, the site stays up.
+# node-overloaded rule fires, the orchestrator moves the node, the site stays up; then one
+# more app replica applied live (the same document with `app.replicas` + 1) while the site is
+# probed every 100 ms.
 # `scripts/demo.sh stop` deletes the OverCloud and stops everything it started (by pid).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -77,6 +79,29 @@ for i in $(seq 1 120); do
 done
 $OC show "$NAME" | sed -n '1,8p'
 $OC top --overcloud "$NAME" --once || true
+echo
+echo "== change it: one more app replica, live, the site probed every 100 ms meanwhile"
+SCALED=$(mktemp --suffix=.yaml)
+.venv/bin/python - "$REQUEST" "$SCALED" <<'PY'
+import sys, yaml
+doc = yaml.safe_load(open(sys.argv[1]))
+tiers = doc["saas"].setdefault("tiers", {})
+app = tiers.setdefault("app", {}).get("replicas", 1) + 1
+tiers["app"]["replicas"] = app
+doc["cluster"]["nodes"] = 1 + max(app, tiers.get("web", {}).get("replicas", 1))
+yaml.safe_dump(doc, open(sys.argv[2], "w"), sort_keys=False)
+PY
+$DEV request apply "$SCALED" --dry-run
+.venv/bin/python - "$URL" $DEV request apply "$SCALED" --wait <<'PY'
+import subprocess, sys
+from orchestrator.downtime import DowntimeProbe
+with DowntimeProbe(sys.argv[1] + "wp-admin/install.php") as probe:
+    rc = subprocess.run(sys.argv[2:]).returncode
+print(f"the site during the scale-up: {probe.ok} requests answered, {probe.failures} failed")
+sys.exit(rc)
+PY
+rm -f "$SCALED"
+$OC show "$NAME" | sed -n '1,10p'
 echo
 echo "WordPress of OverCloud '$NAME': $URL"
 echo "Look closer:  $OC show $NAME   |   $OC top --overcloud $NAME   |   $OC services status"

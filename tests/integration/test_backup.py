@@ -3,8 +3,8 @@
 A one-node OverCloud; WordPress installed through its own install page; a post written in
 the database; `overcloud backup NAME --wait`; the post deleted (and a table made that the
 backup never saw); `overcloud restore NAME --from ID --wait` → the post is served again and
-the later table is gone. Also: `backup list`, retention by count, a damaged backup refused,
-a bad id refused.
+the later table is gone; `restore --as` makes a clone serving the same post at its own URL.
+Also: `backup list`, retention by count, a damaged backup refused, a bad id refused.
 """
 
 from __future__ import annotations
@@ -109,6 +109,22 @@ def test_a_deleted_post_comes_back_from_a_backup(uc: Env, tmp_path: Path) -> Non
         assert wait_until(lambda: _post(port, post_id) == 200, timeout=60,
                           what="the restored post served")
         assert "made_after" not in _sql(uc, node, "SHOW TABLES;"), "restored as it was"
+
+        # a clone to staging: a second OverCloud from the same request, the backup loaded
+        # into it, WordPress told its own address (else it redirects to the original)
+        clone = f"{name}-stg"
+        cl = run_cli(["restore", name, "--from", backup_id, "--as", clone, "--wait"], uc,
+                     timeout=900)
+        assert cl.returncode == 0, cl.stdout + cl.stderr + orch.output()
+        shown = json.loads(run_cli(["show", clone, "--json"], uc, check=True).stdout)
+        clone_url = shown["url"]
+        clone_port = int(clone_url.rstrip("/").rsplit(":", 1)[1])
+        assert clone_port != port and shown["owner"] == "test@example.org"
+        assert _post(clone_port, post_id) == 200, "the clone serves the same post"
+        assert _sql(uc, f"{clone}-n1", "SELECT option_value FROM wp_options WHERE "
+                                       "option_name = 'home';").strip() == clone_url.rstrip("/")
+        assert _post(port, post_id) == 200, "the original is untouched"
+        run_cli(["delete", clone, "--wait"], uc, check=True, timeout=300)
 
         # retention by count: three more backups with --keep 2 leave the newest two
         ids = [backup_id]

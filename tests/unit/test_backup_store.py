@@ -64,3 +64,28 @@ def test_a_backup_id_is_checked_before_it_names_a_file(s: Settings, bad: str) ->
 def test_an_overcloud_name_is_checked_before_it_names_a_directory(s: Settings, bad: str) -> None:
     with pytest.raises(PermanentError, match="not an OverCloud name"):
         backup_dir(s, bad)
+
+
+def test_sql_text_is_quoted_by_one_function_and_the_rebase_refuses_odd_input() -> None:
+    import pytest
+
+    from orchestrator.backup import rebase_sql, sql_string
+    from overcloud.errors import PermanentError
+
+    assert sql_string("it's") == "'it''s'"
+    assert sql_string("a\\\\'; DROP DATABASE x; -- ") == "'a\\\\\\\\''; DROP DATABASE x; -- '"
+    sql = rebase_sql("wordpress", "http://127.0.0.1:20123/")
+    assert "SET @u := 'http://127.0.0.1:20123';" in sql and sql.startswith("USE `wordpress`;")
+    for db, url in (("word`press", "http://127.0.0.1:1/"), ("wordpress", "http://x/'; DROP"),
+                    ("wordpress", "javascript:alert(1)")):
+        with pytest.raises(PermanentError):
+            rebase_sql(db, url)
+
+
+def test_a_clone_gets_its_own_name_and_a_free_port() -> None:
+    from devtower.cli.backup import clone_spec
+
+    spec = {"name": "blog", "owner": "a@example.com", "saas": {"expose": {"port": 8080}}}
+    out = clone_spec(spec, "blog-stg")
+    assert out["name"] == "blog-stg" and out["saas"]["expose"]["port"] == "auto"
+    assert spec["name"] == "blog" and spec["saas"]["expose"]["port"] == 8080  # type: ignore[index]
