@@ -128,6 +128,7 @@ class AlertRunner:
         self._last_tick = 0
         self._last_save = 0.0
         self._last_resend = 0.0
+        self._last_mute = -1e18
         self._dirty = True
         self.transitions = 0
         self.am_uses = any(a.type == "alertmanager" for r in rules for a in r.actions)
@@ -169,6 +170,13 @@ class AlertRunner:
 
     def step(self) -> None:
         tick_ns = int(self._s.alerts.tick * 1e9)
+        mono = time.monotonic()
+        if self._muted is not None and mono - self._last_mute >= self._s.alerts.tick:
+            self._last_mute = mono  # before the samples: a paused OverCloud's are skipped
+            try:
+                self.evaluator.mute(self._muted())
+            except Exception as exc:  # the registry is busy or away: keep the last set
+                log.warning("cannot read which OverClouds are paused: %s", exc)
         records = poll(self._consumer, timeout_ms=min(200, tick_ns // 1_000_000), max_records=5000)
         ev = self.evaluator
         for tp, messages in records.items():
@@ -184,11 +192,6 @@ class AlertRunner:
             self._dirty = True
         now = self._clock()
         if now - self._last_tick >= tick_ns:
-            if self._muted is not None:
-                try:
-                    ev.mute(self._muted())
-                except Exception as exc:  # the registry is busy or away: keep the last set
-                    log.warning("cannot read which OverClouds are paused: %s", exc)
             ev.tick(now)
             self._last_tick = now
         transitions = ev.drain()
