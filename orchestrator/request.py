@@ -251,6 +251,33 @@ class DevLake(_Model):
         return v
 
 
+class BackupSchedule(_Model):
+    """Scheduled backups of the database tier (orchestrator/schedule.py): the first soon
+    after the schedule is set, then one whenever the newest is `every` old."""
+
+    every: str | None = None
+    """How often: a duration (`1d`, `12h`, `30m`; at least 5m); unset: no schedule."""
+    keep: int = Field(default=7, ge=1, le=1000)
+    """How many backups are kept (the newest)."""
+
+    @field_validator("every")
+    @classmethod
+    def _every(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        if not _DURATION_RE.fullmatch(v) or any(len(n) > 12 for n in re.findall(r"[0-9]+", v)):
+            raise ValueError(f"{echo(v)} is not a duration: write e.g. 1d, 12h or 30m")
+        if duration_seconds(v) < 300:
+            raise ValueError(f"{v} is too often: at least 5m between backups")
+        return v
+
+
+def duration_seconds(v: str) -> float:
+    """`1d12h` → 129600.0 (a string `_DURATION_RE` accepted)."""
+    return sum(int(n) * _DURATION_NS[u]
+               for n, u in re.findall(r"([0-9]+)(ms|ns|w|d|h|m|s|u|µ)", v)) / 1e9
+
+
 class Placement(_Model):
     """Hints for choosing UnderCloud hosts for the nodes."""
 
@@ -338,6 +365,7 @@ class OverCloudRequest(_Model):
     devtower: DevTower = Field(default_factory=DevTower)
     devlake: DevLake = Field(default_factory=DevLake)
     placement: Placement = Field(default_factory=Placement)
+    backup: BackupSchedule = Field(default_factory=BackupSchedule)
     saas: Saas
 
     @field_validator("name")

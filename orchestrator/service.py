@@ -33,6 +33,7 @@ from orchestrator.inbox import Inbox
 from orchestrator.migration import Move
 from orchestrator.provision import Context, delete_spec, provision_spec
 from orchestrator.request import OverCloudRequest, RequestInvalid
+from orchestrator.schedule import CHECK_EVERY
 from orchestrator.store import WorkflowStore
 from orchestrator.workflow import Engine, WorkflowState
 from overcloud.bus import KafkaEventBus, poll
@@ -248,6 +249,33 @@ class Orchestrator:
                                "moves": [m.to_dict() for m in moves]}, workflow_id=event.id)
         self._start(event.id)
 
+    def schedule_backups(self, now: float | None = None) -> list[str]:
+        """Ask for every scheduled backup that is due (orchestrator/schedule.py); returns the
+        OverClouds asked for."""
+        from orchestrator.backup import list_backups
+        from orchestrator.schedule import due_backups
+
+        now = time.time() if now is None else now
+        reg = self.ctx.registry
+
+        def newest(rec: Any) -> float:
+            found = list_backups(self.ctx.settings, rec.name, rec.request_id)
+            return max((b.time for b in found), default=0.0)
+
+        def key(name: str) -> str:
+            rec = reg.get(name)
+            return f"backup-asked:{name}:{rec.request_id if rec else ''}"
+
+        asked = []
+        for due in due_backups(reg.all(), newest, lambda n: reg.last(key(n)), now):
+            if self._busy(due.name) is not None:
+                continue  # a workflow runs: the next look asks again
+            reg.mark(key(due.name), now)
+            self.ctx.bus.publish(BackupRequested(name=due.name, keep=due.keep), key=due.name)
+            log.info("scheduled backup of %s asked for (keep %d)", due.name, due.keep)
+            asked.append(due.name)
+        return asked
+
     # --- migration ------------------------------------------------------------------------
 
     def on_overloaded(self, event: NodeOverloaded) -> None:
@@ -347,11 +375,17 @@ class Orchestrator:
             self.ctx.bus.watch(stop)
             journal = self.ctx.bus.journal
         replays = _replays(journal)
-        checked = time.monotonic()
+        checked = scheduled = time.monotonic()
         while not stop.is_set():
             if journal is not None and time.monotonic() - checked >= 0.5:
                 checked = time.monotonic()
                 replays = _rewind_after_replay(consumer, journal, replays)
+            if time.monotonic() - scheduled >= CHECK_EVERY:
+                scheduled = time.monotonic()
+                try:
+                    self.schedule_backups()
+                except (TemporaryError, sqlite3.Error, OSError) as exc:
+                    log.warning("scheduled backups not checked this time: %s", exc)
             records = poll(consumer, timeout_ms=200, max_records=100)
             offsets: dict[TopicPartition, OffsetAndMetadata] = {}
             retry = False

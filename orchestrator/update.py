@@ -9,7 +9,8 @@ What changes in place, without a restart or a moment of downtime:
 - cores and memory of every node (LXD applies `limits.cpu` / `limits.memory` to a running
   container; a node's uptime does not reset);
 - the DevLake's retention (`ALTER RETENTION POLICY`), whether it is kept on delete;
-- the webhooks (the DevTower re-reads them from `OverCloudUpdated`), `devtower.api`;
+- the webhooks (the DevTower re-reads them from `OverCloudUpdated`), `devtower.api`, the
+  backup schedule (the orchestrator reads it from the recorded request);
 - placement hints and the page `verify` checks (they matter the next time a node is placed).
 
 App replicas are added and removed live (`+ node my-blog-n3 (app)`): a new node is placed by
@@ -140,7 +141,9 @@ def plan_update(rec: OverCloudRecord, new: OverCloudRequest) -> UpdatePlan:
              new.placement.network_heavy),
             ("placement.separate_tiers", old.placement.separate_tiers,
              new.placement.separate_tiers),
-            ("saas.expose.path_check", old.saas.expose.path_check, new.saas.expose.path_check)):
+            ("saas.expose.path_check", old.saas.expose.path_check, new.saas.expose.path_check),
+            ("backup.every", old.backup.every or "never", new.backup.every or "never"),
+            ("backup.keep", old.backup.keep, new.backup.keep)):
         if before != after:
             changes.append(Change("~", what, _text(before), _text(after)))
     for url in new.devtower.notify:

@@ -53,6 +53,8 @@ def summary(req: OverCloudRequest) -> list[str]:
         + ("kept" if req.devlake.keep_on_delete else "dropped") + " on delete",
         f"  devtower  api {'on' if req.devtower.api else 'off'}, "
         f"{hooks} notify webhook{'s' * (hooks != 1)}",
+        f"  backups   every {req.backup.every}, the newest {req.backup.keep} kept"
+        if req.backup.every else "  backups   on demand only (overcloud backup NAME)",
     ]
 
 

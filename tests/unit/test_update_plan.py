@@ -123,3 +123,12 @@ def test_growing_a_one_node_overcloud_or_the_web_tier_is_refused_with_the_reason
 
 def test_naming_the_port_it_already_has_is_no_change() -> None:
     assert plan_update(record(req(), port=20123), req(port="20123")).empty
+
+
+def test_a_backup_schedule_is_changed_in_place() -> None:
+    scheduled = parse_request(DOC.format(owner="dev@example.com", cpu=1, memory="1GiB",
+                                         retention="30d", notify="[]", app=1, port="auto")
+                              + "backup: {every: 1d, keep: 14}\n")
+    plan = plan_update(record(req()), scheduled)
+    assert plan.lines() == ["~ backup.every never → 1d", "~ backup.keep 7 → 14"]
+    assert [t.name for t in update_spec(plan, ["blog-n1", "blog-n2"]).tasks] == ["record"]
