@@ -180,3 +180,38 @@ def test_backups_through_the_tower(api: Api, tmp_path: Path) -> None:
     assert [type(e) for e in api.bus.events] == [BackupRequested, RestoreRequested]
     code, out = _remote(api, a, tmp_path, "backup", "list", "beta")
     assert code == 1 and "no OverCloud named 'beta'" in out, out
+
+
+def test_pause_resume_and_a_clone_through_the_tower(api: Api, tmp_path: Path) -> None:
+    """`pause`/`resume` ask through the API; `restore --as` of an existing OverCloud of the
+    caller's asks for a restore into it with the backup's OverCloud as its source."""
+    import json
+
+    from orchestrator.backup import Backup, backup_dir
+    from overcloud.events import PauseRequested, RestoreRequested, ResumeRequested
+
+    _seed(api)
+    a = api.token("a@example.com")
+    code, out = _remote(api, a, tmp_path, "pause", "alpha")
+    assert code == 0 and "pause of alpha requested" in out, out
+    api.registry.set_state("alpha", "paused")
+    code, out = _remote(api, a, tmp_path, "pause", "alpha")
+    assert code == 1 and "resume it first" in out, out
+    code, out = _remote(api, a, tmp_path, "resume", "alpha")
+    assert code == 0 and "resume of alpha requested" in out, out
+    assert [type(e) for e in api.bus.events] == [PauseRequested, ResumeRequested]
+
+    api.registry.set_state("alpha", "ready")
+    api.admit("alpha2", "a@example.com")
+    api.registry.set_state("alpha2", "ready")
+    folder = backup_dir(api.tower_settings, "alpha")
+    folder.mkdir(parents=True)
+    b = Backup("20261130T060100Z-000000", "alpha", 1000.0, 5, "0" * 64, "alpha-n1", "lxd1",
+               "req-alpha")
+    (folder / f"{b.id}.json").write_text(json.dumps(b.to_dict()))
+    code, out = _remote(api, a, tmp_path, "restore", "alpha", "--from", b.id, "--as", "alpha2")
+    assert code == 0 and "restore of alpha2" in out, out
+    ev = api.bus.events[-1]
+    assert isinstance(ev, RestoreRequested) and (ev.name, ev.source) == ("alpha2", "alpha")
+    code, out = _remote(api, a, tmp_path, "restore", "alpha", "--from", b.id, "--as", "beta")
+    assert code == 1, out  # another tenant's name: it does not exist for A, and cannot be made
