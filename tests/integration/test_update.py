@@ -165,10 +165,11 @@ def _split(tmp: Path, name: str, port: int, app: int) -> Path:
 
 
 def _served_by(env: Env, node: str, path: str) -> int:
-    """How many requests for `path` the WordPress on `node` has answered (its access log)."""
+    """How many requests for `path` the WordPress on `node` has answered (Apache's access
+    log of the site, in the container)."""
     d, _, _ = _node(env, node)
-    log = d.exec(node, "docker", "compose", "--project-directory", "/srv/stack", "logs",
-                 "--no-log-prefix", "wordpress", timeout=60)
+    log = d.exec(node, "docker", "compose", "--project-directory", "/srv/stack", "exec", "-T",
+                 "wordpress", "cat", "/var/log/apache2/other_vhosts_access.log", timeout=60)
     return sum(1 for line in log.splitlines() if f"GET {path}" in line)
 
 
@@ -186,10 +187,18 @@ def test_app_replicas_scale_up_and_down_with_no_failed_request(uc: Env, tmp_path
         with DowntimeProbe(f"http://127.0.0.1:{port}{page}") as probe:
             up = run_cli(["request", "apply", str(_split(tmp_path, name, port, 2)), "--wait"],
                          uc, timeout=900)
+            assert up.returncode == 0, up.stdout + up.stderr + orch.output()
             # the new replica takes its share of the probe's requests
-            wait_until(lambda: _served_by(uc, new, page) >= 5, timeout=60,
-                       what=f"{new}'s WordPress to answer requests sent to the URL")
-        assert up.returncode == 0, up.stdout + up.stderr + orch.output()
+            try:
+                wait_until(lambda: _served_by(uc, new, page) >= 5, timeout=60,
+                           what=f"{new}'s WordPress to answer requests sent to the URL")
+            except AssertionError:
+                raise
+            except Exception as exc:
+                d, _, _ = _node(uc, f"{name}-n2")
+                conf = d.exec(f"{name}-n2", "sh", "-c", "docker exec $(docker ps -qf "
+                              "name=nginx) cat /etc/nginx/conf.d/overcloud.conf", timeout=60)
+                raise AssertionError(f"{exc}\n{up.stdout}\n{conf}") from None
         assert f"+ node {new} (app, placed by spread)" in up.stdout and "is updated" in up.stdout
         assert probe.failures == 0 and probe.ok > 0, (probe.outages, probe.kinds())
         shown = json.loads(run_cli(["show", name, "--json"], uc, check=True).stdout)
