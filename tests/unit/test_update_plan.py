@@ -132,3 +132,28 @@ def test_a_backup_schedule_is_changed_in_place() -> None:
     plan = plan_update(record(req()), scheduled)
     assert plan.lines() == ["~ backup.every never → 1d", "~ backup.keep 7 → 14"]
     assert [t.name for t in update_spec(plan, ["blog-n1", "blog-n2"]).tasks] == ["record"]
+
+
+def test_an_overcloud_made_with_two_app_replicas_runs_wordpress_alone_on_the_third_node() -> None:
+    """n3 is an app replica: WordPress published on its address for n2's nginx, which lists
+    both replicas; n2 deploys only once n3 has an address."""
+    from orchestrator.provision import provision_spec, stack_env, upstreams
+
+    r = req(app=2)
+    wf = {t.name: t for t in provision_spec(r).tasks}
+    assert "launch:blog-n3" in wf["deploy:blog-n2"].after
+    addresses = {"blog-n1": "10.0.0.1", "blog-n2": "10.0.0.2", "blog-n3": "10.0.0.3"}
+    assert upstreams(r, "blog-n2", addresses) == "wordpress:80,10.0.0.3:8080"
+
+    class Reg:
+        def secrets(self, name: str) -> object:
+            from orchestrator.stack.compose import StackSecrets
+
+            return StackSecrets.generate()
+
+    c = type("C", (), {"registry": Reg()})()
+    n3 = dict(ln.split("=", 1) for ln in stack_env(c, r, "blog-n3", addresses).splitlines())
+    assert (n3["COMPOSE_PROFILES"], n3["APP_BIND"], n3["DB_HOST"]) == ("app", "10.0.0.3",
+                                                                         "10.0.0.1")
+    n2 = dict(ln.split("=", 1) for ln in stack_env(c, r, "blog-n2", addresses).splitlines())
+    assert n2["COMPOSE_PROFILES"] == "web" and n2["APP_UPSTREAM"] == "wordpress:80,10.0.0.3:8080"
