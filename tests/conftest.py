@@ -179,3 +179,29 @@ def _recorded_pid_alive(pid_file: Path) -> bool:
     daemon = Daemon(name=pid_file.stem, argv=[], state_dir=pid_file.parent.parent,
                     ready=lambda: False, address="-")
     return daemon.pid() is not None  # the recorded command line still runs under that pid
+
+
+@pytest.fixture(autouse=True)
+def _no_overcloud_outlives_its_test(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Delete, through a real orchestrator, any OverCloud a test on the `uc` hosts left.
+
+    Every such test deletes its OverClouds at its end; one that fails before that would
+    otherwise leave containers, capacity and ports taken, and the next tests fail for it."""
+    env = request.getfixturevalue("uc") if "uc" in request.fixturenames else None
+    yield
+    if not isinstance(env, Env):
+        return
+    from orchestrator.registry import Registry
+    from tests.helpers import Background, run_cli
+
+    left = [r.name for r in Registry(env.settings()).all()]
+    if not left:
+        return
+    log = Path(env["OVERCLOUD_STATE_DIR"]) / "log" / f"cleanup-{request.node.name[:60]}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    orch = Background(["orchestrator", "run"], env, log).start()
+    try:
+        for name in left:
+            run_cli(["delete", name, "--wait"], env, timeout=300)
+    finally:
+        orch.stop()
