@@ -240,6 +240,11 @@ def update_spec(plan: UpdatePlan, nodes: list[str]) -> WorkflowSpec:
                               timeout=180))
         tasks += [TaskSpec(f"retire:{n}", "retire_node", {"node": n}, after=("upstreams",),
                            retries=3, timeout=300) for n in plan.removed]
+        # the other nodes' agents name their peers from the node list: restarted with the
+        # new one (an agent whose command line is unchanged is left running)
+        tasks.append(TaskSpec("agents", "agents", {},
+                              after=tuple(f"retire:{n}" for n in plan.removed), retries=2,
+                              timeout=180 * max(1, len(nodes) - len(plan.removed)) + 30))
     tasks.append(TaskSpec("record", "record_update", {}, after=tuple(t.name for t in tasks),
                           retries=5, timeout=30))
     return WorkflowSpec(kind="update", subject=plan.name, tasks=tuple(tasks))

@@ -102,6 +102,7 @@ def test_an_app_replica_leaves_the_upstreams_before_it_is_retired() -> None:
     assert "resize:blog-n3" not in wf  # not resized on its way out
     assert wf["retire:blog-n3"].after == ("upstreams",)
     assert wf["upstreams"].after == ()
+    assert wf["agents"].after == ("retire:blog-n3",) and wf["record"].after[-1] == "agents"
 
 
 def test_growing_a_one_node_overcloud_or_the_web_tier_is_refused_with_the_reason() -> None:
