@@ -113,16 +113,21 @@ def _db_host(settings: Settings) -> str:
 ROOT = 'MYSQL_PWD="$DB_ROOT_PASSWORD" '
 
 
+FILL_SQL = (
+    "SET SESSION cte_max_recursion_depth = @n + 1; "
+    "DELETE FROM wp_posts WHERE post_name LIKE 'bench-%'; "
+    "INSERT INTO wp_posts (post_author, post_date, post_date_gmt, post_content, "
+    "post_title, post_excerpt, post_status, post_name, to_ping, pinged, post_modified, "
+    "post_modified_gmt, post_content_filtered, post_type) "
+    "WITH RECURSIVE seq(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM seq WHERE n < @n) "
+    "SELECT 1, NOW(), UTC_TIMESTAMP(), REPEAT(MD5(n), 30), CONCAT('Post ', n), '', "
+    "'publish', CONCAT('bench-', n), '', '', NOW(), UTC_TIMESTAMP(), '', 'post' FROM seq;")
+"""`@n` rows of ~1 KB in `wp_posts`, generated in the database itself."""
+
+
 def fill(settings: Settings, posts: int) -> None:
     """`wp_posts` to `posts` rows of ~1 KB (generated in the database itself)."""
-    sql = (f"SET SESSION cte_max_recursion_depth = {posts + 1}; "
-           "DELETE FROM wp_posts WHERE post_name LIKE 'bench-%'; "
-           "INSERT INTO wp_posts (post_author, post_date, post_date_gmt, post_content, "
-           "post_title, post_excerpt, post_status, post_name, to_ping, pinged, post_modified, "
-           "post_modified_gmt, post_content_filtered, post_type) "
-           f"WITH RECURSIVE seq(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM seq WHERE n < {posts}) "
-           "SELECT 1, NOW(), UTC_TIMESTAMP(), REPEAT(MD5(n), 30), CONCAT('Post ', n), '', "
-           "'publish', CONCAT('bench-', n), '', '', NOW(), UTC_TIMESTAMP(), '', 'post' FROM seq;")
+    sql = "".join(["SET @n := ", str(int(posts)), "; ", FILL_SQL])
     db_sh(settings, ROOT + f'exec mariadb -uroot "$DB_NAME" -e "{sql}"')
 
 

@@ -265,19 +265,31 @@ def sql_string(text: str) -> str:
     return "'" + text.replace("\\", "\\\\").replace("'", "''").replace("\0", "\\0") + "'"
 
 
+REBASE_SQL = (
+    "SET @t := (SELECT COUNT(*) FROM information_schema.tables WHERE "
+    "table_schema = DATABASE() AND table_name = 'wp_options');\n"
+    "SET @q := IF(@t > 0, 'UPDATE wp_options SET option_value = ? WHERE option_name "
+    "IN (''siteurl'', ''home'')', 'SELECT ?');\n"
+    "PREPARE s FROM @q; EXECUTE s USING @u; DEALLOCATE PREPARE s;\n"
+)
+"""Set WordPress's `siteurl` and `home` to `@u`, if WordPress is installed (a prepared
+statement: the URL is a parameter, never part of the statement's text)."""
+
+
+def sql_ident(name: str) -> str:
+    """A MariaDB identifier (a database name) quoted, after checking it is a plain name."""
+    if not DB_NAME_RE.fullmatch(name):
+        raise PermanentError(f"{name[:64]!r} is not a database name we make")
+    return "`" + name + "`"
+
+
 def rebase_sql(db_name: str, url: str) -> str:
     """Point WordPress at `url` (its `siteurl` and `home` options), if it is installed: a
     restored clone otherwise redirects to the OverCloud it was copied from."""
-    if not DB_NAME_RE.fullmatch(db_name) or not URL_RE.fullmatch(url):
-        raise PermanentError(f"cannot set WordPress's address to {url[:80]!r} in {db_name[:64]!r}")
-    home = sql_string(url.rstrip("/"))
-    return (f"USE `{db_name}`;\n"
-            "SET @t := (SELECT COUNT(*) FROM information_schema.tables WHERE "
-            "table_schema = DATABASE() AND table_name = 'wp_options');\n"
-            "SET @q := IF(@t > 0, 'UPDATE wp_options SET option_value = ? WHERE option_name "
-            "IN (''siteurl'', ''home'')', 'SELECT ?');\n"
-            f"SET @u := {home};\n"
-            "PREPARE s FROM @q; EXECUTE s USING @u; DEALLOCATE PREPARE s;\n")
+    if not URL_RE.fullmatch(url):
+        raise PermanentError(f"cannot set WordPress's address to {url[:80]!r}")
+    return "".join(["USE ", sql_ident(db_name), ";\n",
+                    "SET @u := ", sql_string(url.rstrip("/")), ";\n", REBASE_SQL])
 
 
 def _run_sql(driver: MovableHost, node: str, sql: str) -> None:
