@@ -3,7 +3,7 @@ after a change.
 
 Every API request reads OverCloud records (who owns it, its state, its nodes) and `show`
 its workflows. Read from SQLite each time that is 1 + N queries and a JSON decode per
-record and per node: ~1.5 ms of a core for a list of 20 (bench/devtower.py), most of what a
+record and per node: ~1.5 ms of a core for a list of 20 (bench/devtower_api.py), most of what a
 request costs. Both stores say cheaply whether anything was committed since (`version()`:
 SQLite's `data_version` and the connection's own `total_changes`), so the records are
 re-read only when the orchestrator (or anyone) changed them, and a read never sees older

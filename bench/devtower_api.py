@@ -1,6 +1,6 @@
 """DevTower API latency and throughput under 50 concurrent clients, next to the local CLI.
 
-    python bench/devtower.py [--clients 50] [--seconds 10] [--overclouds 20] [--nodes 5]
+    python bench/devtower_api.py [--clients 50] [--seconds 10] [--overclouds 20] [--nodes 5]
 
 Starts its own broker, InfluxDB and DevTower (private state dir, free loopback ports), records
 `--overclouds` OverClouds of `--nodes` nodes each for two developers (half each) with a
