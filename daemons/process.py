@@ -134,9 +134,21 @@ class Daemon:
         if rec is None:
             return None
         pid, argv = rec
-        if _alive(pid) and _cmdline(pid) == argv:
+        if not _alive(pid):
+            self.pid_file.unlink(missing_ok=True)
+            return None
+        cmdline = _cmdline(pid)
+        deadline = time.monotonic() + 1.0
+        while not cmdline and time.monotonic() < deadline and _alive(pid):
+            # a process just born reads as an empty /proc/PID/cmdline for a moment (seen:
+            # a start of ours then took its own new agent for a stranger, removed the pid file
+            # and waited its whole start timeout): ask again before judging
+            time.sleep(0.01)
+            cmdline = _cmdline(pid)
+        if cmdline == argv:
             return pid
-        self.pid_file.unlink(missing_ok=True)
+        if cmdline:  # someone else's now (the pid was reused): the file is stale
+            self.pid_file.unlink(missing_ok=True)
         return None
 
     @contextlib.contextmanager

@@ -95,3 +95,29 @@ def test_starts_at_once_give_one_process(tmp_path: Path) -> None:
         for p in running:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(int(p.name), signal.SIGKILL)
+
+
+def test_a_process_just_born_is_not_taken_for_a_stranger(tmp_path: Path,
+                                                          monkeypatch: object) -> None:
+    """/proc/PID/cmdline reads empty for a moment after a process is born: that is not
+    another program under a reused pid (the pid file was removed, and a start waited its
+    whole timeout for a daemon that had long shown its banner)."""
+    import pytest
+
+    import daemons.process as process
+
+    assert isinstance(monkeypatch, pytest.MonkeyPatch)
+    d = _sleeper(tmp_path, "born")
+    pid = d.start()
+    try:
+        real = process._cmdline
+        reads = iter([[], []])
+        monkeypatch.setattr(process, "_cmdline", lambda p: next(reads, None) or real(p))
+        assert d.pid() == pid and d.pid_file.exists()
+        monkeypatch.setattr(process, "_cmdline", lambda p: [])  # never readable: not judged
+        assert d.pid() is None and d.pid_file.exists()
+        monkeypatch.setattr(process, "_cmdline", lambda p: ["/usr/bin/other"])  # reused
+        assert d.pid() is None and not d.pid_file.exists()
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
