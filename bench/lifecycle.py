@@ -84,8 +84,10 @@ def timed(env: dict[str, str], port: int, poll: float, what: str, args: list[str
     r = {"what": what, "ok": ok, "seconds": seconds, "downtime": probe.downtime,
          "failed_probes": probe.failures, "probes": probe.ok + probe.failures,
          "output": out.stdout, "error": "" if ok else (out.stderr or out.stdout)[-400:]}
+    r["kinds"] = probe.kinds()
     print(f"{what:<22} {'ok' if ok else 'FAILED'} {seconds:6.1f}s  downtime "
-          f"{probe.downtime:5.2f}s ({probe.failures}/{probe.ok + probe.failures} probes failed)"
+          f"{probe.downtime:5.2f}s ({probe.failures}/{probe.ok + probe.failures} probes failed"
+          + (f": {probe.kinds()}" if probe.failures else "") + ")"
           + ("" if ok else f" | {r['error']}"), flush=True)
     return r
 
@@ -135,7 +137,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None,
                                  formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     ap.add_argument("--runs", type=int, default=3)
-    ap.add_argument("--posts", type=int, nargs="+", default=[1000, 100000])
+    ap.add_argument("--posts", type=int, nargs="*", default=[1000, 100000],
+                    help="database sizes for backup/restore (none: skip that part)")
     ap.add_argument("--poll", type=float, default=0.1, help="page probe interval (s)")
     ap.add_argument("--json", type=Path, help="also write the results as JSON here")
     ap.add_argument("--keep-state", action="store_true", help="keep the temp state directory")
