@@ -356,7 +356,8 @@ def show(name: Annotated[str, typer.Argument(help="OverCloud name.")],
         _print_json({**detail, "spec": rec.spec})
         return
     hosts = drivers(s)
-    stack = {n.node: _stack_state(hosts.get(n.host), n.node) for n in rec.nodes}
+    stack = {n.node: "node stopped (paused)" if rec.state == "paused"
+             else _stack_state(hosts.get(n.host), n.node) for n in rec.nodes}
     nets = [f"{h}: {s.overcloud_network(slot)[0]} {s.overcloud_network(slot)[1]}"
             for h, slot in sorted(reg.network_slots(name).items())]
     _show(detail, stack, nets)
