@@ -88,7 +88,7 @@ def test_a_paused_overcloud_gives_its_room_back_and_resumes_with_its_url(
         assert {_status(uc, h, n) for n, h in where.items()} == {"Stopped"}
         assert not list((uc.settings().state_dir / "run").glob(f"agent-{a}-*.pid"))
         assert a not in {n.split("-n")[0] for al in allocations(reg).values() for n in al.nodes}
-        shown = run_cli(["show", a], uc, check=True).stdout
+        shown = run_cli(["show", a], Env(uc, COLUMNS="200"), check=True).stdout
         assert "paused" in shown and "node stopped (paused)" in shown, shown
         again = run_cli(["pause", a], uc)
         assert again.returncode == 1 and "is paused" in again.stderr, again.stderr
