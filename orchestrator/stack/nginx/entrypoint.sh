@@ -36,7 +36,6 @@ server {
         proxy_set_header X-Real-IP \$remote_addr;
         proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
         proxy_set_header X-Forwarded-Proto \$scheme;
-        proxy_connect_timeout 2s;
         proxy_read_timeout 60s;
         proxy_next_upstream error timeout http_502 http_503;
     }
