@@ -26,7 +26,6 @@ stack converges, a move that already happened is settled.
 
 from __future__ import annotations
 
-import logging
 from dataclasses import replace
 from typing import Protocol, cast, runtime_checkable
 
@@ -38,8 +37,6 @@ from orchestrator.request import OverCloudRequest
 from orchestrator.workflow import ActionRegistry, TaskContext, TaskSpec, WorkflowSpec
 from overcloud.errors import PermanentError
 from overcloud.events import OverCloudPaused, OverCloudResumed, derived_id
-
-log = logging.getLogger(__name__)
 
 
 @runtime_checkable
