@@ -7,8 +7,8 @@ What one run of the bench does (everything on this machine, a private state dire
 1. starts its own broker, InfluxDB, two LXD daemons (node image imported from the warm
    shared cache, as `bench/provision.py` does), `overcloud devlake run` and
    `overcloud orchestrator run`;
-2. provisions one 2-node OverCloud packed on lxd1 (db on n1, app + web on n2, the URL a
-   proxy device on n2);
+2. provisions one 2-node OverCloud packed on lxd1 (db on n1, app + web on n2, the URL the
+   edge's route to n2);
 3. `--runs` times, alternating the direction (lxd1 → lxd2, then back):
    - **web node**: `overcloud migrate NAME --node n2 --to HOST --wait` (make before break);
    - **db node**: `overcloud migrate NAME --node n1 --to HOST --wait` (stop → copy the

@@ -293,7 +293,7 @@ def cleanup(settings: Settings, procs: list[subprocess.Popen[bytes]], names: lis
             for host in settings.undercloud.host_names:
                 with contextlib.suppress(Exception):
                     agent_daemon(settings, name, node, host).stop()
-    manager.down(settings, ["kafka", "influxdb", "dockerd", "lxd"])  # stopped in reverse
+    manager.down(settings, ["kafka", "influxdb", "dockerd", "lxd", "edge"])  # stopped in reverse
     if keep:
         return
     state = str(settings.state_dir)

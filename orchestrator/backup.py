@@ -7,22 +7,26 @@ keeps serving and writing while it runs, and the dump is of one instant), with
 since are gone too. The dump streams out of the node through `lxc exec`, is compressed here
 and kept under the state directory:
 
-    STATE/backups/<overcloud>/<id>.sql.gz   the dump (gzip)
-    STATE/backups/<overcloud>/<id>.json     id, time, bytes, sha256, node, host
+    STATE/backups/<overcloud>/<id>.sql.gz       the dump (gzip)
+    STATE/backups/<overcloud>/<id>.uploads.tgz  WordPress's uploads (a tar, gzip)
+    STATE/backups/<overcloud>/<id>.json         id, time, bytes, sha256, node, host, and the
+                                                uploads' bytes and sha256
+
+WordPress's uploads are the primary app replica's uploads volume (the first app node: the
+web nodes' nginx send every request that writes or serves them there; see
+orchestrator/stack/nginx/entrypoint.sh), read with `tar` inside its WordPress container right
+after the dump. A restore replaces them — files uploaded since are gone, as the database's
+rows are — after both files have been checked against their recorded SHA-256.
 
 The dump is written to a `.part` file, checked complete (mariadb-dump's closing
 `-- Dump completed` line) and fsynced before it is renamed and its `.json` written, so a
 listed backup is a whole one; a killed or retried `dump` task starts the file again.
-`prune` keeps the newest `keep` backups of the OverCloud. A restore checks the file against
-its recorded SHA-256 before it touches the database.
+`prune` keeps the newest `keep` backups of the OverCloud.
 
 Both run as orchestrator workflows (`BackupRequested`, `RestoreRequested`), so a request is
 followed live like any other (`--wait`), refused while the OverCloud is not ready or busy,
 and a killed orchestrator resumes it. The secrets never leave the node: the commands read
 the root password from the db container's own environment.
-
-Not backed up yet: WordPress's uploads (they live in the app containers' filesystem, not on
-a volume) — see the README.
 """
 
 from __future__ import annotations
@@ -42,7 +46,7 @@ from typing import Any, BinaryIO
 
 from orchestrator.hosts import HostDriver, MovableHost
 from orchestrator.provision import STACK_DIR, Context
-from orchestrator.request import NAME_RE
+from orchestrator.request import NAME_RE, OverCloudRequest
 from orchestrator.workflow import ActionRegistry, TaskContext, TaskSpec, WorkflowSpec
 from overcloud.errors import PermanentError, TemporaryError
 from overcloud.settings import Settings
@@ -54,6 +58,12 @@ DUMP_SH = ('MYSQL_PWD="$DB_ROOT_PASSWORD" exec mariadb-dump -uroot --single-tran
            '--quick --routines --triggers --events --hex-blob --add-drop-database '
            '--databases "$DB_NAME"')
 LOAD_SH = 'MYSQL_PWD="$DB_ROOT_PASSWORD" exec mariadb -uroot'
+UPLOADS_PARENT = "/var/lib/wordpress/wp-content"
+TAR_OUT_SH = f"cd {UPLOADS_PARENT} && exec tar -cf - uploads"
+TAR_IN_SH = (f"cd {UPLOADS_PARENT}/uploads && find . -mindepth 1 -delete && "
+             "exec tar -xf - --strip-components=1")
+"""Replace the uploads with the archive's (its members are `uploads/...`; GNU tar refuses
+members that climb out with `..`)."""
 COMPLETE = b"-- Dump completed"
 CHUNK = 1 << 16
 
@@ -70,6 +80,10 @@ class Backup:
     request_id: str = ""
     """The OverCloud's incarnation (its creating request): a later OverCloud of the same name
     (after a delete) may be someone else's, and never restores this backup."""
+    uploads_bytes: int = 0
+    uploads_sha256: str = ""
+    """The uploads archive's; empty for a backup made before uploads were backed up (its
+    restore leaves the uploads as they are)."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -140,17 +154,20 @@ def refused_spec(kind: str, name: str, reason: str) -> WorkflowSpec:
                  timeout=10),))
 
 
-def _compose_exec(*cmd: str) -> tuple[str, ...]:
-    return ("docker", "compose", "--project-directory", STACK_DIR, "exec", "-T", "db", *cmd)
+def _compose_exec(*cmd: str, service: str = "db") -> tuple[str, ...]:
+    return ("docker", "compose", "--project-directory", STACK_DIR, "exec", "-T", service, *cmd)
 
 
-def _db_node(c: Context, name: str) -> tuple[str, str, MovableHost, str]:
+def _tier_node(c: Context, name: str, tier: str) -> tuple[str, str, MovableHost, str]:
+    """The first node of `name` running `tier` (for `app`: the primary replica), its host,
+    that host's driver, and the OverCloud's incarnation."""
     rec = c.registry.get(name)
     if rec is None:
         raise PermanentError(f"no OverCloud named {name!r}")
-    node = next((n for n in rec.nodes if "db" in n.tiers), None)
+    first = next(iter(OverCloudRequest.from_spec(rec.spec).nodes_of(tier)), None)
+    node = next((n for n in rec.nodes if n.node == first), None)
     if node is None:
-        raise PermanentError(f"{name} has no database node")
+        raise PermanentError(f"{name} has no {tier} node")
     driver: HostDriver | None = c.hosts.get(node.host)
     if driver is None:
         raise PermanentError(f"{node.node} runs on {node.host}, which is not one of our hosts")
@@ -159,17 +176,16 @@ def _db_node(c: Context, name: str) -> tuple[str, str, MovableHost, str]:
     return node.node, node.host, driver, rec.request_id  # type: ignore[return-value]
 
 
-def dump(c: Context, name: str, backup_id: str) -> Backup:
-    """Dump the database of `name` into a new backup `backup_id` (idempotent by id)."""
-    folder = backup_dir(c.settings, name)
-    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-    meta = folder / f"{backup_id}.json"
-    if meta.exists():
-        return Backup(**json.loads(meta.read_text()))
-    node, host, driver, request_id = _db_node(c, name)
-    part = folder / f"{backup_id}.sql.gz.part"
-    proc = driver.exec_stream(node, *_compose_exec("sh", "-c", DUMP_SH),
-                              stdout=subprocess.PIPE)
+def _db_node(c: Context, name: str) -> tuple[str, str, MovableHost, str]:
+    return _tier_node(c, name, "db")
+
+
+def _stream_out(driver: MovableHost, node: str, cmd: tuple[str, ...], part: Path
+                ) -> tuple[str, bytes]:
+    """Run `cmd` in `node` and keep its output gzipped in `part` (fsynced); returns the
+    file's SHA-256 and the output's last 4 KiB. Raises TemporaryError (the `.part` removed)
+    when the command fails."""
+    proc = driver.exec_stream(node, *cmd, stdout=subprocess.PIPE)
     assert proc.stdout is not None
     digest, tail = hashlib.sha256(), b""
     try:
@@ -187,14 +203,75 @@ def dump(c: Context, name: str, backup_id: str) -> Backup:
         proc.wait(10)
         part.unlink(missing_ok=True)
         raise
-    if proc.returncode != 0 or COMPLETE not in tail:
+    if proc.returncode != 0:
         part.unlink(missing_ok=True)
-        why = (err or b"").decode(errors="replace").strip()[-300:] or "the dump ended early"
-        raise TemporaryError(f"dumping {name}'s database on {node} failed: {why}")
+        why = (err or b"").decode(errors="replace").strip()[-300:] or f"exit {proc.returncode}"
+        raise TemporaryError(f"{node}: {why}")
+    return digest.hexdigest(), tail
+
+
+def _stream_in(driver: MovableHost, node: str, cmd: tuple[str, ...], path: Path) -> None:
+    """Feed the gzipped file `path`, uncompressed, to `cmd` in `node`."""
+    proc = driver.exec_stream(node, *cmd, stdin=subprocess.PIPE)
+    assert proc.stdin is not None and proc.stderr is not None
+    try:
+        # a BrokenPipeError means the command stopped reading: its exit status and stderr
+        # say why
+        with contextlib.suppress(BrokenPipeError), gzip.open(path, "rb") as gz:
+            shutil.copyfileobj(gz, proc.stdin, CHUNK)
+        with contextlib.suppress(BrokenPipeError):
+            proc.stdin.close()
+        err = proc.stderr.read()
+        proc.wait(timeout=1800)
+    except BaseException:
+        proc.kill()
+        proc.wait(10)
+        raise
+    if proc.returncode != 0:
+        why = (err or b"").decode(errors="replace").strip()[-300:] or f"exit {proc.returncode}"
+        raise TemporaryError(f"{node}: {why}")
+
+
+def _check(path: Path, sha256: str, what: str) -> None:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(CHUNK):
+            digest.update(chunk)
+    if digest.hexdigest() != sha256:
+        raise PermanentError(f"{what} is damaged (its SHA-256 is not the one recorded when it "
+                             "was made): not restoring it")
+
+
+def dump(c: Context, name: str, backup_id: str) -> Backup:
+    """Dump the database of `name` into a new backup `backup_id` (idempotent by id)."""
+    folder = backup_dir(c.settings, name)
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    meta = folder / f"{backup_id}.json"
+    if meta.exists():
+        return Backup(**json.loads(meta.read_text()))
+    node, host, driver, request_id = _db_node(c, name)
+    part = folder / f"{backup_id}.sql.gz.part"
+    try:
+        sha256, tail = _stream_out(driver, node, _compose_exec("sh", "-c", DUMP_SH), part)
+    except TemporaryError as exc:
+        raise TemporaryError(f"dumping {name}'s database failed: {exc}") from None
+    if COMPLETE not in tail:
+        part.unlink(missing_ok=True)
+        raise TemporaryError(f"dumping {name}'s database on {node} failed: the dump ended "
+                             "early")
     final = folder / f"{backup_id}.sql.gz"
     part.rename(final)
-    b = Backup(backup_id, name, time.time(), final.stat().st_size, digest.hexdigest(), node, host,
-               request_id)
+    app, _, app_driver, _ = _tier_node(c, name, "app")
+    upart = folder / f"{backup_id}.uploads.tgz.part"
+    try:
+        uploads_sha256, _ = _stream_out(
+            app_driver, app, _compose_exec("sh", "-c", TAR_OUT_SH, service="wordpress"), upart)
+    except TemporaryError as exc:
+        raise TemporaryError(f"archiving {name}'s uploads failed: {exc}") from None
+    uploads = folder / f"{backup_id}.uploads.tgz"
+    upart.rename(uploads)
+    b = Backup(backup_id, name, time.time(), final.stat().st_size, sha256, node, host,
+               request_id, uploads.stat().st_size, uploads_sha256)
     tmp = meta.with_suffix(".json.part")
     tmp.write_text(json.dumps(b.to_dict()))
     tmp.rename(meta)
@@ -207,6 +284,7 @@ def prune(s: Settings, name: str, keep: int) -> list[str]:
     for b in found[: max(0, len(found) - keep)]:
         (folder / f"{b.id}.json").unlink(missing_ok=True)  # first: unlisted before it is gone
         (folder / f"{b.id}.sql.gz").unlink(missing_ok=True)
+        (folder / f"{b.id}.uploads.tgz").unlink(missing_ok=True)
         gone.append(b.id)
     return gone
 
@@ -225,31 +303,24 @@ def restore(c: Context, name: str, backup_id: str, source: str = "") -> Backup:
             raise PermanentError(f"no OverCloud named {source!r} to restore a backup of")
         request_id = src.request_id
     b = find_backup(c.settings, source or name, backup_id, request_id)
-    path = backup_dir(c.settings, source or name) / f"{b.id}.sql.gz"
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(CHUNK):
-            digest.update(chunk)
-    if digest.hexdigest() != b.sha256:
-        raise PermanentError(f"backup {b.id} of {name} is damaged (its SHA-256 is not the one "
-                             "recorded when it was made): not restoring it")
-    proc = driver.exec_stream(node, *_compose_exec("sh", "-c", LOAD_SH), stdin=subprocess.PIPE)
-    assert proc.stdin is not None and proc.stderr is not None
+    folder = backup_dir(c.settings, source or name)
+    path, uploads = folder / f"{b.id}.sql.gz", folder / f"{b.id}.uploads.tgz"
+    _check(path, b.sha256, f"backup {b.id} of {source or name}")
+    if b.uploads_sha256:
+        _check(uploads, b.uploads_sha256, f"the uploads of backup {b.id} of {source or name}")
     try:
-        # a BrokenPipeError means mariadb stopped reading: its exit status and stderr say why
-        with contextlib.suppress(BrokenPipeError), gzip.open(path, "rb") as gz:
-            shutil.copyfileobj(gz, proc.stdin, CHUNK)
-        with contextlib.suppress(BrokenPipeError):
-            proc.stdin.close()
-        err = proc.stderr.read()
-        proc.wait(timeout=1800)
-    except BaseException:
-        proc.kill()
-        proc.wait(10)
-        raise
-    if proc.returncode != 0:
-        why = (err or b"").decode(errors="replace").strip()[-300:]
-        raise TemporaryError(f"loading backup {b.id} into {name}'s database failed: {why}")
+        _stream_in(driver, node, _compose_exec("sh", "-c", LOAD_SH), path)
+    except TemporaryError as exc:
+        raise TemporaryError(f"loading backup {b.id} into {name}'s database failed: "
+                             f"{exc}") from None
+    if b.uploads_sha256:
+        app, _, app_driver, _ = _tier_node(c, name, "app")
+        try:
+            _stream_in(app_driver, app,
+                       _compose_exec("sh", "-c", TAR_IN_SH, service="wordpress"), uploads)
+        except TemporaryError as exc:
+            raise TemporaryError(f"restoring {name}'s uploads from backup {b.id} failed: "
+                                 f"{exc}") from None
     if source and source != name:
         _run_sql(driver, node, rebase_sql(c.registry.secrets(name).db_name,
                                           c.registry.get(name).url))  # type: ignore[union-attr]
@@ -317,7 +388,8 @@ def register_backup_actions(actions: ActionRegistry, c: Context) -> None:
     @actions.action("dump_database")
     def dump_database(ctx: TaskContext) -> dict[str, Any]:
         b = dump(c, str(ctx.input["name"]), str(ctx.args["id"]))
-        ctx.report(f"backup {b.id}: {b.bytes} bytes from {b.node} on {b.host}")
+        ctx.report(f"backup {b.id}: {b.bytes} bytes from {b.node} on {b.host}, uploads "
+                   f"{b.uploads_bytes} bytes")
         return b.to_dict()
 
     @actions.action("prune_backups")
@@ -335,6 +407,7 @@ def register_backup_actions(actions: ActionRegistry, c: Context) -> None:
     def restore_database(ctx: TaskContext) -> dict[str, Any]:
         source = str(ctx.args.get("source") or "")
         b = restore(c, str(ctx.input["name"]), str(ctx.args["id"]), source)
-        ctx.report(f"{ctx.input['name']}'s database is as "
+        ctx.report(f"{ctx.input['name']}'s database"
+                   + (" and uploads are" if b.uploads_sha256 else " is") + " as "
                    + (f"{source}'s was" if source else "it was") + f" at backup {b.id}")
         return b.to_dict()

@@ -8,7 +8,7 @@ private source address. The filter lets an OverCloud bridge forward only to the 
 the same OverCloud (its nodes on the other hosts of this machine) and, through the uplink, to
 that OverCloud's subnets on other machines; everything else forwarded into or out of an
 OverCloud bridge is dropped (another OverCloud, the outside world). The host itself still
-reaches every node (that is not forwarding), which the proxy devices, agents and probes use.
+reaches every node (that is not forwarding), which the edge, agents and probes use.
 
 Decide, then act: `render` is a pure function of {bridge: (OverCloud, subnet)}; `Isolation.sync`
 reads the bridges from every LXD daemon (their `user.overcloud` label, not our records; remote

@@ -9,8 +9,9 @@ How a node moves (its name, tags and DevLake series stay the same):
 
 - **stateless node** (app/web tiers) — make before break: a fresh node from the node image
   on the target (the stack images are inside it, nothing to copy), the stack deployed and
-  healthy, the exposure switched (the LXD proxy device that carries the OverCloud's URL),
-  then the old node removed. The URL is down only while the proxy device is re-attached.
+  healthy and serving, the edge's route switched to its address (new connections go there
+  at once), the old node drained (its nginx finishes what it holds; the edge counts no
+  connection left to it), then the old node removed (orchestrator/front.py).
 - **database node** — stop → copy → start: the new node is made and its stack created (not
   started) first; then the old database stops, its Docker volume travels as a tar stream
   from node to node, the new database starts, and the web nodes are pointed at its address.
@@ -40,6 +41,7 @@ from typing import Any, cast
 import httpx
 
 from orchestrator.downtime import DowntimeProbe
+from orchestrator.front import drain, publish
 from orchestrator.hosts import HostDriver, MovableHost, NodeSpec
 from orchestrator.images import NODE_ALIAS
 from orchestrator.provision import (
@@ -163,7 +165,6 @@ def register_migration_actions(actions: ActionRegistry, c: Context) -> None:
         tiers = req.tier_layout()[node]
         src, tgt = movable(source), movable(target)
         url = rec.url.rstrip("/") + req.saas.expose.path_check if rec.url else ""
-        front = req.nodes_of("web")[0] == node
         # a retried or resumed move is the same move: the same ids, so every consumer (the
         # DevTower's journal and webhooks) sees one Started and one Finished
         c.bus.publish(MigrationStarted(id=derived_id(ctx.workflow_id, node, "started"),
@@ -180,7 +181,7 @@ def register_migration_actions(actions: ActionRegistry, c: Context) -> None:
 
         with DowntimeProbe(url) as probe:
             if node in src.instances(oc):
-                _make_and_break(c, ctx, req, node, tiers, src, tgt, front, mark)
+                _make_and_break(c, ctx, req, node, tiers, src, tgt, mark)
             _settle(c, req, node, tiers, source, target)
             mark("settled")
         seconds = time.monotonic() - t0
@@ -227,7 +228,7 @@ def register_migration_actions(actions: ActionRegistry, c: Context) -> None:
 
 
 def _make_and_break(c: Context, ctx: TaskContext, req: OverCloudRequest, node: str,
-                    tiers: list[str], src: MovableHost, tgt: MovableHost, front: bool,
+                    tiers: list[str], src: MovableHost, tgt: MovableHost,
                     mark: Callable[[str], None]) -> None:
     """Make the node on the target, then retire the one on the source (module docstring).
     `mark` records when each step ended (the move's timeline, beside the probe's outages)."""
@@ -294,9 +295,15 @@ def _make_and_break(c: Context, ctx: TaskContext, req: OverCloudRequest, node: s
                           f"{path} served by {node}'s WordPress on {tgt.name}")
         repoint_web(c, req, addresses, skip=node)
         mark("web re-pointed")
-    if front:
-        _hand_over(src, tgt, node, f"tcp:127.0.0.1:{rec.port}")
-        mark("url handed over")
+    if "web" in tiers:
+        # the edge sends new connections to the new node at once; the old one finishes the
+        # requests it holds (and closes idle keep-alive connections) before it is deleted
+        publish(c, req, moved={node: address})
+        mark("url re-routed")
+        old = next((n.address for n in rec.nodes if n.node == node), "")
+        if old:
+            drain(c, src, node, old)
+            mark("old drained")
     _verify(rec.url.rstrip("/") + path)
     mark("verified")
     src.delete(node)
@@ -311,28 +318,6 @@ def _web_nodes(c: Context, req: OverCloudRequest, db: str) -> list[tuple[HostDri
     placed = {n.node: n.host for n in rec.nodes}
     return [(c.hosts[placed[other]], other) for other in req.node_names()
             if other != db and {"web", "app"} & set(req.tier_layout()[other])]
-
-
-def _hand_over(src: MovableHost, tgt: MovableHost, node: str, listen: str,
-               connect: str = "tcp:127.0.0.1:80") -> None:
-    """Move the OverCloud's URL (the `web` proxy device listening on `listen`) from `node` on
-    `src` to `node` on `tgt`, with the shortest gap LXD allows.
-
-    Both daemons' proxies listen on this machine's loopback, so the new one cannot bind while
-    the old one holds the port. LXD's proxy process retries its bind every 0.5 s for ~5 s,
-    so the new device is added *first* (in a thread) and the old one removed meanwhile: the
-    new proxy binds within 0.5 s of the port coming free. Removing first and then adding (as
-    before) left the port closed for three `lxc` runs: 0.5-0.9 s on a loaded machine, seconds
-    on a very loaded one. If the add gave up before the port came free, it runs once more."""
-    with ThreadPoolExecutor(1, thread_name_prefix="url-hand-over") as pool:
-        added = pool.submit(tgt.add_proxy, node, "web", listen, connect)
-        try:
-            src.remove_device(node, "web")
-        finally:
-            first = added.exception()
-    if first is not None:
-        log.info("adding %s's URL on %s again (%s)", node, tgt.name, first)
-        tgt.add_proxy(node, "web", listen, connect)
 
 
 def _settle(c: Context, req: OverCloudRequest, node: str, tiers: list[str], source: str,
@@ -427,11 +412,8 @@ def _roll_back(c: Context, req: OverCloudRequest, node: str, src: MovableHost,
                 deploy(host, other, stack_env(c, req, other, addresses))
         if "app" in req.tier_layout()[node]:  # the other web nodes back to the old replica
             repoint_web(c, req, {n.node: n.address for n in rec.nodes}, skip=node)
-        if req.nodes_of("web")[0] == node and rec.port:
-            if tgt.reachable():
-                _hand_over(tgt, src, node, f"tcp:127.0.0.1:{rec.port}")
-            else:
-                src.add_proxy(node, "web", f"tcp:127.0.0.1:{rec.port}", "tcp:127.0.0.1:80")
+        if "web" in req.tier_layout()[node] and rec.port:
+            publish(c, req)  # the URL back to the old node (the record keeps its address)
         if tgt.reachable() and node in tgt.instances(req.name):
             tgt.delete(node)
     except (TemporaryError, PermanentError) as exc:

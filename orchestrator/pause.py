@@ -7,7 +7,8 @@ URL port, DevLake, webhooks and backups. What it gives back: its nodes stop coun
 against their hosts' capacity (`inventory.allocations` skips paused OverClouds), so
 placement can hand that room to another request. Its alerts are silenced: the evaluator
 drops its groups and ignores its samples while it is paused (no "no data" alert for agents
-that were stopped on purpose). The URL refuses connections while paused.
+that were stopped on purpose). The URL refuses connections while paused (the edge closes
+its port first).
 
 **Resume** is decided first (`resume_moves`, on what the hosts hold now): a node stays on
 its host when the host is ready and still has room for it, otherwise placement picks a
@@ -29,6 +30,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Protocol, cast, runtime_checkable
 
+from orchestrator.front import publish, unpublish
 from orchestrator.hosts import MovableHost
 from orchestrator.migration import Move, _roll_back, _verify, migrate_spec
 from orchestrator.provision import Context
@@ -145,6 +147,7 @@ def register_pause_actions(actions: ActionRegistry, c: Context) -> None:
         rec = c.registry.get(name)
         if rec is None:
             raise PermanentError(f"OverCloud {name} no longer exists")
+        unpublish(c, name)  # the URL closes first: no request reaches a stopping node
         stopped = []
         for n in rec.nodes:
             host = c.hosts.get(n.host)
@@ -171,7 +174,9 @@ def register_pause_actions(actions: ActionRegistry, c: Context) -> None:
         rec = c.registry.get(name)
         if rec is None or not rec.url:
             raise PermanentError(f"OverCloud {name} has no URL")
-        url = rec.url.rstrip("/") + OverCloudRequest.from_spec(rec.spec).saas.expose.path_check
+        req = OverCloudRequest.from_spec(rec.spec)
+        publish(c, req)  # where the web nodes run now (a restart may change an address)
+        url = rec.url.rstrip("/") + req.saas.expose.path_check
         _verify(url)
         ctx.report(f"{url} answers")
         return url

@@ -83,9 +83,8 @@ def provision_spec(request: OverCloudRequest) -> WorkflowSpec:
                                   after=(f"docker:{n}", *(f"launch:{m}" for m in launched
                                                           if m != n)),
                                   retries=2, timeout=300))
-    front = web_nodes[0] if web_nodes else db_node
     tasks += [
-        TaskSpec("expose", "expose", {"node": front},
+        TaskSpec("expose", "expose", {},
                  after=tuple(f"deploy:{n}" for n in dict.fromkeys([db_node, *web_nodes])),
                  retries=2, timeout=60),
         TaskSpec("verify", "verify", {}, after=("expose",), retries=30, backoff=1.0,
@@ -192,14 +191,16 @@ def register_actions(actions: ActionRegistry, c: Context) -> None:
 
     @actions.action("expose")
     def expose(ctx: TaskContext) -> dict[str, str]:
+        """The URL: the edge's route from the OverCloud's port to every web node."""
+        from orchestrator.front import publish
+
         req = _request(ctx)
-        node = ctx.args["node"]
         rec = c.registry.get(req.name)
         assert rec is not None and rec.port is not None
-        host = host_of(req.name, node)
-        host.add_proxy(node, "web", f"tcp:127.0.0.1:{rec.port}", "tcp:127.0.0.1:80")
+        found = publish(c, req)
         url = f"http://127.0.0.1:{rec.port}/"
         c.registry.set_state(req.name, "provisioning", url=url)
+        ctx.report(f"{url} → {', '.join(found)}")
         return {"url": url}
 
     @actions.action("verify")
@@ -275,7 +276,10 @@ def register_actions(actions: ActionRegistry, c: Context) -> None:
 
     @actions.action("delete_nodes")
     def delete_nodes(ctx: TaskContext) -> None:
+        from orchestrator.front import unpublish
+
         name = ctx.input["name"]
+        unpublish(c, name)  # the URL closes first: no request reaches a node being deleted
         for host in c.hosts.values():
             if not host.reachable():
                 raise TemporaryError(f"host {host.name} unreachable: cannot check for nodes")

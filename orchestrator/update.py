@@ -13,16 +13,18 @@ What changes in place, without a restart or a moment of downtime:
   backup schedule (the orchestrator reads it from the recorded request);
 - placement hints and the page `verify` checks (they matter the next time a node is placed).
 
-App replicas are added and removed live (`+ node my-blog-n3 (app)`): a new node is placed by
-the request's strategy, launched and deployed, and serves the page itself before the web
-nodes' nginx take it into their upstream (a graceful reload); a node that goes leaves the
-upstream first, and is deleted only once the old nginx workers — and the requests they
-were serving — are done. No request fails on the way (tests/integration/test_update.py).
+App and web replicas are added and removed live (`+ node my-blog-n3 (app)`): a new node is
+placed by the request's strategy, launched and deployed, and serves the page itself before
+any request is sent its way — an app replica then joins the web nodes' nginx upstreams (a
+graceful reload), a web replica the edge's route for the URL (orchestrator/front.py). A node
+that goes leaves the upstreams or the route first, and is deleted only once the requests it
+was serving are done (old nginx workers exited; the edge counts no connection to it). No
+request fails on the way (tests/integration/test_update.py).
 
 What is refused, with the reason, changing nothing: the owner (tokens, the DevLake's
 read-only user and the webhook secret are theirs), the stack, the exposed port (the URL is
-the OverCloud's identity for its users), a node's tiers, growing a 1-node OverCloud (its
-one node runs every tier), and — not built yet — the number of web replicas. The
+the OverCloud's identity for its users), a node's tiers, and growing a 1-node OverCloud
+(its one node runs every tier). The
 orchestrator plans again from the registry when it runs the update (the document may have
 been checked against an older state), so a refusal there fails the update's workflow with
 the same words.
@@ -34,6 +36,7 @@ import subprocess
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, runtime_checkable
 
+from orchestrator.front import WEB_PORT, drain, publish
 from orchestrator.provision import APP_PORT, Context, node_agent, repoint_web, wait_or_retry
 from orchestrator.registry import OverCloudRecord
 from orchestrator.request import OverCloudRequest, RequestInvalid, human_bytes, line_of
@@ -74,9 +77,11 @@ class UpdatePlan:
     retention: str | None
     """The DevLake's new retention, when it changes."""
     added: tuple[str, ...] = ()
-    """App replicas' nodes to make: placed, launched, deployed, then in the upstreams."""
+    """App or web replicas' nodes to make: placed, launched, deployed, serving, then in the
+    upstreams (app) or the URL's route (web)."""
     removed: tuple[str, ...] = ()
-    """App replicas' nodes to retire: out of the upstreams, drained, then deleted."""
+    """App or web replicas' nodes to retire: out of the route and the upstreams, drained,
+    then deleted."""
 
     @property
     def empty(self) -> bool:
@@ -116,9 +121,13 @@ def plan_update(rec: OverCloudRecord, new: OverCloudRequest) -> UpdatePlan:
     added, removed = _scaling(old, new, refused)
 
     for node in added:
-        changes.append(Change("+", f"node {node} (app, placed by {new.placement.strategy})"))
+        changes.append(Change("+", f"node {node} ({new.tier_layout()[node][0]}, placed by "
+                                   f"{new.placement.strategy})"))
     for node in removed:
-        changes.append(Change("-", f"node {node} (app; leaves the upstream and drains first)"))
+        tier = old.tier_layout()[node][0]
+        changes.append(Change("-", f"node {node} ({tier}; leaves the "
+                                   + ("upstream" if tier == "app" else "URL's route")
+                                   + " and drains first)"))
     resize = _limits(new) != _limits(old)
     if resize:
         for node in sorted(n.node for n in rec.nodes if n.node not in removed) or \
@@ -158,20 +167,15 @@ def plan_update(rec: OverCloudRecord, new: OverCloudRequest) -> UpdatePlan:
 
 def _scaling(old: OverCloudRequest, new: OverCloudRequest,
              refused: list[tuple[str, str]]) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """The app-only nodes `new` adds or removes (`refused` gets why when that is not all).
+    """The app-only or web-only nodes `new` adds or removes (`refused` gets why when that is
+    not all).
 
     In place means: every node both documents have keeps its tiers, and every node added or
-    removed is an app replica alone (WordPress behind the web nodes' nginx). The web tier
-    keeps its count (its first node carries the URL) and a 1-node OverCloud keeps its one
-    node (it runs every tier; a second node would take the app and web tiers off it)."""
+    removed is an app replica alone (WordPress behind the web nodes' nginx) or a web replica
+    alone (nginx behind the edge). A 1-node OverCloud keeps its one node (it runs every
+    tier; a second node would take the app and web tiers off it)."""
     if (old.cluster.nodes, old.saas.tiers.app.replicas, old.saas.tiers.web.replicas) == (
             new.cluster.nodes, new.saas.tiers.app.replicas, new.saas.tiers.web.replicas):
-        return (), ()
-    if new.saas.tiers.web.replicas != old.saas.tiers.web.replicas:
-        refused.append(("saas.tiers.web.replicas",
-                        f"{old.saas.tiers.web.replicas} → {new.saas.tiers.web.replicas}: the "
-                        "first web node carries the URL; adding or removing web replicas of a "
-                        "running OverCloud is not built yet (app replicas are)"))
         return (), ()
     if old.cluster.nodes == 1 or new.cluster.nodes == 1:
         refused.append(("cluster.nodes", f"{old.cluster.nodes} → {new.cluster.nodes}: a 1-node "
@@ -190,9 +194,10 @@ def _scaling(old: OverCloudRequest, new: OverCloudRequest,
     removed = tuple(n for n in was if n not in now)
     for node in (*added, *removed):
         tiers = now.get(node) or was[node]
-        if tiers != ["app"]:
-            refused.append(("cluster.nodes", f"{node} runs {', '.join(tiers)}: only app "
-                                             "replicas are added or removed in place"))
+        if tiers not in (["app"], ["web"]):
+            refused.append(("cluster.nodes", f"{node} runs {', '.join(tiers)}: only a node "
+                                             "of one tier, app or web, is added or removed "
+                                             "in place"))
             return (), ()
     return added, removed
 
@@ -226,18 +231,22 @@ def update_spec(plan: UpdatePlan, nodes: list[str]) -> WorkflowSpec:
                          retries=2, timeout=180),
                 TaskSpec(f"deploy:{n}", "deploy_stack", {"node": n}, after=(f"docker:{n}",),
                          retries=2, timeout=300),
-                TaskSpec(f"serves:{n}", "app_serves", {"node": n}, after=(f"deploy:{n}",),
+                TaskSpec(f"serves:{n}", "node_serves", {"node": n}, after=(f"deploy:{n}",),
                          retries=2, timeout=150),
             ]
         tasks += [
             TaskSpec("upstreams", "repoint_upstreams", {},
                      after=tuple(f"serves:{n}" for n in plan.added), retries=2, timeout=180),
-            TaskSpec("agents", "agents", {}, after=("upstreams",), retries=2,
+            TaskSpec("route", "route_url", {}, after=("upstreams",), retries=2, timeout=60),
+            TaskSpec("agents", "agents", {}, after=("route",), retries=2,
                      timeout=180 * len(plan.added) + 30),
         ]
     if plan.removed:
-        tasks.append(TaskSpec("upstreams", "repoint_upstreams", {}, after=(), retries=2,
-                              timeout=180))
+        tasks += [
+            TaskSpec("route", "route_url", {}, after=(), retries=2, timeout=60),
+            TaskSpec("upstreams", "repoint_upstreams", {}, after=("route",), retries=2,
+                     timeout=180),
+        ]
         tasks += [TaskSpec(f"retire:{n}", "retire_node", {"node": n}, after=("upstreams",),
                            retries=3, timeout=300) for n in plan.removed]
         # the other nodes' agents name their peers from the node list: restarted with the
@@ -306,16 +315,18 @@ def register_update_actions(actions: ActionRegistry, c: Context) -> None:
                    + f" ({chosen.strategy})")
         return decision
 
-    @actions.action("app_serves")
-    def app_serves(ctx: TaskContext) -> str:
-        """The new replica's WordPress answers the page itself (through the database),
-        before any request is sent its way; its first, cold answer happens here."""
+    @actions.action("node_serves")
+    def node_serves(ctx: TaskContext) -> str:
+        """The new replica answers the page itself (an app replica's WordPress, a web
+        replica's nginx, through the database), before any request is sent its way; its
+        first, cold answer happens here."""
         req, node = request(ctx), str(ctx.args["node"])
         rec = c.registry.get(req.name)
         where = next((n for n in rec.nodes if n.node == node), None) if rec else None
         if where is None or where.host not in c.hosts or not where.address:
             raise PermanentError(f"{node} has no known host or address")
-        url = f"http://{where.address}:{APP_PORT}{req.saas.expose.path_check}"
+        port = WEB_PORT if "web" in req.tier_layout()[node] else APP_PORT
+        url = f"http://{where.address}:{port}{req.saas.expose.path_check}"
         host = c.hosts[where.host]
 
         def serves() -> bool:
@@ -340,6 +351,14 @@ def register_update_actions(actions: ActionRegistry, c: Context) -> None:
         ctx.report("; ".join(done))
         return done
 
+    @actions.action("route_url")
+    def route_url(ctx: TaskContext) -> list[str]:
+        """The URL's route to the web nodes of the new request (added ones in, retired
+        ones out)."""
+        found = publish(c, request(ctx))
+        ctx.report("URL → " + ", ".join(found))
+        return found
+
     @actions.action("retire_node")
     def retire_node(ctx: TaskContext) -> None:
         req, node = request(ctx), str(ctx.args["node"])
@@ -348,10 +367,12 @@ def register_update_actions(actions: ActionRegistry, c: Context) -> None:
         if where is None:
             return  # retired before a crash
         assert rec is not None
-        node_agent(c.settings, req, rec, node).stop()
         host = c.hosts.get(where.host)
         if host is None:
             raise PermanentError(f"{node} is on unknown host {where.host}")
+        if "web" in where.tiers and where.address and node in host.instances(req.name):
+            drain(c, host, node, where.address)  # out of the route already (`route_url`)
+        node_agent(c.settings, req, rec, node).stop()
         if node in host.instances(req.name):
             host.delete(node)
         c.registry.remove_node(req.name, node)

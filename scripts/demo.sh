@@ -24,7 +24,7 @@ fi
 # curl below reads the OverCloud's URL as a developer would (a minimal Debian has none)
 .venv/bin/python -c 'from daemons.install import ensure_packages as e; e(["curl"])'
 echo "== services (installs what is missing; first run builds the node image, minutes)"
-$OC services up kafka influxdb devlake lxd orchestrator agent alertmanager alerts devtower
+$OC services up kafka influxdb devlake lxd edge orchestrator agent alertmanager alerts devtower
 OWNER=$(sed -n 's/^owner: *\([^ #]*\).*/\1/p' "$REQUEST")
 TOWER=$(.venv/bin/python -c 'from overcloud.settings import load_settings; print(load_settings().devtower.url)')
 echo "== the developer's door: a DevTower token for $OWNER (shown once, only its hash is kept)"

@@ -126,7 +126,7 @@ def uc(services: Env) -> Iterator[Env]:
         for pid_file in (state / "run").glob("agent-*.pid"):
             Daemon(name=pid_file.stem, argv=[], state_dir=state, ready=lambda: False,
                    address="-").stop()  # only if the recorded command line still runs
-        manager.down(settings, ["orchestrator", "devlake", "agent", "lxd", "dockerd"])
+        manager.down(settings, ["edge", "orchestrator", "devlake", "agent", "lxd", "dockerd"])
         # the network filter of whatever OverClouds a failed test left (orchestrator/isolation)
         from orchestrator.isolation import apply, render
 

@@ -123,3 +123,18 @@ class ApacheWorkers:
         while not self._stop.wait(0.5):
             for node, n in self.sample().items():
                 self.most[node] = max(n, self.most.get(node, 0))
+
+
+def install_wordpress(port: int, title: str = "OverCloud test") -> None:
+    """Install WordPress through its own install page on the URL's port (an admin with a
+    random password), as a developer would; its front page then answers 200."""
+    import secrets
+
+    import httpx
+
+    password = secrets.token_urlsafe(16)
+    r = httpx.post(f"http://127.0.0.1:{port}/wp-admin/install.php?step=2", timeout=180, data={
+        "weblog_title": title, "user_name": "admin", "admin_password": password,
+        "admin_password2": password, "pw_weak": "1", "admin_email": "admin@example.org",
+        "blog_public": "0", "language": "", "Submit": "Install WordPress"})
+    assert r.status_code == 200 and "Success" in r.text, r.text[:500]

@@ -205,9 +205,10 @@ def _list(name: str) -> None:
         console.print(f"{name[:64]} has no backups", markup=False)
         return
     t = Table(title=f"backups of {name}", title_justify="left")
-    for col in ("id", "made (UTC)", "size", "from"):
+    for col in ("id", "made (UTC)", "database", "uploads", "from"):
         t.add_column(col)
     for b in found:
         t.add_row(b.id, time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(b.time)),
-                  f"{b.bytes:,} B", f"{b.node} on {b.host}")
+                  f"{b.bytes:,} B", f"{b.uploads_bytes:,} B" if b.uploads_sha256 else "-",
+                  f"{b.node} on {b.host}")
     console.print(t)

@@ -15,6 +15,7 @@ from devtower.cli.alerts import app as alerts_app
 from devtower.cli.backup import backup, restore
 from devtower.cli.dashboards import app as dashboards_app
 from devtower.cli.devlake import app as devlake_app
+from devtower.cli.edge import app as edge_app
 from devtower.cli.images import app as images_app
 from devtower.cli.metrics import app as metrics_app
 from devtower.cli.migrate import migrate
@@ -37,6 +38,7 @@ app = typer.Typer(
 app.add_typer(services_app, name="services")
 app.add_typer(agent_app, name="agent")
 app.add_typer(devlake_app, name="devlake")
+app.add_typer(edge_app, name="edge")
 app.add_typer(metrics_app, name="metrics")
 app.add_typer(images_app, name="images")
 app.add_typer(request_app, name="request")

@@ -454,9 +454,14 @@ def run_orchestrator(verbose: Annotated[bool, typer.Option("--verbose", "-v")] =
     from orchestrator.workflow import ActionRegistry, Engine
     from overcloud.bus import KafkaEventBus, ensure_topics, events_topic, make_consumer
 
+    from devtower.services.catalog import CATALOG
+
     s = settings()
     setup_logging(verbose)
     ensure_topics(s)
+    # the edge serves the URLs this orchestrator routes: started with it if it is not running
+    # (it outlives the orchestrator: `services down edge` stops it)
+    CATALOG["edge"].daemon(s).start()
     ctx = Context(settings=s, hosts=dict(drivers(s)), registry=Registry(s), bus=KafkaEventBus(s),
                   database_admin=make_sink(s.influx))
     actions = ActionRegistry()

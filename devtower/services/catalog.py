@@ -10,6 +10,8 @@
 - `dockerd`: a Docker engine of our own that builds the stack images (services/dockerd.py).
 - `lxd`: the local LXD daemons, one per UnderCloud host (services/lxd.py); also installs
   nftables, with which the orchestrator keeps OverCloud networks apart.
+- `edge`: the balancer that owns every OverCloud's URL port (edge/server.py); the
+  orchestrator starts it when it is not running.
 - `alertmanager`: Prometheus Alertmanager, loopback only, no gossip (services/alertmanager.py);
   `alerts`: the alert-rule evaluator (`overcloud alerts run`).
 """
@@ -250,6 +252,10 @@ def devtower_daemon(s: Settings) -> Daemon:
     return d
 
 
+def edge_daemon(s: Settings) -> Daemon:
+    return cli_daemon(s, "edge", ["edge", "run"], "127.0.0.1: the OverClouds' URLs", "edge:")
+
+
 def alerts_daemon(s: Settings) -> Daemon:
     return cli_daemon(s, "alerts", ["alerts", "run"], f"rules → {s.topic('events')}", "alerts:")
 
@@ -283,6 +289,7 @@ CATALOG: dict[str, ServiceSpec] = {
         ServiceSpec("dockerd", ["docker.io"], dockerd_daemon, default=False),
         ServiceSpec("lxd", LXD_PACKAGES, lxd_service, after_start=_images, default=False),
         ServiceSpec("devlake", [], devlake_daemon, default=False),
+        ServiceSpec("edge", [], edge_daemon, default=False),
         ServiceSpec("orchestrator", [], orchestrator_daemon, default=False),
         ServiceSpec("agent", [], agent_daemon, default=False),
         ServiceSpec("alertmanager", ["prometheus-alertmanager"], alertmanager_daemon, default=False),

@@ -4,6 +4,8 @@ A one-node OverCloud; WordPress installed through its own install page; a post w
 the database; `overcloud backup NAME --wait`; the post deleted (and a table made that the
 backup never saw); `overcloud restore NAME --from ID --wait` → the post is served again and
 the later table is gone; `restore --as` makes a clone serving the same post at its own URL.
+The same for an uploaded file (WordPress's uploads volume): back after the restore, one
+uploaded since gone, and served by the clone.
 Also: `backup list`, retention by count, a damaged backup refused, a bad id refused.
 """
 
@@ -11,7 +13,6 @@ from __future__ import annotations
 
 import json
 import re
-import secrets
 import subprocess
 from pathlib import Path
 
@@ -23,7 +24,7 @@ from orchestrator.backup import backup_dir
 from orchestrator.hosts import LxdDriver, drivers
 from overcloud.waiting import wait_until
 from tests.conftest import Env
-from tests.helpers import Background, free_port, run_cli
+from tests.helpers import Background, free_port, install_wordpress, run_cli
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(1800)]
 
@@ -38,30 +39,40 @@ saas: {{stack: wordpress, expose: {{port: {port}}}}}
 TITLE = "A post worth keeping"
 
 
-def _sql(env: Env, node: str, sql: str) -> str:
-    """Run SQL in the node's WordPress database as its root (the password stays in the db
-    container's environment)."""
+def _sh(env: Env, node: str, service: str, script: str, stdin: str = "") -> str:
+    """Run a shell script in a stack container (`db`, `wordpress`) of the node."""
     for d in drivers(env.settings()).values():
         assert isinstance(d, LxdDriver)
         if node in d.instances():
             proc = subprocess.run(
                 ["lxc", "exec", node, "--", "docker", "compose", "--project-directory",
-                 "/srv/stack", "exec", "-T", "db", "sh", "-c",
-                 'MYSQL_PWD="$DB_ROOT_PASSWORD" exec mariadb -uroot -N "$DB_NAME"'],
-                env=lxc_env(env.settings(), d.host), input=sql, capture_output=True, text=True,
-                timeout=120)
+                 "/srv/stack", "exec", "-T", service, "sh", "-c", script],
+                env=lxc_env(env.settings(), d.host), input=stdin, capture_output=True,
+                text=True, timeout=120)
             assert proc.returncode == 0, proc.stderr
             return proc.stdout
     raise AssertionError(f"{node} runs on no host")
 
 
-def _install(port: int) -> None:
-    password = secrets.token_urlsafe(16)
-    r = httpx.post(f"http://127.0.0.1:{port}/wp-admin/install.php?step=2", timeout=180, data={
-        "weblog_title": "Backup test", "user_name": "admin", "admin_password": password,
-        "admin_password2": password, "pw_weak": "1", "admin_email": "admin@example.org",
-        "blog_public": "0", "language": "", "Submit": "Install WordPress"})
-    assert r.status_code == 200 and "Success" in r.text, r.text[:500]
+def _sql(env: Env, node: str, sql: str) -> str:
+    """Run SQL in the node's WordPress database as its root (the password stays in the db
+    container's environment)."""
+    return _sh(env, node, "db", 'MYSQL_PWD="$DB_ROOT_PASSWORD" exec mariadb -uroot -N "$DB_NAME"',
+               sql)
+
+
+UPLOADS = "/var/lib/wordpress/wp-content/uploads"
+
+
+def _upload(env: Env, node: str, rel: str, text: str) -> None:
+    """A file in WordPress's uploads, as WordPress writes them (owned by www-data)."""
+    _sh(env, node, "wordpress", f'mkdir -p "$(dirname {UPLOADS}/{rel})" && cat > {UPLOADS}/{rel}'
+        f' && chown -R www-data:www-data {UPLOADS}', text)
+
+
+def _file(port: int, rel: str) -> tuple[int, str]:
+    r = httpx.get(f"http://127.0.0.1:{port}/wp-content/uploads/{rel}", timeout=30)
+    return r.status_code, r.text
 
 
 def _post(port: int, post_id: int) -> int:
@@ -82,7 +93,7 @@ def test_a_deleted_post_comes_back_from_a_backup(uc: Env, tmp_path: Path) -> Non
     try:
         out = run_cli(["request", "apply", str(doc), "--wait"], uc, timeout=900)
         assert out.returncode == 0, out.stdout + out.stderr + orch.output()
-        _install(port)
+        install_wordpress(port, "Backup test")
         post_id = int(_sql(uc, node, f"""
             INSERT INTO wp_posts (post_author, post_date, post_date_gmt, post_content, post_title,
               post_excerpt, post_status, post_name, to_ping, pinged, post_modified,
@@ -91,6 +102,8 @@ def test_a_deleted_post_comes_back_from_a_backup(uc: Env, tmp_path: Path) -> Non
               'worth-keeping', '', '', NOW(), UTC_TIMESTAMP(), '', 'post');
             SELECT LAST_INSERT_ID();""").split()[-1])
         assert _post(port, post_id) == 200, "the post is served"
+        _upload(uc, node, "2026/11/kept.txt", "an uploaded file\n")
+        assert _file(port, "2026/11/kept.txt") == (200, "an uploaded file\n")
 
         made = run_cli(["backup", name, "--wait", "--keep", "2"], uc, timeout=600)
         assert made.returncode == 0, made.stdout + made.stderr + orch.output()
@@ -103,12 +116,19 @@ def test_a_deleted_post_comes_back_from_a_backup(uc: Env, tmp_path: Path) -> Non
         _sql(uc, node, f"DELETE FROM wp_posts WHERE ID = {post_id};"
                        "CREATE TABLE made_after (x INT);")
         assert _post(port, post_id) == 404, "the post is gone"
+        _sh(uc, node, "wordpress", f"rm {UPLOADS}/2026/11/kept.txt")
+        _upload(uc, node, "2026/12/later.txt", "uploaded after the backup\n")
+        assert _file(port, "2026/11/kept.txt")[0] == 404
 
         back = run_cli(["restore", name, "--from", backup_id, "--wait"], uc, timeout=600)
         assert back.returncode == 0, back.stdout + back.stderr + orch.output()
         assert wait_until(lambda: _post(port, post_id) == 200, timeout=60,
                           what="the restored post served")
         assert "made_after" not in _sql(uc, node, "SHOW TABLES;"), "restored as it was"
+        assert _file(port, "2026/11/kept.txt") == (200, "an uploaded file\n"), "uploads back"
+        assert _file(port, "2026/12/later.txt")[0] == 404, "uploads as they were"
+        assert "www-data www-data" in _sh(uc, node, "wordpress",
+                                          f"ls -l {UPLOADS}/2026/11/kept.txt")
 
         # a clone to staging: a second OverCloud from the same request, the backup loaded
         # into it, WordPress told its own address (else it redirects to the original)
@@ -121,6 +141,7 @@ def test_a_deleted_post_comes_back_from_a_backup(uc: Env, tmp_path: Path) -> Non
         clone_port = int(clone_url.rstrip("/").rsplit(":", 1)[1])
         assert clone_port != port and shown["owner"] == "test@example.org"
         assert _post(clone_port, post_id) == 200, "the clone serves the same post"
+        assert _file(clone_port, "2026/11/kept.txt") == (200, "an uploaded file\n")
         assert _sql(uc, f"{clone}-n1", "SELECT option_value FROM wp_options WHERE "
                                        "option_name = 'home';").strip() == clone_url.rstrip("/")
         assert _post(port, post_id) == 200, "the original is untouched"

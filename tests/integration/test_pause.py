@@ -15,6 +15,7 @@ from pathlib import Path
 import orjson
 import pytest
 
+from daemons.process import port_open
 from orchestrator.hosts import drivers
 from orchestrator.inventory import allocations, default_capacity
 from orchestrator.registry import Registry
@@ -92,6 +93,7 @@ def test_a_paused_overcloud_gives_its_room_back_and_resumes_with_its_url(
         assert "paused" in shown and "node stopped (paused)" in shown, shown
         again = run_cli(["pause", a], uc)
         assert again.returncode == 1 and "is paused" in again.stderr, again.stderr
+        assert not port_open("127.0.0.1", port), "the URL refuses connections while paused"
 
         out = run_cli(["request", "apply", str(b_doc), "--wait"], uc, timeout=900)
         assert out.returncode == 0, out.stdout + out.stderr + orch.output()

@@ -275,7 +275,7 @@ def test_delete_keep_data_keeps_only_the_devlake(uc: Env, tmp_path: Path) -> Non
         assert Registry(s).get(name) is None
         listed = orjson.loads(run_cli(["list", "--json"], uc, check=True).stdout)
         assert name not in [o["name"] for o in listed]
-        assert not port_open("127.0.0.1", port), "its URL's proxy device is gone"
+        assert not port_open("127.0.0.1", port), "the edge no longer listens on its URL's port"
     finally:
         ql.query(f'DROP DATABASE "{db}"', post=True)  # kept on purpose: the test's own cleanup
         ql.close()

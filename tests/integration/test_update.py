@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import httpx
 import pytest
 
 from devlake.sinks import InfluxQL
@@ -24,7 +25,7 @@ from overcloud.events import OverCloudUpdated
 from overcloud.waiting import wait_until
 from overcloud.wire import decode_event
 from tests.conftest import Env
-from tests.helpers import Background, free_port, run_cli
+from tests.helpers import Background, free_port, install_wordpress, run_cli
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(1800)]
 
@@ -153,15 +154,24 @@ owner: test@example.org
 cluster: {{nodes: {nodes}, cpu: 1, memory: 1GiB}}
 saas:
   stack: wordpress
-  tiers: {{app: {{replicas: {app}}}}}
+  tiers: {{app: {{replicas: {app}}}, web: {{replicas: {web}}}}}
   expose: {{port: {port}}}
 """
 
 
-def _split(tmp: Path, name: str, port: int, app: int) -> Path:
-    path = tmp / f"{name}-app{app}.yaml"
-    path.write_text(SPLIT.format(name=name, port=port, nodes=app + 1, app=app))
+def _split(tmp: Path, name: str, port: int, app: int, web: int = 1) -> Path:
+    path = tmp / f"{name}-app{app}-web{web}.yaml"
+    path.write_text(SPLIT.format(name=name, port=port, nodes=max(app, web) + 1, app=app,
+                                 web=web))
     return path
+
+
+def _nginx_served(env: Env, node: str, path: str) -> int:
+    """How many requests for `path` the nginx on `node` has answered (its access log)."""
+    d, _, _ = _node(env, node)
+    log = d.exec(node, "docker", "compose", "--project-directory", "/srv/stack", "logs",
+                 "--no-log-prefix", "nginx", timeout=60)
+    return sum(1 for line in log.splitlines() if f'"GET {path} HTTP' in line)
 
 
 def _served_by(env: Env, node: str, path: str) -> int:
@@ -170,19 +180,20 @@ def _served_by(env: Env, node: str, path: str) -> int:
     d, _, _ = _node(env, node)
     log = d.exec(node, "docker", "compose", "--project-directory", "/srv/stack", "exec", "-T",
                  "wordpress", "cat", "/var/log/apache2/other_vhosts_access.log", timeout=60)
-    return sum(1 for line in log.splitlines() if f"GET {path}" in line)
+    return sum(1 for line in log.splitlines() if f'"GET {path} HTTP' in line)
 
 
 def test_app_replicas_scale_up_and_down_with_no_failed_request(uc: Env, tmp_path: Path) -> None:
     lake = Background(["devlake", "run"], uc, tmp_path / "devlake.log").start()
     orch = Background(["orchestrator", "run"], uc, tmp_path / "orchestrator.log").start()
     name, port = "upd-scale", free_port()
-    page = "/wp-admin/install.php"
+    page = "/"  # the front page: public, spread over the replicas (wp-admin goes to the first)
     new = f"{name}-n3"
     try:
         out = run_cli(["request", "apply", str(_split(tmp_path, name, port, 1)), "--wait"], uc,
                       timeout=900)
         assert out.returncode == 0, out.stdout + out.stderr + orch.output()
+        install_wordpress(port)
 
         with DowntimeProbe(f"http://127.0.0.1:{port}{page}") as probe:
             up = run_cli(["request", "apply", str(_split(tmp_path, name, port, 2)), "--wait"],
@@ -205,6 +216,17 @@ def test_app_replicas_scale_up_and_down_with_no_failed_request(uc: Env, tmp_path
         assert sorted(n["node"] for n in shown["nodes"]) == [f"{name}-n{i}" for i in (1, 2, 3)]
         assert shown["spec"]["saas"]["tiers"]["app"]["replicas"] == 2
         assert _served_by(uc, f"{name}-n2", page) > 0, "the first replica still serves too"
+        # an uploaded file lives on the primary replica (n2: the first app node), and every
+        # request for it goes there: none is answered by the new replica, which lacks it
+        d2, _, _ = _node(uc, f"{name}-n2")
+        d2.exec(f"{name}-n2", "docker", "compose", "--project-directory", "/srv/stack", "exec",
+                "-T", "wordpress", "sh", "-c", "mkdir -p /var/lib/wordpress/wp-content/uploads/"
+                "2026 && echo picture > /var/lib/wordpress/wp-content/uploads/2026/p.txt",
+                timeout=60)
+        got = [httpx.get(f"http://127.0.0.1:{port}/wp-content/uploads/2026/p.txt",
+                         timeout=30).status_code for _ in range(10)]
+        assert got == [200] * 10, got
+        assert _served_by(uc, new, "/wp-content/uploads/2026/p.txt") == 0
 
         with DowntimeProbe(f"http://127.0.0.1:{port}{page}") as probe:
             down = run_cli(["request", "apply", str(_split(tmp_path, name, port, 1)), "--wait"],
@@ -218,7 +240,31 @@ def test_app_replicas_scale_up_and_down_with_no_failed_request(uc: Env, tmp_path
         assert sorted(n["node"] for n in shown["nodes"]) == [f"{name}-n1", f"{name}-n2"]
         assert not (uc.settings().state_dir / "run" / f"agent-{name}-{new}.pid").exists()
 
+        # a second web replica: nginx of its own behind the edge, in the URL's route once it
+        # serves; then out of the route, drained, and deleted — no request fails either way
+        with DowntimeProbe(f"http://127.0.0.1:{port}{page}") as probe:
+            up = run_cli(["request", "apply", str(_split(tmp_path, name, port, 1, web=2)),
+                          "--wait"], uc, timeout=900)
+            assert up.returncode == 0, up.stdout + up.stderr + orch.output()
+            wait_until(lambda: _nginx_served(uc, new, page) >= 5, timeout=60,
+                       what=f"{new}'s nginx to answer requests sent to the URL")
+        assert f"+ node {new} (web, placed by spread)" in up.stdout, up.stdout
+        assert probe.failures == 0 and probe.ok > 0, (probe.outages, probe.kinds())
+        route = run_cli(["edge", "show"], uc, check=True).stdout
+        assert str(port) in route and name in route, route
+        with DowntimeProbe(f"http://127.0.0.1:{port}{page}") as probe:
+            down = run_cli(["request", "apply", str(_split(tmp_path, name, port, 1)), "--wait"],
+                           uc, timeout=900)
+            wait_until(lambda: probe.ok >= 10, timeout=60, what="ten good probes")
+        assert down.returncode == 0, down.stdout + down.stderr + orch.output()
+        assert f"- node {new} (web; leaves the URL's route and drains first)" in down.stdout
+        assert probe.failures == 0, (probe.outages, probe.kinds())
+        assert not any(new in d.instances() for d in drivers(uc.settings()).values())
+
         run_cli(["delete", name, "--wait"], uc, check=True, timeout=300)
+        # the URL's port closes with the OverCloud
+        with pytest.raises(httpx.ConnectError):
+            httpx.get(f"http://127.0.0.1:{port}/", timeout=5)
     finally:
         orch.stop()
         lake.stop()

@@ -14,16 +14,20 @@ from daemons.cli import log_says
 from daemons.process import Daemon, _alive
 from overcloud.errors import ServiceError
 
-CHATTY = ("import sys, time\nprint('banner: up', flush=True)\n"
+# the banner, then 2000 lines, then a file saying they are all written (argv[1]/written):
+# readiness waits for that file, so the banner is far above the log's end when it is looked for
+CHATTY = ("import pathlib, sys, time\nprint('banner: up', flush=True)\n"
           "for i in range(2000): print('a warning that fills the log', i)\n"
-          "sys.stdout.flush()\ntime.sleep(60)\n")
+          "sys.stdout.flush()\n(pathlib.Path(sys.argv[1]) / 'written').touch()\n"
+          "time.sleep(60)\n")
 MUTE = "import time\ntime.sleep(60)\n"
 
 
 def _daemon(tmp: Path, script: str, timeout: float = 30.0) -> Daemon:
     d = Daemon(name="chatty", argv=[sys.executable, "-c", script, str(tmp)], state_dir=tmp,
                ready=lambda: False, address="-", start_timeout=timeout)
-    d.ready = lambda: d.pid() is not None and log_says(d, "banner:")
+    d.ready = lambda: ((tmp / "written").exists() or script != CHATTY) \
+        and d.pid() is not None and log_says(d, "banner:")
     return d
 
 

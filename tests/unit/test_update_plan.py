@@ -89,8 +89,9 @@ def test_an_app_replica_is_added_placed_deployed_and_served_before_the_upstreams
     assert plan.lines() == ["+ node blog-n3 (app, placed by spread)"]
     wf = {t.name: t for t in update_spec(plan, ["blog-n1", "blog-n2"]).tasks}
     assert list(wf) == ["place", "launch:blog-n3", "docker:blog-n3", "deploy:blog-n3",
-                        "serves:blog-n3", "upstreams", "agents", "record"]
-    assert wf["upstreams"].after == ("serves:blog-n3",)
+                        "serves:blog-n3", "upstreams", "route", "agents", "record"]
+    assert wf["upstreams"].after == ("serves:blog-n3",) and wf["route"].after == ("upstreams",)
+    assert wf["serves:blog-n3"].action == "node_serves"
     assert wf["record"].after[-1] == "agents"
 
 
@@ -101,11 +102,11 @@ def test_an_app_replica_leaves_the_upstreams_before_it_is_retired() -> None:
     wf = {t.name: t for t in update_spec(plan, ["blog-n1", "blog-n2", "blog-n3"]).tasks}
     assert "resize:blog-n3" not in wf  # not resized on its way out
     assert wf["retire:blog-n3"].after == ("upstreams",)
-    assert wf["upstreams"].after == ()
+    assert wf["upstreams"].after == ("route",) and wf["route"].after == ()
     assert wf["agents"].after == ("retire:blog-n3",) and wf["record"].after[-1] == "agents"
 
 
-def test_growing_a_one_node_overcloud_or_the_web_tier_is_refused_with_the_reason() -> None:
+def test_growing_a_one_node_overcloud_is_refused_with_the_reason() -> None:
     one = parse_request(DOC.format(owner="dev@example.com", cpu=1, memory="1GiB",
                                    retention="30d", notify="[]", app=1, port="auto")
                         .replace("nodes: 2", "nodes: 1"))
@@ -117,9 +118,32 @@ def test_growing_a_one_node_overcloud_or_the_web_tier_is_refused_with_the_reason
                                     retention="30d", notify="[]", app=1, port="auto")
                          .replace("nodes: 2", "nodes: 3")
                          .replace("{app: {replicas: 1}}", "{app: {replicas: 1}, web: {replicas: 2}}"))
+    # a web replica added beside the app one: a node of one tier, made live (below)
+    assert not plan_update(record(req()), web2).refused
+    # a second app replica whose node would also become the second web node: refused
+    both = parse_request(DOC.format(owner="dev@example.com", cpu=1, memory="1GiB",
+                                    retention="30d", notify="[]", app=2, port="auto")
+                         .replace("nodes: 2", "nodes: 3")
+                         .replace("{app: {replicas: 2}}", "{app: {replicas: 2}, web: {replicas: 2}}"))
+    plan = plan_update(record(req(app=2)), both)
+    assert plan.refused and "a running node keeps its tiers" in plan.refused[0][1], plan.refused
+
+
+def test_a_web_replica_is_added_behind_the_route_and_leaves_it_before_it_is_retired() -> None:
+    web2 = parse_request(DOC.format(owner="dev@example.com", cpu=1, memory="1GiB",
+                                    retention="30d", notify="[]", app=1, port="auto")
+                         .replace("nodes: 2", "nodes: 3")
+                         .replace("{app: {replicas: 1}}", "{app: {replicas: 1}, web: {replicas: 2}}"))
     plan = plan_update(record(req()), web2)
-    assert [p for p, _ in plan.refused] == ["saas.tiers.web.replicas"]
-    assert "not built yet" in dict(plan.refused)["saas.tiers.web.replicas"]
+    assert plan.added == ("blog-n3",) and plan.lines() == ["+ node blog-n3 (web, placed by spread)"]
+    wf = {t.name: t for t in update_spec(plan, ["blog-n1", "blog-n2"]).tasks}
+    assert wf["route"].after == ("upstreams",) and wf["agents"].after == ("route",)
+    assert wf["route"].action == "route_url"
+    back = plan_update(record(web2), req())
+    assert back.removed == ("blog-n3",)
+    assert back.lines() == ["- node blog-n3 (web; leaves the URL's route and drains first)"]
+    wf = {t.name: t for t in update_spec(back, ["blog-n1", "blog-n2", "blog-n3"]).tasks}
+    assert wf["route"].after == () and wf["retire:blog-n3"].after == ("upstreams",)
 
 
 def test_naming_the_port_it_already_has_is_no_change() -> None:

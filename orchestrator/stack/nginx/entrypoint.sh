@@ -5,10 +5,24 @@
 #   oc-nginx reload LIST     render it for LIST, reload gracefully, and return only once every
 #                            worker of the old configuration has exited: the requests it was
 #                            serving are finished, so a replica just left out can be stopped
+#   oc-nginx drain           the same reload with the configuration unchanged: once this node
+#                            is out of the edge's route, its requests in flight finish and its
+#                            idle keep-alive connections close, so the node can be stopped
 #
 # APP_UPSTREAM / LIST: comma-separated host:port of WordPress replicas (`wordpress:80` is the
 # one on this node). A failed or timed-out replica is skipped for the next one
 # (proxy_next_upstream), so one going away never fails a page request.
+#
+# The first replica of the list is the primary: it keeps WordPress's files (the uploads
+# volume; the one backed up). What writes or serves them goes to it alone — wp-admin, the
+# REST API (also as ?rest_route=), XML-RPC, the login and /wp-content/uploads/, matched on
+# the decoded, normalised path — so an image uploaded through one
+# replica is never missing on another; the public pages are spread over every replica. The
+# list's order is the same on every web node (orchestrator/provision.py `upstreams`).
+#
+# No `keepalive` to the upstream: Apache runs a few prefork PHP workers (mpm_prefork.conf) and
+# a kept-alive connection holds one of them; with nginx caching idle connections, a burst's
+# new connections waited in Apache's listen queue behind them for over a minute (504s).
 set -eu
 CONF=/etc/nginx/conf.d/overcloud.conf
 
@@ -20,18 +34,29 @@ render() {
         servers="$servers    server $s max_fails=1 fail_timeout=5s;
 "
     done
+    primary=${list%%,*}
     cat > "$CONF.new" <<CONF
 upstream app {
-$servers    keepalive 16;
+$servers}
+upstream primary {
+    server $primary;
+}
+map \$uri \$oc_by_path {
+    default app;
+    "~^/(wp-admin|wp-json|wp-content/uploads)(/|\$)" primary;
+    "~^/(wp-login|xmlrpc)\\.php\$" primary;
+}
+map \$args \$oc_pool {
+    default \$oc_by_path;
+    "~(^|&)rest_route=" primary;
 }
 server {
     listen 80 default_server;
     client_max_body_size 64m;
     location = /oc-health { access_log off; return 200 "ok\n"; }
     location / {
-        proxy_pass http://app;
+        proxy_pass http://\$oc_pool;
         proxy_http_version 1.1;
-        proxy_set_header Connection "";
         proxy_set_header Host \$http_host;
         proxy_set_header X-Real-IP \$remote_addr;
         proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
@@ -52,15 +77,21 @@ workers() {  # pids of the serving workers (their title is in /proc/PID/cmdline)
     done
 }
 
-if [ "${1:-}" = reload ]; then
-    [ $# -eq 2 ] || { echo "usage: oc-nginx reload HOST:PORT[,HOST:PORT...]" >&2; exit 2; }
+if [ "${1:-}" = reload ] || [ "${1:-}" = drain ]; then
+    if [ "$1" = drain ]; then
+        [ $# -eq 1 ] || { echo "usage: oc-nginx drain" >&2; exit 2; }
+    else
+        [ $# -eq 2 ] || { echo "usage: oc-nginx reload HOST:PORT[,HOST:PORT...]" >&2; exit 2; }
+    fi
     old=$(workers)
-    cp "$CONF" "$CONF.last"
-    render "$2"
-    if ! nginx -t -q; then
-        mv "$CONF.last" "$CONF"
-        echo "the new upstream list does not load; kept the old one" >&2
-        exit 1
+    if [ "$1" = reload ]; then
+        cp "$CONF" "$CONF.last"
+        render "$2"
+        if ! nginx -t -q; then
+            mv "$CONF.last" "$CONF"
+            echo "the new upstream list does not load; kept the old one" >&2
+            exit 1
+        fi
     fi
     nginx -s reload
     i=0
@@ -71,7 +102,7 @@ if [ "${1:-}" = reload ]; then
             sleep 0.1
         done
     done
-    echo "upstream: $2"
+    [ "$1" = drain ] && echo "drained" || echo "upstream: $2"
     exit 0
 fi
 
