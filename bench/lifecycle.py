@@ -9,8 +9,9 @@ What one run of the bench does (everything on this machine, a private state dire
    cache: this bench never builds), `overcloud devlake run` and `overcloud orchestrator run`;
 2. provisions one 2-node OverCloud (db on n1, app + web on n2), installs WordPress;
 3. `--runs` times: **scale-up** (`request apply` with one more app replica: + node n3),
-   **scale-down** (back to one: - node n3), **resize** (cpu 1 → 2, and back),
-   each timed from invoking the CLI to its return, with the page probed every `--poll` s
+   **scale-down** (back to one: - node n3), the same with a second **web** replica (behind
+   the edge), **resize** (cpu 1 → 2, and back), each timed from invoking the CLI to its
+   return, with the front page (public: spread over every replica) probed every `--poll` s
    (100 ms): downtime is the sum of the stretches the page did not answer with WordPress;
 4. for each `--posts` size (default 1000 and 100000 posts of ~1 KB): fills `wp_posts` to that
    size, then `--runs` times: `overcloud backup NAME --wait` and `overcloud restore NAME
@@ -60,22 +61,23 @@ owner: bench@example.org
 cluster: {{nodes: {nodes}, cpu: {cpu}, memory: 1GiB}}
 saas:
   stack: wordpress
-  tiers: {{app: {{replicas: {app}}}}}
+  tiers: {{app: {{replicas: {app}}}, web: {{replicas: {web}}}}}
   expose: {{port: {port}}}
 """
 DB = ("docker", "compose", "--project-directory", "/srv/stack", "exec", "-T", "db", "sh", "-c")
 
 
-def doc(work: Path, port: int, app: int, cpu: int) -> Path:
-    path = work / f"{NAME}-app{app}-cpu{cpu}.yaml"
-    path.write_text(REQUEST.format(name=NAME, nodes=app + 1, cpu=cpu, app=app, port=port))
+def doc(work: Path, port: int, app: int, cpu: int, web: int = 1) -> Path:
+    path = work / f"{NAME}-app{app}-web{web}-cpu{cpu}.yaml"
+    path.write_text(REQUEST.format(name=NAME, nodes=max(app, web) + 1, cpu=cpu, app=app,
+                                   web=web, port=port))
     return path
 
 
 def timed(env: dict[str, str], port: int, poll: float, what: str, args: list[str]
           ) -> dict[str, Any]:
     """One CLI call with `--wait`, timed, with the page probed meanwhile."""
-    url = f"http://{LOOPBACK}:{port}/wp-admin/install.php"
+    url = f"http://{LOOPBACK}:{port}/"
     with DowntimeProbe(url, every=poll) as probe:
         t = time.monotonic()
         out = cli(env, *args, timeout=1800)
@@ -188,6 +190,11 @@ def main(argv: list[str] | None = None) -> int:
             results.append(timed(env, port, args.poll, "scale-up app 1→2",
                                  ["request", "apply", str(doc(work, port, 2, 1)), "--wait"]))
             results.append(timed(env, port, args.poll, "scale-down app 2→1",
+                                 ["request", "apply", str(doc(work, port, 1, 1)), "--wait"]))
+            results.append(timed(env, port, args.poll, "scale-up web 1→2",
+                                 ["request", "apply", str(doc(work, port, 1, 1, web=2)),
+                                  "--wait"]))
+            results.append(timed(env, port, args.poll, "scale-down web 2→1",
                                  ["request", "apply", str(doc(work, port, 1, 1)), "--wait"]))
             results.append(timed(env, port, args.poll, "resize cpu 1→2",
                                  ["request", "apply", str(doc(work, port, 1, 2)), "--wait"]))

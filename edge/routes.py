@@ -132,13 +132,16 @@ def _locked(s: Settings) -> Iterator[None]:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-def write_json(path: Path, data: Any) -> None:
-    """Replace `path` with `data` at once (a reader sees the old file or the new one)."""
+def write_json(path: Path, data: Any, durable: bool = True) -> None:
+    """Replace `path` with `data` at once (a reader sees the old file or the new one);
+    fsynced first when `durable` (the route table; the edge's status is rewritten up to 20
+    times a second and means nothing after a crash: no fsync blocks its event loop)."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     with tmp.open("w") as f:
         json.dump(data, f, sort_keys=True)
-        f.flush()
-        os.fsync(f.fileno())
+        if durable:
+            f.flush()
+            os.fsync(f.fileno())
     tmp.replace(path)
 
 
@@ -203,19 +206,21 @@ def running(s: Settings) -> bool:
 def wait_applied(s: Settings, serial: int, port: int | None = None,
                  timeout: float = 20.0) -> EdgeStatus:
     """Wait until the edge serves table `serial` (and listens on `port`, when given);
-    a TemporaryError (the task is retried) when it does not within `timeout`."""
+    a TemporaryError (the task is retried) when it does not within `timeout`, a
+    PermanentError when another process holds `port` (the edge keeps trying to take it)."""
     deadline = time.monotonic() + timeout
     st = read_status(s)
     while time.monotonic() < deadline:
         st = read_status(s)
         if st.serial >= serial and (port is None or port in st.listening):
             return st
+        if st.serial >= serial and port is not None and port in st.errors:
+            raise PermanentError(f"port {port} is taken by another process: the edge cannot "
+                                 f"listen on it ({st.errors[port]})")
         time.sleep(0.05)
     if not _alive(st.pid):
         raise TemporaryError("the edge (which serves the OverClouds' URLs) is not running: "
                              "overcloud services up edge")
-    if port is not None and port in st.errors:
-        raise TemporaryError(f"the edge cannot listen on port {port}: {st.errors[port]}")
     raise TemporaryError(f"the edge has not taken route table {serial} within {timeout:g}s "
                          f"(it serves {st.serial})")
 

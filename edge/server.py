@@ -164,7 +164,7 @@ class Edge:
         write_json(self.status_path, {
             "pid": os.getpid(), "serial": self.serial, "listening": sorted(self.servers),
             "errors": {str(p): e for p, e in self.errors.items()},
-            "active": dict(self.active)})
+            "active": dict(self.active)}, durable=False)
         self._dirty = False
 
     async def run(self, stop: asyncio.Event) -> None:

@@ -153,8 +153,9 @@ def _sweep_dead_sessions() -> None:
 
     A session ended with -9 (CI runners reap everything) skips its teardown: its LXD pools
     stay mounted on loop devices, gigabytes each, and its dir stays in /tmp. A session still
-    running holds its dir's lock; an older dir without a lock file is one whose daemons'
-    recorded pids are all gone.
+    running holds its dir's lock. A dir whose daemons still run (the session alone was
+    killed) is left alone too: removing it would take their sockets and pid files, and
+    nothing could stop them any more.
     """
     import shutil
 
@@ -166,7 +167,7 @@ def _sweep_dead_sessions() -> None:
                     fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 except OSError:
                     continue  # a live session's
-        elif any(_recorded_pid_alive(p) for p in state.glob("run/*.pid")):
+        if any(_recorded_pid_alive(p) for p in state.glob("run/*.pid")):
             continue
         elif time.time() - state.stat().st_mtime < 600:
             continue  # just made by a session that has not locked it yet

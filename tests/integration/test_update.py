@@ -246,8 +246,13 @@ def test_app_replicas_scale_up_and_down_with_no_failed_request(uc: Env, tmp_path
             up = run_cli(["request", "apply", str(_split(tmp_path, name, port, 1, web=2)),
                           "--wait"], uc, timeout=900)
             assert up.returncode == 0, up.stdout + up.stderr + orch.output()
-            wait_until(lambda: _nginx_served(uc, new, page) >= 5, timeout=60,
-                       what=f"{new}'s nginx to answer requests sent to the URL")
+            # the edge balances connections (the probe keeps one alive, on one node): twenty
+            # fresh ones take the web nodes in turn
+            codes = [httpx.get(f"http://127.0.0.1:{port}{page}", timeout=30).status_code
+                     for _ in range(20)]
+            assert codes == [200] * 20, codes
+            assert _nginx_served(uc, new, page) >= 5, f"{new}'s nginx answers its share"
+            assert _nginx_served(uc, f"{name}-n2", page) >= 5, "and the first web node too"
         assert f"+ node {new} (web, placed by spread)" in up.stdout, up.stdout
         assert probe.failures == 0 and probe.ok > 0, (probe.outages, probe.kinds())
         route = run_cli(["edge", "show"], uc, check=True).stdout

@@ -29,6 +29,7 @@ from edge.routes import (
 from edge.server import Edge
 from overcloud.errors import PermanentError, TemporaryError
 from overcloud.settings import Settings, load_settings
+from overcloud.waiting import wait_until
 from tests.helpers import free_port
 
 
@@ -96,7 +97,8 @@ def test_connections_take_the_backends_in_turn_and_skip_one_that_refuses(
     assert sorted(set(answers)) == ["a:hi", "b:hi"], answers
     # in turn; the dead one's turn goes to the next in line (and it is tried last for 5 s)
     assert answers.count("b:hi") >= 3 and answers.count("a:hi") >= 3, answers
-    assert read_status(s).active == {}, "every connection closed and counted out"
+    wait_drained(s, [a.addr, b.addr], timeout=5)  # every connection closed, counted out
+    assert read_status(s).active == {}
 
 
 def test_a_route_change_is_for_new_connections_an_open_one_drains(s: Settings,
@@ -141,10 +143,11 @@ def test_a_port_held_by_another_process_is_reported_then_taken_once_free(
     squatter = socket.create_server(("127.0.0.1", 0))
     port = squatter.getsockname()[1]
     serial = set_route(s, port, "blog", [a.addr])
-    with pytest.raises(TemporaryError, match=f"cannot listen on port {port}"):
-        wait_applied(s, serial, port, timeout=1.0)
-    squatter.close()
-    wait_applied(s, serial, port, timeout=5)
+    with pytest.raises(PermanentError, match=f"port {port} is taken by another process"):
+        wait_applied(s, serial, port, timeout=5)
+    squatter.close()  # the edge keeps trying: it listens once the port is free
+    wait_until(lambda: port in read_status(s).listening, timeout=5, interval=0.05,
+               what="the edge to take the freed port")
     assert _ask(port) == "a:hi"
 
 
