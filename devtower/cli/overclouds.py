@@ -443,6 +443,7 @@ def run_orchestrator(verbose: Annotated[bool, typer.Option("--verbose", "-v")] =
     """Consume the events topic and run provisioning/deletion workflows until SIGTERM."""
     from devlake.consumer import KafkaDeadLetters
     from devlake.sinks import make_sink
+    from devtower.services.catalog import CATALOG
     from orchestrator.backup import register_backup_actions
     from orchestrator.hosts import drivers
     from orchestrator.migration import register_migration_actions
@@ -453,8 +454,6 @@ def run_orchestrator(verbose: Annotated[bool, typer.Option("--verbose", "-v")] =
     from orchestrator.update import register_update_actions
     from orchestrator.workflow import ActionRegistry, Engine
     from overcloud.bus import KafkaEventBus, ensure_topics, events_topic, make_consumer
-
-    from devtower.services.catalog import CATALOG
 
     s = settings()
     setup_logging(verbose)
