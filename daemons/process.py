@@ -31,7 +31,8 @@ def port_open(host: str, port: int, timeout: float = 0.3) -> bool:
     return False
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """`pid` runs and is not a zombie (our own exited child is reaped on the way)."""
     # reap it if it is our own child that already exited
     with contextlib.suppress(ChildProcessError, OSError):
         done, _ = os.waitpid(pid, os.WNOHANG)
@@ -49,7 +50,7 @@ def _terminate(pid: int, timeout: float, sig: int) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, sig)
     deadline = time.monotonic() + timeout
-    while _alive(pid):
+    while pid_alive(pid):
         if time.monotonic() > deadline:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
@@ -134,12 +135,12 @@ class Daemon:
         if rec is None:
             return None
         pid, argv = rec
-        if not _alive(pid):
+        if not pid_alive(pid):
             self.pid_file.unlink(missing_ok=True)
             return None
         cmdline = _cmdline(pid)
         deadline = time.monotonic() + 1.0
-        while not cmdline and time.monotonic() < deadline and _alive(pid):
+        while not cmdline and time.monotonic() < deadline and pid_alive(pid):
             # a process just born reads as an empty /proc/PID/cmdline for a moment (seen:
             # a start of ours then took its own new agent for a stranger, removed the pid file
             # and waited its whole start timeout): ask again before judging
@@ -170,7 +171,7 @@ class Daemon:
             pid, spawned = self._spawn()
         deadline = time.monotonic() + self.start_timeout
         while not self.ready():
-            if not _alive(pid):
+            if not pid_alive(pid):
                 self.pid_file.unlink(missing_ok=True)
                 raise ServiceError(f"{self.name} exited during start-up: {self.log_tail()}")
             if time.monotonic() > deadline and not self.ready():  # one last look
@@ -189,7 +190,7 @@ class Daemon:
     def _stop_pid(self, pid: int) -> None:
         """SIGTERM, then SIGKILL, the process `pid` if it still runs our command line; its
         pid file goes too when it names that process (locked)."""
-        if not (_alive(pid) and _cmdline(pid) == [str(a) for a in self.argv]):
+        if not (pid_alive(pid) and _cmdline(pid) == [str(a) for a in self.argv]):
             return
         rec = self._recorded()
         _terminate(pid, 10.0, signal.SIGTERM)

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from daemons.process import pid_alive
 from overcloud.errors import PermanentError, TemporaryError
 from overcloud.settings import Settings
 
@@ -187,20 +188,12 @@ def read_status(s: Settings) -> EdgeStatus:
         return EdgeStatus()
 
 
-def _alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+def _running(pid: int) -> bool:
+    return pid > 0 and pid_alive(pid)
 
 
 def running(s: Settings) -> bool:
-    return _alive(read_status(s).pid)
+    return _running(read_status(s).pid)
 
 
 def wait_applied(s: Settings, serial: int, port: int | None = None,
@@ -218,7 +211,7 @@ def wait_applied(s: Settings, serial: int, port: int | None = None,
             raise PermanentError(f"port {port} is taken by another process: the edge cannot "
                                  f"listen on it ({st.errors[port]})")
         time.sleep(0.05)
-    if not _alive(st.pid):
+    if not _running(st.pid):
         raise TemporaryError("the edge (which serves the OverClouds' URLs) is not running: "
                              "overcloud services up edge")
     raise TemporaryError(f"the edge has not taken route table {serial} within {timeout:g}s "
@@ -231,7 +224,7 @@ def wait_drained(s: Settings, backends: list[str], timeout: float = 60.0) -> Non
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         st = read_status(s)
-        if not _alive(st.pid) or not any(st.active.get(b, 0) for b in backends):
+        if not _running(st.pid) or not any(st.active.get(b, 0) for b in backends):
             return
         time.sleep(0.05)
     raise TemporaryError(f"connections to {', '.join(backends)} still open after {timeout:g}s")

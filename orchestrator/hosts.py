@@ -50,7 +50,6 @@ class HostDriver(Protocol):
     def address(self, name: str) -> str | None: ...
     def exec(self, name: str, *cmd: str, timeout: float = 300) -> str: ...
     def push(self, name: str, local: Path, remote: str, mode: str = "0644") -> None: ...
-    def add_proxy(self, name: str, device: str, listen: str, connect: str) -> None: ...
     def delete(self, name: str) -> None: ...
     def instances(self, overcloud: str | None = None) -> dict[str, str]: ...
     def ensure_network(self, bridge: str, address: str, overcloud: str) -> None: ...
@@ -59,10 +58,9 @@ class HostDriver(Protocol):
 
 
 class MovableHost(HostDriver, Protocol):
-    """What migration needs on top: device removal, CPU accounting, and a byte stream out of /
-    into a node (a database volume travels as a tar stream between two nodes)."""
+    """What migration needs on top: CPU accounting, and a byte stream out of / into a node
+    (a database volume travels as a tar stream between two nodes)."""
 
-    def remove_device(self, name: str, device: str) -> None: ...
     def cpu_usage_ns(self) -> dict[str, int]: ...
     def exec_stream(self, name: str, *cmd: str, stdin: Any = None,
                     stdout: Any = None) -> subprocess.Popen[bytes]: ...
@@ -140,20 +138,6 @@ class LxdDriver:
     def push(self, name: str, local: Path, remote: str, mode: str = "0644") -> None:
         self._lxc("file", "push", "-p", "--mode", mode, str(local), f"{name}{remote}")
 
-    def add_proxy(self, name: str, device: str, listen: str, connect: str) -> None:
-        current = self._lxc("config", "device", "show", name, timeout=60)
-        if f"{device}:" in current.split():
-            if listen in current and connect in current:
-                return
-            self._lxc("config", "device", "remove", name, device)
-        try:
-            lxc(self._s, self.host, "config", "device", "add", name, device, "proxy",
-                f"listen={listen}", f"connect={connect}")
-        except ServiceError as exc:
-            if "address already in use" in str(exc):
-                raise PermanentError(f"{listen} is taken on this machine: {exc}") from None
-            raise TemporaryError(str(exc)) from None
-
     def delete(self, name: str) -> None:
         if self._state(name) is not None:
             self._lxc("delete", "--force", name)
@@ -165,11 +149,6 @@ class LxdDriver:
             self._lxc("stop", "--timeout", "60", name, timeout=120, check=False)
             if self._state(name) == "Running":
                 self._lxc("stop", "--force", name, timeout=60)
-
-    def remove_device(self, name: str, device: str) -> None:
-        current = self._lxc("config", "device", "show", name, timeout=60)
-        if f"{device}:" in current.split():
-            self._lxc("config", "device", "remove", name, device)
 
     def cpu_usage_ns(self) -> dict[str, int]:
         """CPU time used so far by each of our running containers (LXD's cgroup accounting)."""

@@ -24,11 +24,11 @@ ERROR while booting is deleted and reported as a `PermanentError` carrying Nova'
 message; one still building at the deadline is a `TemporaryError` (a retry finds and reuses it).
 
 Not supported, on purpose (each raises `PermanentError("not supported on OpenStack sites: ...")`):
-`exec`, `push` and `add_proxy`. A VM is reached over SSH through a floating IP and a
-security group, not through a local daemon's exec API or a proxy device on the host's
-loopback; doing that needs keypairs, floating-IP pools and routing this project cannot set
-up or test here. So an OpenStack site can hold an OverCloud's nodes (launch, address,
-inventory, networks, delete) but the 3-tier stack cannot yet be deployed onto them.
+`exec` and `push`. A VM is reached over SSH through a floating IP and a security group,
+not through a local daemon's exec API; doing that needs keypairs, floating-IP pools and
+routing this project cannot set up or test here. So an OpenStack site can hold an
+OverCloud's nodes (launch, address, inventory, networks, delete) but the 3-tier stack
+cannot yet be deployed onto them.
 """
 
 from __future__ import annotations
@@ -268,10 +268,6 @@ class OpenStackDriver:
 
     def push(self, name: str, local: Path, remote: str, mode: str = "0644") -> None:
         raise PermanentError("not supported on OpenStack sites: push (no file API into a VM)")
-
-    def add_proxy(self, name: str, device: str, listen: str, connect: str) -> None:
-        raise PermanentError("not supported on OpenStack sites: add_proxy (exposure would be "
-                             "a floating IP and a security group, not a port on this machine)")
 
     # --- OverCloud networks ---------------------------------------------------------------
 

@@ -13,7 +13,7 @@ idempotent (a second launch reuses; a stopped node is started again), address, t
 ownership filter of `instances`, delete (a second delete is a no-op, nothing left), OverCloud
 networks (ensure twice, a node on it gets an address inside it, delete twice), an impossible
 image (a `PermanentError` naming it, nothing left behind) and an endpoint nobody answers
-(`reachable()` is False, quickly). exec/push/add_proxy are LXD-only (see the OpenStack
+(`reachable()` is False, quickly). exec/push are LXD-only (see the OpenStack
 driver's docstring); `test_openstack_driver.py` holds the OpenStack-only cases.
 """
 

@@ -140,8 +140,7 @@ def test_wrong_credentials_are_unreachable(fake_cloud: tuple[FakeOpenStack, Path
 @pytest.mark.parametrize("call", [
     lambda d: d.exec("n1", "true"),
     lambda d: d.push("n1", Path("/etc/hostname"), "/tmp/x"),
-    lambda d: d.add_proxy("n1", "web", "tcp:127.0.0.1:8080", "tcp:127.0.0.1:80"),
-], ids=["exec", "push", "add_proxy"])
+], ids=["exec", "push"])
 def test_what_vms_do_not_support_here_says_so(driver: OpenStackDriver, call: Any) -> None:
     with pytest.raises(PermanentError, match="not supported on OpenStack sites"):
         call(driver)

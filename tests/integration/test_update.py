@@ -183,6 +183,20 @@ def _served_by(env: Env, node: str, path: str) -> int:
     return sum(1 for line in log.splitlines() if f'"GET {path} HTTP' in line)
 
 
+def _scale_down(uc: Env, tmp: Path, name: str, port: int, page: str, orch: Background,
+                planned: str) -> None:
+    """Back to one app and one web replica under a 100 ms probe: the plan says `planned`,
+    no probe fails, and the retired node (`<name>-n3`) is gone from every host."""
+    with DowntimeProbe(f"http://127.0.0.1:{port}{page}") as probe:
+        down = run_cli(["request", "apply", str(_split(tmp, name, port, 1)), "--wait"], uc,
+                       timeout=900)
+        wait_until(lambda: probe.ok >= 10, timeout=60, what="ten good probes")
+    assert down.returncode == 0, down.stdout + down.stderr + orch.output()
+    assert planned in down.stdout, down.stdout
+    assert probe.failures == 0, (probe.outages, probe.kinds())
+    assert not any(f"{name}-n3" in d.instances() for d in drivers(uc.settings()).values())
+
+
 def test_app_replicas_scale_up_and_down_with_no_failed_request(uc: Env, tmp_path: Path) -> None:
     lake = Background(["devlake", "run"], uc, tmp_path / "devlake.log").start()
     orch = Background(["orchestrator", "run"], uc, tmp_path / "orchestrator.log").start()
@@ -228,14 +242,8 @@ def test_app_replicas_scale_up_and_down_with_no_failed_request(uc: Env, tmp_path
         assert got == [200] * 10, got
         assert _served_by(uc, new, "/wp-content/uploads/2026/p.txt") == 0
 
-        with DowntimeProbe(f"http://127.0.0.1:{port}{page}") as probe:
-            down = run_cli(["request", "apply", str(_split(tmp_path, name, port, 1)), "--wait"],
-                           uc, timeout=900)
-            wait_until(lambda: probe.ok >= 10, timeout=60, what="ten good probes")
-        assert down.returncode == 0, down.stdout + down.stderr + orch.output()
-        assert f"- node {new} (app; leaves the upstream and drains first)" in down.stdout
-        assert probe.failures == 0, (probe.outages, probe.kinds())
-        assert not any(new in d.instances() for d in drivers(uc.settings()).values())
+        _scale_down(uc, tmp_path, name, port, page, orch,
+                    f"- node {new} (app; leaves the upstream and drains first)")
         shown = json.loads(run_cli(["show", name, "--json"], uc, check=True).stdout)
         assert sorted(n["node"] for n in shown["nodes"]) == [f"{name}-n1", f"{name}-n2"]
         assert not (uc.settings().state_dir / "run" / f"agent-{name}-{new}.pid").exists()
@@ -257,14 +265,8 @@ def test_app_replicas_scale_up_and_down_with_no_failed_request(uc: Env, tmp_path
         assert probe.failures == 0 and probe.ok > 0, (probe.outages, probe.kinds())
         route = run_cli(["edge", "show"], uc, check=True).stdout
         assert str(port) in route and name in route, route
-        with DowntimeProbe(f"http://127.0.0.1:{port}{page}") as probe:
-            down = run_cli(["request", "apply", str(_split(tmp_path, name, port, 1)), "--wait"],
-                           uc, timeout=900)
-            wait_until(lambda: probe.ok >= 10, timeout=60, what="ten good probes")
-        assert down.returncode == 0, down.stdout + down.stderr + orch.output()
-        assert f"- node {new} (web; leaves the URL's route and drains first)" in down.stdout
-        assert probe.failures == 0, (probe.outages, probe.kinds())
-        assert not any(new in d.instances() for d in drivers(uc.settings()).values())
+        _scale_down(uc, tmp_path, name, port, page, orch,
+                    f"- node {new} (web; leaves the URL's route and drains first)")
 
         run_cli(["delete", name, "--wait"], uc, check=True, timeout=300)
         # the URL's port closes with the OverCloud

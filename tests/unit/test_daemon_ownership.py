@@ -7,8 +7,12 @@ import contextlib
 import os
 import signal
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
+
+import daemons.process as process
 from daemons.process import Daemon
 
 
@@ -97,21 +101,16 @@ def test_starts_at_once_give_one_process(tmp_path: Path) -> None:
                 os.kill(int(p.name), signal.SIGKILL)
 
 
-def test_a_process_just_born_is_not_taken_for_a_stranger(tmp_path: Path,
-                                                          monkeypatch: object) -> None:
+def test_a_process_just_born_is_not_taken_for_a_stranger(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """/proc/PID/cmdline reads empty for a moment after a process is born: that is not
     another program under a reused pid (the pid file was removed, and a start waited its
     whole timeout for a daemon that had long shown its banner)."""
-    import pytest
-
-    import daemons.process as process
-
-    assert isinstance(monkeypatch, pytest.MonkeyPatch)
     d = _sleeper(tmp_path, "born")
     pid = d.start()
     try:
         real = process._cmdline
-        reads = iter([[], []])
+        reads: Iterator[list[str]] = iter([[], []])
         monkeypatch.setattr(process, "_cmdline", lambda p: next(reads, None) or real(p))
         assert d.pid() == pid and d.pid_file.exists()
         monkeypatch.setattr(process, "_cmdline", lambda p: [])  # never readable: not judged

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from daemons.cli import log_says
-from daemons.process import Daemon, _alive
+from daemons.process import Daemon, pid_alive
 from overcloud.errors import ServiceError
 
 # the banner, then 2000 lines, then a file saying they are all written (argv[1]/written):
@@ -65,6 +65,6 @@ def _ours_running(tmp: Path) -> list[int]:
                 cmd = (proc / "cmdline").read_bytes()
             except OSError:
                 continue
-            if str(tmp).encode() in cmd and b"time.sleep(60)" in cmd and _alive(int(proc.name)):
+            if str(tmp).encode() in cmd and b"time.sleep(60)" in cmd and pid_alive(int(proc.name)):
                 found.append(int(proc.name))
     return found
