@@ -236,11 +236,15 @@ def _health(v: Any) -> Text:
     return Text(text, style=style)
 
 
-def window_step(window: str) -> str:
-    """The sparkline step (~30 buckets) of a `top` window like 10m, 1h or 90s; raises
-    ValueError for anything else (the window goes into InfluxQL as a duration)."""
+def duration_seconds(window: str) -> int:
+    """Seconds in a window like 10m, 1h or 90s; raises ValueError for anything else (the
+    window goes into InfluxQL as a duration)."""
     m = re.fullmatch(r"([0-9]{1,6})([smhd])", window)
     if not m:
         raise ValueError(f"the window must look like 10m, 1h or 90s, got {window[:40]!r}")
-    seconds = int(m[1]) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[m[2]]
-    return f"{max(1, seconds // 30)}s"
+    return int(m[1]) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[m[2]]
+
+
+def window_step(window: str, buckets: int = 30) -> str:
+    """The step of a `top` window (~`buckets` buckets: 30 for a sparkline)."""
+    return f"{max(1, duration_seconds(window) // buckets)}s"

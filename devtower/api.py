@@ -25,11 +25,13 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from dashboards.terminal import window_step
-from devtower import ops
+from dashboards.terminal import duration_seconds, window_step
+from devtower import ops, web
 from devtower.journal import Journal
 from devtower.ops import Conflict, Forbidden, NotFound, Tower
 from devtower.tokens import Identity, TokenStore
+from devtower.web import SESSION_COOKIE
+from orchestrator.registry import OverCloudRecord
 from orchestrator.request import RequestInvalid
 from overcloud.errors import OverCloudError, TemporaryError, UserError
 
@@ -46,6 +48,7 @@ class DevLakeReader(Protocol):
     def query(self, overcloud: str, q: str) -> list[dict[str, Any]]: ...
     def latest(self, overcloud: str) -> list[dict[str, Any]]: ...
     def top(self, overcloud: str) -> dict[str, Any]: ...
+    def charts(self, overcloud: str, window: str, step: str) -> dict[str, Any]: ...
     def credentials(self, overcloud: str) -> dict[str, str]: ...
 
 
@@ -155,9 +158,12 @@ def make_app(tower: Tower, tokens: TokenStore, journal: Journal, devlake: DevLak
 
     # --- who is calling -------------------------------------------------------------------
 
-    async def identity(authorization: Annotated[str | None, Header()] = None) -> Identity:
+    async def identity(request: Request,
+                       authorization: Annotated[str | None, Header()] = None) -> Identity:
         # on the event loop, not in a thread: one indexed read of a WAL database (~10 µs)
         # costs less than the hop to a worker thread, which every request would pay
+        if not authorization and request.cookies.get(SESSION_COOKIE):
+            return web.session_identity(request, tokens)
         if not authorization:
             raise ApiError(401, "missing token: send 'Authorization: Bearer <token>'")
         scheme, _, token = authorization.partition(" ")
@@ -182,8 +188,54 @@ def make_app(tower: Tower, tokens: TokenStore, journal: Journal, devlake: DevLak
     # --- routes ---------------------------------------------------------------------------
 
     @app.get("/v1/whoami")
-    async def whoami(me: Caller) -> dict[str, Any]:
-        return {"owner": me.owner, "role": me.role.value, "token_id": me.token_id}
+    async def whoami(request: Request, me: Caller) -> dict[str, Any]:
+        out = {"owner": me.owner, "role": me.role.value, "token_id": me.token_id}
+        session = request.scope.get("oc.session")
+        if session is not None:  # the page's scripts send it back on every change
+            out["csrf"] = session.csrf
+            out["session_expires"] = session.expires
+        grafana = web.grafana_url(tower.settings.devtower.grafana_url)
+        if grafana:
+            out["grafana"] = grafana
+        return out
+
+    @app.get("/v1/events")
+    async def all_events(request: Request, me: Caller,
+                         last_event_id: Annotated[str | None, Header()] = None,
+                         after: Annotated[int | None, Query(ge=0)] = None) -> StreamingResponse:
+        """Every change of the caller's OverClouds (an operator's: all), as one stream; what
+        the page's list follows. Each OverCloud's entries start at its own incarnation."""
+        floors = Floors(journal)
+        start = after if after is not None else _event_id(last_event_id)
+        last = start or journal.last_id()
+
+        async def stream() -> AsyncIterator[bytes]:
+            nonlocal last
+            beat = time.monotonic()
+            yield f"retry: 1000\nevent: hello\ndata: {json.dumps({'last': last})}\n\n".encode()
+            while not await request.is_disconnected():
+                mine = await cached(ops.visible_records, tower, me)
+                entries = await run(journal.since, [r.name for r in mine], last, 200)
+                allowed = await run(floors.of, mine)
+                for e in entries:
+                    last = e.id
+                    if e.id <= allowed.get(e.overcloud, e.id):
+                        continue  # an earlier OverCloud of that name: not the caller's
+                    data = json.dumps({"id": e.id, "overcloud": e.overcloud, "kind": e.kind,
+                                       "type": e.type, "time": e.time, "data": e.data},
+                                      default=str)
+                    # unnamed: a browser's EventSource hands every type to one handler
+                    yield f"id: {e.id}\ndata: {data}\n\n".encode()
+                if entries:
+                    beat = time.monotonic()
+                    continue
+                if time.monotonic() - beat > 15:
+                    yield b": keep-alive\n\n"
+                    beat = time.monotonic()
+                await asyncio.sleep(0.25)
+
+        return StreamingResponse(stream(), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
 
     @app.get("/v1/overclouds")
     async def list_overclouds(me: Caller) -> dict[str, Any]:
@@ -296,6 +348,23 @@ def make_app(tower: Tower, tokens: TokenStore, journal: Journal, devlake: DevLak
             raise ApiError(400, str(exc)) from None
         return dict(await run(devlake.top, name, window, step))
 
+    @app.get("/v1/overclouds/{name}/charts")
+    async def charts(name: str, me: Caller, window: str = "15m") -> dict[str, Any]:
+        """The page's charts: each layer's series over `window`, and the alerts and
+        migrations of that time as markers ("why did my node move?")."""
+        rec = await cached(ops.find, tower, me, name)
+        try:
+            step = window_step(window, 90)
+            span = duration_seconds(window)
+        except ValueError as exc:
+            raise ApiError(400, str(exc)) from None
+        out = dict(await run(devlake.charts, name, window, step))
+        first = await run(journal.first_of, name, rec.request_id)
+        marks = await run(journal.of_types, name, MARKERS, max(first - 1, 0),
+                          time.time() - span)
+        out["markers"] = [{"time": e.time, "type": e.type, "data": e.data} for e in marks]
+        return out
+
     @app.get("/v1/overclouds/{name}/devlake")
     async def devlake_credentials(name: str, me: Caller) -> dict[str, Any]:
         """The OverCloud's read-only InfluxDB account, for the developer's own Grafana."""
@@ -356,6 +425,13 @@ def make_app(tower: Tower, tokens: TokenStore, journal: Journal, devlake: DevLak
         operator_only(me)
         return dict(await run(operator.undercloud))
 
+    @app.get("/v1/alerts")
+    async def alerts(me: Caller) -> dict[str, Any]:
+        """The alerts firing now, on every host and OverCloud (operators only)."""
+        operator_only(me)
+        return {"firing": [{"time": e.time, "overcloud": e.overcloud, **e.data}
+                           for e in await run(journal.firing)]}
+
     @app.post("/v1/undercloud/{host}/drain")
     async def drain(host: str, me: Caller, evacuate: bool = True) -> dict[str, Any]:
         operator_only(me)
@@ -373,8 +449,34 @@ def make_app(tower: Tower, tokens: TokenStore, journal: Journal, devlake: DevLak
         event = await run(ops.migrate, tower, me, name, node, to, site, hosts, sites, draining)
         return {"id": event.id, "name": name, "state": "migration requested"}
 
+    web.mount(app, tokens, tower.settings)
     app.add_middleware(BodyLimit, limit=MAX_BODY)  # type: ignore[arg-type]
     return app
+
+
+MARKERS = ("AlertFiring", "AlertResolved", "MigrationStarted", "MigrationFinished")
+
+
+class Floors:
+    """Per OverCloud incarnation, the last journal id that is *not* its own: entries at or
+    below it belong to an earlier OverCloud of the same name (maybe another tenant's)."""
+
+    def __init__(self, journal: Journal) -> None:
+        self._journal = journal
+        self._known: dict[tuple[str, str], int] = {}
+
+    def of(self, records: list[OverCloudRecord]) -> dict[str, int]:
+        out = {}
+        for r in records:
+            key = (r.name, r.request_id)
+            floor = self._known.get(key)
+            if floor is None:
+                first = self._journal.first_of(r.name, r.request_id)
+                # nothing of it journaled yet: whatever comes from now on is its own
+                floor = first - 1 if first else self._journal.last_id()
+                self._known[key] = floor
+            out[r.name] = floor
+        return out
 
 
 def _event_id(header: str | None) -> int:

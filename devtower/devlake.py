@@ -74,6 +74,16 @@ class InfluxReader:
             sections[q.key] = [asdict(line) for line in parse(self._run(overcloud, q.text))]
         return {"overcloud": overcloud, "window": window, "step": step, "sections": sections}
 
+    def charts(self, overcloud: str, window: str = "10m", step: str = "20s") -> dict[str, Any]:
+        """The page's charts: the same statements as `top`, as time series (times in seconds)
+        per tag group, for the three layers (nodes, flows, http, containers)."""
+        sections: dict[str, Any] = {}
+        for q in top_queries(window, step):
+            if q.scope != "overcloud":
+                continue
+            sections[q.key] = [_timed(s) for s in self._run(overcloud, q.text)]
+        return {"overcloud": overcloud, "window": window, "step": step, "sections": sections}
+
     def credentials(self, overcloud: str) -> dict[str, str]:
         """What a developer's own Grafana needs to read this DevLake, and nothing more."""
         acct = self._account(overcloud)
@@ -89,3 +99,16 @@ class InfluxReader:
             for ql in self._readers.values():
                 ql.close()
             self._readers.clear()
+
+
+def _timed(series: dict[str, Any]) -> dict[str, Any]:
+    """One InfluxQL series with its epoch-ns times as seconds (what a browser can hold)."""
+    columns = [str(c) for c in series.get("columns") or []]
+    ti = columns.index("time") if "time" in columns else -1
+    rows = []
+    for row in series.get("values") or []:
+        r = list(row)
+        if ti >= 0 and isinstance(r[ti], int):
+            r[ti] = r[ti] / 1e9
+        rows.append(r)
+    return {"tags": dict(series.get("tags") or {}), "columns": columns, "values": rows}

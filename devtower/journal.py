@@ -100,6 +100,35 @@ class Journal:
             rows = self._db.execute(sql + " ORDER BY id LIMIT ?", [*params, limit]).fetchall()
         return [Entry(r[0], r[1], r[2], r[3], r[4], json.loads(r[5])) for r in rows]
 
+    def of_types(self, overcloud: str, types: Iterable[str], after: int, since: float,
+                 limit: int = 500) -> list[Entry]:
+        """Entries of `overcloud` of the given types, after id `after` and at or after time
+        `since` (what the page draws as markers on its charts), oldest first."""
+        kinds = list(types)
+        if not kinds:
+            return []
+        sql = ("SELECT id, overcloud, kind, type, time, data FROM entries WHERE overcloud = ?"
+               f" AND id > ? AND time >= ? AND type IN ({','.join('?' * len(kinds))})"
+               " ORDER BY id DESC LIMIT ?")
+        with self._lock:
+            rows = self._db.execute(sql, [overcloud, after, since, *kinds, limit]).fetchall()
+        return [Entry(r[0], r[1], r[2], r[3], r[4], json.loads(r[5])) for r in reversed(rows)]
+
+    def firing(self, limit: int = 5000) -> list[Entry]:
+        """The alerts firing now: the newest `AlertFiring` of each (rule, labels) that no
+        `AlertResolved` followed, among the last `limit` alert entries."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id, overcloud, kind, type, time, data FROM entries"
+                " WHERE type IN ('AlertFiring', 'AlertResolved') ORDER BY id DESC LIMIT ?",
+                (limit,)).fetchall()
+        state: dict[str, Entry] = {}
+        for r in reversed(rows):
+            e = Entry(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]))
+            key = json.dumps([e.data.get("rule"), e.data.get("labels")], sort_keys=True)
+            state[key] = e
+        return [e for e in state.values() if e.type == "AlertFiring"]
+
     def first_of(self, overcloud: str, request_id: str) -> int:
         """The id of the first entry of this incarnation of `overcloud` (its request event or
         its provisioning workflow, whichever came in first); 0 when none is there yet.

@@ -87,6 +87,10 @@ def writable(t: Tower, ident: Identity, name: str) -> OverCloudRecord:
     return rec
 
 
+def visible_records(t: Tower, ident: Identity) -> list[OverCloudRecord]:
+    return [r for r in t.reads.all() if visible(ident, r)]
+
+
 def list_overclouds(t: Tower, ident: Identity) -> list[dict[str, Any]]:
     return [summary(r) for r in t.reads.all() if visible(ident, r)]
 

@@ -25,7 +25,10 @@ from overcloud.errors import UserError
 
 _TOKEN = re.compile(r"oct_([0-9a-f]{12})_([A-Za-z0-9_-]{43})")
 _OWNER = re.compile(r"[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9.-]{1,190}\.[A-Za-z]{2,63}")
+_SESSION = re.compile(r"ocs_([0-9a-f]{16})_([A-Za-z0-9_-]{43})")
 _DUMMY = hashlib.sha256(b"no such token").hexdigest()
+SESSION_TTL = 12 * 3600.0
+"""A page session lasts at most this long (and never beyond its token's own expiry)."""
 
 
 class Role(StrEnum):
@@ -70,6 +73,17 @@ class TokenInfo:
         return "active"
 
 
+@dataclass(frozen=True)
+class Session:
+    """A signed-in page: the cookie's value, its CSRF token (sent back by the page's own
+    scripts on every change), who it acts as, and when it ends."""
+
+    cookie: str
+    csrf: str
+    identity: Identity
+    expires: float
+
+
 def check_owner(owner: str) -> str:
     """An owner is an e-mail-like identity (full match: no trailing newline sneaks in)."""
     if not _OWNER.fullmatch(owner):
@@ -95,6 +109,11 @@ class TokenStore:
             "CREATE TABLE IF NOT EXISTS tokens (id TEXT PRIMARY KEY, hash TEXT NOT NULL,"
             " owner TEXT NOT NULL, role TEXT NOT NULL, created REAL NOT NULL, expires REAL,"
             " revoked REAL)"
+        )
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS sessions (id TEXT PRIMARY KEY, hash TEXT NOT NULL,"
+            " token_id TEXT NOT NULL, csrf TEXT NOT NULL, created REAL NOT NULL,"
+            " expires REAL NOT NULL, ended REAL)"
         )
         path.chmod(0o600)
 
@@ -131,6 +150,57 @@ class TokenStore:
         if revoked is not None or (expires is not None and self._now() >= expires):
             return None
         return Identity(m[1] if m else "", owner, Role(role))
+
+    def start_session(self, token: str) -> Session | None:
+        """A page session for a valid token (None otherwise). The browser keeps only the
+        session's own secret (an HttpOnly cookie), never the API token it was opened with."""
+        ident = self.verify(token)
+        if ident is None:
+            return None
+        with self._lock:
+            expires = self._db.execute("SELECT expires FROM tokens WHERE id = ?",
+                                       (ident.token_id,)).fetchone()[0]
+        now = self._now()
+        until = now + SESSION_TTL if expires is None else min(expires, now + SESSION_TTL)
+        sid = secrets.token_hex(8)
+        cookie = f"ocs_{sid}_{secrets.token_urlsafe(32)}"
+        csrf = secrets.token_urlsafe(32)
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO sessions (id, hash, token_id, csrf, created, expires)"
+                " VALUES (?,?,?,?,?,?)", (sid, digest(cookie), ident.token_id, csrf, now, until))
+        return Session(cookie, csrf, ident, until)
+
+    def session(self, cookie: str) -> Session | None:
+        """The live session behind a cookie: its token must still be valid as well (revoking
+        or expiring a token ends every page session opened with it)."""
+        m = _SESSION.fullmatch(cookie) if len(cookie) < 100 else None
+        row = None
+        if m is not None:
+            with self._lock:
+                row = self._db.execute(
+                    "SELECT s.hash, s.csrf, s.expires, s.ended, t.id, t.owner, t.role,"
+                    " t.expires, t.revoked FROM sessions s JOIN tokens t ON t.id = s.token_id"
+                    " WHERE s.id = ?", (m[1],)).fetchone()
+        same = hmac.compare_digest(digest(cookie), row[0] if row is not None else _DUMMY)
+        if row is None or not same:
+            return None
+        _, csrf, until, ended, token_id, owner, role, t_expires, revoked = row
+        now = self._now()
+        if ended is not None or revoked is not None or now >= until or (
+                t_expires is not None and now >= t_expires):
+            return None
+        return Session(cookie, csrf, Identity(token_id, owner, Role(role)), until)
+
+    def end_session(self, cookie: str) -> bool:
+        """Sign out: the cookie no longer opens anything, even if a copy of it survives."""
+        m = _SESSION.fullmatch(cookie) if len(cookie) < 100 else None
+        if m is None or self.session(cookie) is None:
+            return False
+        with self._lock:
+            self._db.execute("UPDATE sessions SET ended = ? WHERE id = ? AND ended IS NULL",
+                             (self._now(), m[1]))
+        return True
 
     def list(self) -> list[TokenInfo]:
         with self._lock:

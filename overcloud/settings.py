@@ -148,6 +148,9 @@ class DevTowerSettings:
     """PEM private key of `tls_cert`."""
     public_url: str = ""
     """The address developers use (printed by `services up`); empty: derived from host/port."""
+    grafana_url: str = ""
+    """Grafana's address (e.g. http://127.0.0.1:3000): the page links each OverCloud to its
+    dashboard there; empty: no links."""
     group: str = "overcloud-devtower"
     """Consumer group of the DevTower's event feed (journal and webhooks)."""
     workers: int = 2

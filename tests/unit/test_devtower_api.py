@@ -7,25 +7,16 @@ routes run against the real broker, InfluxDB and LXD in tests/integration/test_d
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 
-from devtower.api import make_app
-from devtower.hooks import HookStore
-from devtower.journal import Journal
-from devtower.ops import Tower
-from devtower.tokens import Role, TokenStore
-from orchestrator.registry import Registry
-from orchestrator.store import WorkflowStore
-from overcloud.events import Event, OverCloudDeleteRequested, OverCloudRequested
-from overcloud.settings import load_settings
-from tests.helpers import free_port
+from devtower.tokens import Role
+from overcloud.events import OverCloudDeleteRequested, OverCloudRequested
+from tests.devtower_kit import Api, serve_api
 
 DOC = """\
 apiVersion: overcloud/v1
@@ -38,97 +29,10 @@ saas: {{stack: wordpress}}
 """
 
 
-class ListBus:
-    def __init__(self) -> None:
-        self.events: list[Event] = []
-
-    def publish(self, event: Event, key: str | None = None) -> None:
-        self.events.append(event)
-
-
-class FakeReader:
-    def __init__(self) -> None:
-        self.asked: list[tuple[str, str]] = []
-
-    def query(self, overcloud: str, q: str) -> list[dict[str, Any]]:
-        from devtower.readonly import check_read_query
-
-        check_read_query(q, f"devlake_{overcloud}")
-        self.asked.append((overcloud, q))
-        return [{"name": "m", "columns": ["time", "v"], "values": [[1, 1.0]]}]
-
-    def latest(self, overcloud: str) -> list[dict[str, Any]]:
-        self.asked.append((overcloud, "latest"))
-        return []
-
-    def top(self, overcloud: str, window: str = "10m", step: str = "20s") -> dict[str, Any]:
-        self.asked.append((overcloud, f"top {window} {step}"))
-        return {"overcloud": overcloud, "sections": {}}
-
-    def credentials(self, overcloud: str) -> dict[str, str]:
-        return {"database": f"devlake_{overcloud}", "username": f"ro_{overcloud}"}
-
-
-class NoOperator:
-    def undercloud(self) -> dict[str, Any]:
-        return {"hosts": [], "sites": []}
-
-    def hosts(self) -> tuple[set[str], set[str], set[str]]:
-        return {"lxd1", "lxd2"}, {"local"}, set()
-
-    def drain(self, host: str, evacuate: bool) -> dict[str, Any]:
-        return {"host": host}
-
-    def undrain(self, host: str) -> dict[str, Any]:
-        return {"host": host}
-
-
-class Api:
-    def __init__(self, url: str, bus: ListBus, registry: Registry, tokens: TokenStore,
-                 journal: Journal, reader: FakeReader) -> None:
-        self.url, self.bus, self.registry, self.tokens = url, bus, registry, tokens
-        self.journal, self.reader = journal, reader
-        self.registry_dir = registry.secrets_dir.parent  # the state dir the API serves
-        self.tower_settings = load_settings(env={"OVERCLOUD_STATE_DIR": str(self.registry_dir),
-                                                 "OVERCLOUD_CONFIG": ""})
-
-    def token(self, owner: str, role: Role = Role.DEVELOPER, ttl: float | None = None) -> str:
-        return self.tokens.create(owner, role, ttl)[0]
-
-    def client(self, token: str | None) -> httpx.Client:
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-        return httpx.Client(base_url=self.url, headers=headers, timeout=10)
-
-    def admit(self, name: str, owner: str, api: bool = True) -> None:
-        """What the orchestrator does when it consumes the request."""
-        spec = {"devtower": {"api": api, "notify": []}, "cluster": {"cpu": 1, "memory": "1GiB"}}
-        assert self.registry.admit(name, owner, spec, f"req-{name}")
-
-
 @pytest.fixture
 def api(tmp_path: Path) -> Iterator[Api]:
-    s = load_settings(env={"OVERCLOUD_STATE_DIR": str(tmp_path), "OVERCLOUD_CONFIG": ""})
-    bus, reader = ListBus(), FakeReader()
-    registry = Registry(s)
-    tokens = TokenStore(tmp_path / "devtower" / "tokens.sqlite")
-    journal = Journal(tmp_path / "devtower" / "journal.sqlite")
-    tower = Tower(settings=s, registry=registry,
-                  workflows=WorkflowStore(tmp_path / "orchestrator" / "workflows.sqlite"),
-                  bus=bus, hooks=HookStore(tmp_path / "devtower" / "hooks.sqlite"))
-    app = make_app(tower, tokens, journal, reader, NoOperator())
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
-                                           lifespan="off"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    from overcloud.waiting import wait_until
-
-    wait_until(lambda: server.started, timeout=20, interval=0.02, what="uvicorn")
-    try:
-        yield Api(f"http://127.0.0.1:{port}", bus, registry, tokens, journal, reader)
-    finally:
-        server.should_exit = True
-        thread.join(10)
+    with serve_api(tmp_path) as a:
+        yield a
 
 
 def _post(c: httpx.Client, name: str, owner: str, api: str = "true") -> httpx.Response:
