@@ -106,5 +106,6 @@ echo
 echo "WordPress of OverCloud '$NAME': $URL"
 echo "Look closer:  $OC show $NAME   |   $OC top --overcloud $NAME   |   $OC services status"
 echo "As $OWNER:    export OVERCLOUD_TOWER=$TOWER OVERCLOUD_TOKEN=$TOKEN   (then: $OC list, show, top --overcloud $NAME)"
+echo "Web page:     $TOWER/   (sign in as $OWNER with the token: $TOKEN)"
 echo "Dashboards:   ./grafana (Grafana provisioning)   |   alert rules: $OC alerts list"
 echo "Stop it all:  scripts/demo.sh stop"

@@ -12,7 +12,9 @@ export PATH="$PWD/.venv/bin:$PATH"
 from orchestrator.images import BUILD_PACKAGES
 from devtower.services.catalog import CATALOG
 from daemons.install import ensure_packages
-ensure_packages(sorted({p for s in CATALOG.values() for p in s.packages} | set(BUILD_PACKAGES)))
+from tests.browser import PACKAGES as BROWSER  # the page's tests: chromium + chromedriver
+ensure_packages(sorted({p for s in CATALOG.values() for p in s.packages} | set(BUILD_PACKAGES)
+                       | set(BROWSER)))
 PY
 # the node image (~5 min to build idle, far more on a busy machine) is built here, outside any
 # test's timeout: a cached, valid image costs one check; a missing or stale one is built on

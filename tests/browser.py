@@ -71,6 +71,18 @@ def css(driver: webdriver.Chrome, selector: str, timeout: float = 20,
     return wait(driver, found, timeout, f"no {selector!r}" + (f" with {text!r}" if text else ""))
 
 
+def read(driver: webdriver.Chrome, selector: str, timeout: float = 20,
+         text: str | None = None, attr: str | None = None) -> str:
+    """The text (or attribute `attr`) of the first element matching `selector` (containing
+    `text`, if given), read in the same breath as it is found: a live re-render between the
+    two would leave a stale element."""
+    def got(d: webdriver.Chrome) -> str | bool:
+        el = css(d, selector, timeout, text)
+        value = el.get_attribute(attr) if attr else el.text
+        return value if value is not None else False
+    return str(wait(driver, got, timeout, f"could not read {selector!r}"))
+
+
 def click(driver: webdriver.Chrome, selector: str, text: str | None = None,
           timeout: float = 20) -> None:
     """Click the element once it shows (looked up again if a re-render replaced it)."""

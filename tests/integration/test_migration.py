@@ -520,6 +520,10 @@ def test_overload_moves_nodes_until_the_host_recovers(
         wait_until(lambda: orch_log.read_text().count("within its 600s cool-down") >= 3,
                    timeout=60, interval=0.2, what="the orchestrator to skip the repeats")
         assert len(events.of("MigrationStarted", overcloud=name)) == started_before
+        if load is not None:
+            load.kill()
+        # "why did my node move?": the developer's page shows the move with its reason
+        _page_shows_the_move(env, tmp_path, name, f"{hot} lxd1 → lxd2", "node-overloaded: lxd1 at")
     finally:
         if load is not None and load.poll() is None:
             load.kill()
@@ -527,6 +531,33 @@ def test_overload_moves_nodes_until_the_host_recovers(
             if p is not None:
                 p.stop()
         run_cli(["delete", name, "--wait"], env, timeout=900)
+
+
+def _page_shows_the_move(env: Env, tmp_path: Path, name: str, move: str, reason: str) -> None:
+    """The owner's DevTower page, opened after the fact, marks the move on its charts and
+    lists it with its reason (the DevTower's feed reads the events topic from its start)."""
+    from devtower.server import token_store
+    from devtower.tokens import Role
+    from tests.browser import chromium, css, read, shot, sign_in
+
+    port = free_port()
+    tenv = Env(env, OVERCLOUD_DEVTOWER_PORT=str(port), OVERCLOUD_DEVTOWER_WORKERS="1")
+    token, _ = token_store(tenv.settings()).create("test@example.org", Role.DEVELOPER)
+    tower = Background(["tower", "run"], tenv, tmp_path / "devtower.log").start()
+    try:
+        wait_until(lambda: "devtower: http" in tower.output(), timeout=180, interval=0.2,
+                   what="the DevTower")
+        url = f"http://127.0.0.1:{port}"
+        with chromium(1280, 1500) as d:
+            sign_in(d, url, token)
+            d.get(url + f"/#/oc/{name}")
+            started = read(d, '#markers li[data-type="MigrationStarted"]', timeout=180)
+            assert move in started and reason in started, started
+            assert move in read(d, '#markers li[data-type="MigrationFinished"]', timeout=60)
+            css(d, "#box-cpu canvas", timeout=60)
+            shot(d, "overload-move", Path(__file__).resolve().parents[2] / ".pytest-screens")
+    finally:
+        tower.stop()
 
 
 def _t(event: dict[str, Any]) -> float:

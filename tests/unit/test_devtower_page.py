@@ -24,7 +24,7 @@ from selenium.webdriver.common.keys import Keys
 from devtower.tokens import Role
 from orchestrator.workflow import TaskSpec, WorkflowSpec, WorkflowState
 from overcloud.events import OverCloudRequested
-from tests.browser import chromium, click, css, no_reload_mark, reloaded, shot, sign_in, texts, wait
+from tests.browser import chromium, click, css, no_reload_mark, read, reloaded, shot, sign_in, texts, wait
 from tests.devtower_kit import Api, serve_api
 
 SHOTS = Path(__file__).resolve().parents[2] / ".pytest-screens"
@@ -58,10 +58,10 @@ def test_sign_in_sets_an_httponly_strict_cookie_and_sign_out_ends_the_session(
         api: Api, browser: webdriver.Chrome, tmp_path: Path) -> None:
     browser.get(api.url + "/")
     css(browser, "#token").send_keys("oct_000000000000_" + "x" * 43 + Keys.ENTER)
-    assert "not valid" in css(browser, "#signin-error").text
+    assert "not valid" in read(browser, "#signin-error")
     shot(browser, "signin", SHOTS)
     sign_in(browser, api.url, api.token("a@example.com"))
-    assert css(browser, "#who-name").text == "a@example.com · developer"
+    assert read(browser, "#who-name") == "a@example.com · developer"
     c = _cookie(browser)
     assert c["httpOnly"] is True and c["sameSite"] == "Strict", c
     assert browser.execute_script("return document.cookie") == ""  # scripts cannot read it
@@ -103,7 +103,7 @@ def test_my_overclouds_are_mine_only_and_live(api: Api, browser: webdriver.Chrom
     sign_in(browser, api.url, api.token("a@example.com"))
     css(browser, "#list tr[data-name]")
     assert texts(browser, "#list tr[data-name] td:first-child") == ["alpha"]
-    row = css(browser, 'tr[data-name="alpha"]').text
+    row = read(browser, 'tr[data-name="alpha"]')
     assert "ready" in row and "http://127.0.0.1:20100/" in row and "a@example.com" in row
     no_reload_mark(browser)
     # the orchestrator admits another of A's OverClouds, then one of B's: A's list follows
@@ -126,7 +126,7 @@ def test_another_developers_overcloud_is_out_of_reach_by_url(api: Api,
                                                              browser: webdriver.Chrome) -> None:
     sign_in(browser, api.url, api.token("a@example.com"))
     browser.get(api.url + "/#/oc/beta")
-    assert "no OverCloud named 'beta'" in css(browser, "#oc-head .error").text
+    assert "no OverCloud named 'beta'" in read(browser, "#oc-head .error")
     for path in ["/v1/overclouds/beta", "/v1/overclouds/beta/charts", "/v1/overclouds/beta/webhooks",
                  "/v1/overclouds/beta/events"]:
         got = browser.execute_async_script(
@@ -135,7 +135,7 @@ def test_another_developers_overcloud_is_out_of_reach_by_url(api: Api,
     assert not any(oc == "beta" for oc, _ in api.reader.asked)
     # nor as an operator page
     browser.get(api.url + "/#/operator")
-    assert "operators only" in css(browser, "#hosts .error").text
+    assert "operators only" in read(browser, "#hosts .error")
 
 
 def test_the_overcloud_page_draws_its_layers_and_markers_live(api: Api,
@@ -145,10 +145,10 @@ def test_the_overcloud_page_draws_its_layers_and_markers_live(api: Api,
     wait(browser, lambda d: d.find_element(By.ID, "view").get_attribute("data-live") == "1")
     for box in ["cpu", "mem", "latency", "status"]:
         css(browser, f"#box-{box} canvas")
-    assert "alpha-n1" in css(browser, "#box-cpu .chart").get_attribute("aria-label")
-    flow = css(browser, "#box-flow svg").get_attribute("aria-label")
+    assert "alpha-n1" in read(browser, "#box-cpu .chart", attr="aria-label")
+    flow = read(browser, "#box-flow svg", attr="aria-label")
     assert "alpha-n1 to client 3.5 kB/s" in flow
-    assert "healthy" in css(browser, "#box-containers table").text
+    assert "healthy" in read(browser, "#box-containers table")
     no_reload_mark(browser)
     now = time.time()
     api.journal.add("event:m1", "alpha", "event", "MigrationStarted", now - 30,
@@ -157,9 +157,9 @@ def test_the_overcloud_page_draws_its_layers_and_markers_live(api: Api,
     api.journal.add("event:m2", "alpha", "event", "MigrationFinished", now - 20,
                     {"overcloud": "alpha", "node": "alpha-n1", "source": "lxd1", "target": "lxd2",
                      "downtime_s": 0.4, "ok": True})
-    done = css(browser, '#markers li[data-type="MigrationFinished"]')
-    assert "alpha-n1 lxd1 → lxd2" in done.text and "0.40 s down" in done.text
-    started = css(browser, '#markers li[data-type="MigrationStarted"]').text
+    done = read(browser, '#markers li[data-type="MigrationFinished"]')
+    assert "alpha-n1 lxd1 → lxd2" in done and "0.40 s down" in done
+    started = read(browser, '#markers li[data-type="MigrationStarted"]')
     assert "node-overloaded on lxd1" in started
     assert not reloaded(browser)
     # a marker is drawn on the chart: a dashed line where its time falls (purple pixels)
@@ -214,16 +214,16 @@ def test_a_document_applied_through_the_form_is_followed_to_its_url(
     api.journal.add(f"event:{ev.id}", "gamma", "event", "OverCloudRequested", time.time(), {})
     api.journal.add("task:1", "gamma", "task", "task", time.time(), {"workflow": wf})
     css(browser, 'tr[data-task="launch"]', text="running")
-    assert "pending" in css(browser, 'tr[data-task="verify"]').text
+    assert "pending" in read(browser, 'tr[data-task="verify"]')
     api.workflows.task_succeeded(wf, "launch", "{}")
     api.workflows.task_started(wf, "verify")
     api.workflows.task_succeeded(wf, "verify", "{}")
     api.workflows.workflow_finished(wf, WorkflowState.SUCCEEDED, None)
     api.registry.set_state("gamma", "ready", url="http://127.0.0.1:20400/")
     api.journal.add("event:g2", "gamma", "event", "OverCloudReady", time.time(), {})
-    done = css(browser, "#follow-done")
-    assert "http://127.0.0.1:20400/" in done.text
-    assert css(browser, 'tr[data-task="launch"]').text.split()[1] == "succeeded"
+    done = read(browser, "#follow-done")
+    assert "http://127.0.0.1:20400/" in done
+    assert read(browser, 'tr[data-task="launch"]').split()[1] == "succeeded"
     assert not reloaded(browser)
     shot(browser, "new-follow", SHOTS)
 

@@ -245,8 +245,8 @@ function newView(root) {
     const r = await api("/v1/validate", { method: "POST", body: area.value });
     if (r.status === 200) {
       bad = new Set();
-      problems.replaceChildren(h("li", { class: "okmsg" }, `Valid: ${r.json.name}. `,
-        (r.json.summary || []).join(" · ")));
+      problems.replaceChildren(h("li", { class: "okmsg" }, "Valid: ",
+        (r.json.summary || [r.json.name]).join(" · ")));
       apply.disabled = false;
     } else {
       const list = r.json.problems || [{ line: null, path: "", message: errorOf(r) }];
@@ -285,6 +285,7 @@ function newView(root) {
     follow.replaceChildren(h("h2", {}, `${r.json.name}: ${r.json.state}`), lines,
       r.json.webhook_secret ? h("p", {}, "Webhook secret (shown once): ",
         h("code", {}, r.json.webhook_secret)) : null, h("div", { id: "workflow" }));
+    follow.scrollIntoView({ block: "start" });
     await track();
   });
 
@@ -380,7 +381,8 @@ function chart(box, title, series, markers, fmt) {
   const width = Math.max(280, box.clientWidth - 32);
   const opts = {
     width, height: 200, plugins: [markerPlugin(markers)],
-    scales: { x: { time: true } },
+    // markers out of the data's span (a move after the last bucket) widen the time axis
+    scales: { x: { time: true, range: (u, lo, hi) => [Math.min(lo, ...markers.map((m) => m.time)), Math.max(hi, ...markers.map((m) => m.time))] } },
     axes: [{}, { values: (u, vals) => vals.map((v) => fmt(v)), size: 60 }],
     series: [{}, ...data.map((x, i) => ({ label: x.label, stroke: PALETTE[i % PALETTE.length], width: 1.5, spanGaps: true }))],
   };
@@ -499,7 +501,7 @@ function overcloudView(root, name) {
     if (r.status !== 200) { boxes.cpu.replaceChildren(h("p", { class: "error" }, errorOf(r))); return; }
     const sec = r.json.sections || {};
     const marks = r.json.markers || [];
-    const byNode = (t) => t.node || "?";
+    const byNode = (t) => `${t.node || "?"}@${t.host || "?"}`;  // a moved node: one series per host
     let n = 0;
     n += chart(boxes.cpu, "Resource: CPU % per node", seriesOf(sec.nodes, "cpu", byNode), marks, (v) => `${v.toFixed(0)}%`);
     n += chart(boxes.mem, "Resource: memory per node", seriesOf(sec.nodes, "mem", byNode), marks, bytes);
@@ -540,6 +542,7 @@ function overcloudView(root, name) {
     }
     detail = r.json;
     drawHead();
+    if (!performance.getEntriesByName("oc-head").length) performance.mark("oc-head");
     await Promise.all([drawCharts(), drawHooks()]);
   };
   win.addEventListener("change", drawCharts);
