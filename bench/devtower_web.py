@@ -1,7 +1,11 @@
 """The DevTower page in a real browser: time to first paint, to the OverCloud drawn, and to
-live data (its charts drawn from its DevLake), with 20 OverClouds of 6 nodes.
+live data (its charts drawn from its DevLake), with 20 OverClouds of 5 nodes.
 
-    python bench/devtower_web.py [--overclouds 20] [--nodes 6] [--runs 15]
+    python bench/devtower_web.py [--overclouds 20] [--nodes 5] [--runs 15]
+
+The issue asked for 6 nodes; one OverCloud has at most 5 (db on n1, at most 4 app/web
+replicas after it: the request schema refuses more), so the page shows 5 nodes, and the
+DevTower holds 100 in all.
 
 Starts its own broker, InfluxDB and DevTower (private state dir, free loopback ports), seeds
 `--overclouds` OverClouds (half for developer A) with a minute of samples of each layer per
@@ -60,11 +64,29 @@ def more_layers(s: Settings, names: list[str], nodes: int) -> None:
     sink.close()
 
 
+WATERFALL_NOTE = "the last load, from navigation start:"
+WATERFALL = """
+const out = [];
+const n = performance.getEntriesByType('navigation')[0];
+out.push(['the page (HTML)', Math.round(n.requestStart), Math.round(n.responseEnd)]);
+for (const e of performance.getEntriesByType('resource'))
+  out.push([e.name.replace(location.origin, ''), Math.round(e.startTime), Math.round(e.responseEnd)]);
+out.push(['DOMContentLoaded', 0, Math.round(n.domContentLoadedEventStart)]);
+for (const k of ['first-contentful-paint', 'oc-head', 'oc-live-data']) {
+  const e = performance.getEntriesByName(k)[0];
+  out.push([k, 0, Math.round(e.startTime)]);
+}
+return out;
+"""
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--overclouds", type=int, default=20)
-    ap.add_argument("--nodes", type=int, default=6)
+    ap.add_argument("--nodes", type=int, default=5, help="1..5 per OverCloud")
     ap.add_argument("--runs", type=int, default=15)
+    ap.add_argument("--explain", action="store_true",
+                    help="also print the last load's waterfall (each request's start and end)")
     a = ap.parse_args()
     print_machine()
     with private_services(("kafka", "influxdb"),
@@ -97,6 +119,10 @@ def main() -> None:
                     took = (time.perf_counter() - t0) * 1000
                     if i == 0:
                         continue  # the first load warms the DevTower's caches
+                    if a.explain and i == a.runs:
+                        print(WATERFALL_NOTE)
+                        for row in d.execute_script(WATERFALL):
+                            print(f"  {row[0]:<48} {row[1]:>5} ms -> {row[2]:>5} ms")
                     paint.append(fcp)
                     head.append(h)
                     live.append(lv)

@@ -20,13 +20,14 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
 import httpx
 import orjson
 
-from overcloud import influxauth
+from overcloud import influxauth, influxql
 from overcloud.errors import PermanentError, TemporaryError
 from overcloud.influxql import (
     QL,
@@ -151,6 +152,36 @@ class InfluxQL:
             raise PermanentError(f"InfluxDB: {first['error']}")
         series: list[dict[str, Any]] = first.get("series", [])
         return series
+
+    def query_each(self, statements: Sequence[influxql.QL], database: str = ""
+                   ) -> list[list[dict[str, Any]]]:
+        """Several of our own statements in one request (InfluxQL runs `;`-separated
+        statements in order); the `series` of each, in the same order. One round trip
+        instead of one per statement: what the DevTower page's charts ask at every load."""
+        params = {"q": influxql.join(statements, "; "), "epoch": "ns"}
+        if database:
+            params["db"] = database
+        try:
+            resp = self._client.get("/query", params=params)
+        except httpx.HTTPError as exc:
+            raise TemporaryError(f"InfluxDB at {self.url} unreachable: {exc}") from None
+        if resp.status_code >= 500:
+            raise TemporaryError(f"InfluxDB error {resp.status_code}: {resp.text.strip()}")
+        try:
+            body = resp.json()
+        except ValueError:
+            raise PermanentError(f"InfluxDB answered {resp.status_code}: {resp.text[:200]}") from None
+        if "error" in body:
+            raise PermanentError(f"InfluxDB: {body['error']}")
+        results = body.get("results") or []
+        out: list[list[dict[str, Any]]] = [[] for _ in statements]
+        for r in results:
+            i = r.get("statement_id", 0)
+            if "error" in r:
+                raise PermanentError(f"InfluxDB: {r['error']}")
+            if isinstance(i, int) and 0 <= i < len(out):
+                out[i] = r.get("series", [])
+        return out
 
     def databases(self) -> list[str]:
         return [row[0] for s in self.query(SHOW_DATABASES) for row in s.get("values", [])]

@@ -77,11 +77,14 @@ class InfluxReader:
     def charts(self, overcloud: str, window: str = "10m", step: str = "20s") -> dict[str, Any]:
         """The page's charts: the same statements as `top`, as time series (times in seconds)
         per tag group, for the three layers (nodes, flows, http, containers)."""
-        sections: dict[str, Any] = {}
-        for q in top_queries(window, step):
-            if q.scope != "overcloud":
-                continue
-            sections[q.key] = [_timed(s) for s in self._run(overcloud, q.text)]
+        wanted = [q for q in top_queries(window, step) if q.scope == "overcloud"]
+        try:
+            answers = self._client(overcloud).query_each([q.text for q in wanted],
+                                                         self.database(overcloud))
+        except PermanentError as exc:
+            raise UserError(str(exc)) from None
+        sections = {q.key: [_timed(s) for s in series] for q, series in zip(wanted, answers,
+                                                                            strict=True)}
         return {"overcloud": overcloud, "window": window, "step": step, "sections": sections}
 
     def credentials(self, overcloud: str) -> dict[str, str]:

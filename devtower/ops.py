@@ -8,6 +8,7 @@ exist for the caller (`NotFound`, never "forbidden"), a viewer may read but not 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -109,12 +110,22 @@ def summary_lines(req: OverCloudRequest) -> list[str]:
     return summary_of(req)
 
 
+_OWNER_KEY = re.compile(r'\s*"?owner"?\s*:')
+
+
+def _line_of_owner(text: str) -> int | None:
+    """The line of the document's `owner:` (the page marks a problem at its line)."""
+    return next((i for i, line in enumerate(text.splitlines(), 1) if _OWNER_KEY.match(line)),
+                None)
+
+
 def validate(ident: Identity, text: str, source: str = "request") -> OverCloudRequest:
     """Check a document as `submit` would, creating nothing."""
     req = parse_request(text, source)
     if req.owner != ident.owner and not ident.operator:
         raise RequestInvalid(source, [Problem(
-            "owner", None, f"must be you ({ident.owner}): a token acts only for its owner")])
+            "owner", _line_of_owner(text),
+            f"must be you ({ident.owner}): a token acts only for its owner")])
     return req
 
 

@@ -190,6 +190,21 @@ def test_a_bad_document_shows_its_problems_at_their_lines(api: Api,
     assert api.bus.events == []
 
 
+def test_an_uploaded_document_is_checked_like_a_pasted_one(api: Api, browser: webdriver.Chrome,
+                                                          tmp_path: Path) -> None:
+    sign_in(browser, api.url, api.token("a@example.com"))
+    browser.get(api.url + "/#/new")
+    css(browser, "#problems li")
+    doc = tmp_path / "mine.yaml"
+    doc.write_text("apiVersion: overcloud/v1\nkind: OverCloud\nname: up-site\n"
+                   "owner: b@example.com\ncluster: {nodes: 1, cpu: 1, memory: 1GiB}\n"
+                   "saas: {stack: wordpress}\n")
+    css(browser, "#upload").send_keys(str(doc))
+    problem = read(browser, "#problems li[data-line='4']")
+    assert "owner" in problem and "a@example.com" in problem, problem
+    assert "name: up-site" in css(browser, "#doc").get_attribute("value")
+
+
 def test_a_document_applied_through_the_form_is_followed_to_its_url(
         api: Api, browser: webdriver.Chrome) -> None:
     sign_in(browser, api.url, api.token("a@example.com"))
@@ -240,6 +255,10 @@ def test_the_operator_sees_every_host_and_overcloud_and_drains(api: Api,
     css(browser, "#alerts table", text="node-overloaded")
     click(browser, "#hosts button", text="Drain lxd1")
     wait(browser, lambda d: ("drain", "lxd1") in api.operator.done)
+    assert "draining" in read(browser, 'tr[data-host="lxd1"]', text="Undrain")
+    click(browser, "#hosts button", text="Undrain lxd1")
+    wait(browser, lambda d: ("undrain", "lxd1") in api.operator.done)
+    css(browser, "#hosts button", text="Drain lxd1")
     shot(browser, "operator", SHOTS)
 
 

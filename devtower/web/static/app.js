@@ -44,6 +44,27 @@ async function api(path, opts = {}) {
   return { status: r.status, json };
 }
 
+/* The first reads of a page load start as soon as this script runs, side by side (who am I,
+   and what the address asks for), instead of one after another: each view takes its first
+   answer from here, and reads afresh after that. */
+const early = new Map();
+function prefetch(path) { if (!early.has(path)) early.set(path, api(path)); }
+function take(path) {
+  const p = early.get(path);
+  if (p) { early.delete(path); return p; }
+  return api(path);
+}
+function prefetchRoute() {
+  prefetch("/v1/whoami");
+  const m = /^#\/oc\/(.+)$/.exec(location.hash);
+  if (m) {
+    const q = encodeURIComponent(decodeURIComponent(m[1]));
+    for (const tail of ["", "/charts?window=15m", "/webhooks"]) prefetch(`/v1/overclouds/${q}${tail}`);
+  } else if (!location.hash || location.hash === "#/") {
+    prefetch("/v1/overclouds");
+  }
+}
+
 function errorOf(res) {
   return (res.json && res.json.error && res.json.error.message) || `HTTP ${res.status}`;
 }
@@ -83,7 +104,9 @@ function every(fn, ms) { S.timers.push(setInterval(fn, ms)); }
 function say(text) { document.getElementById("live").textContent = text; }
 
 function table(headers, rows, label) {
-  return h("div", { class: "scroll" }, h("table", { "aria-label": label },
+  // each cell knows its column's name: on a phone the rows stack as labelled cards
+  for (const r of rows) [...r.children].forEach((td, i) => td.setAttribute("data-label", headers[i] || ""));
+  return h("div", { class: "scroll" }, h("table", { "aria-label": label, class: "stack" },
     h("thead", {}, h("tr", {}, headers.map((x) => h("th", { scope: "col" }, x)))),
     h("tbody", {}, rows)));
 }
@@ -91,7 +114,7 @@ function table(headers, rows, label) {
 // --- sign-in, navigation and the event stream ------------------------------------------------
 
 async function boot() {
-  const who = await api("/v1/whoami");
+  const who = await take("/v1/whoami");
   if (who.status !== 200) {
     document.getElementById("signin").hidden = false;
     const err = new URLSearchParams(location.search).get("error");
@@ -119,7 +142,12 @@ async function boot() {
 function openStream() {
   const es = new EventSource("/v1/events");
   S.stream = es;
-  es.addEventListener("hello", () => { say("live"); if (S.view && S.view.refresh) S.view.refresh(); });
+  let reconnect = false;  // after an outage, read everything again: events may have been missed
+  es.addEventListener("hello", () => {
+    say("live");
+    if (reconnect && S.view && S.view.refresh) S.view.refresh();
+    reconnect = true;
+  });
   es.onmessage = (m) => {
     let e;
     try { e = JSON.parse(m.data); } catch (x) { return; }
@@ -179,7 +207,7 @@ function listView(root) {
   root.append(h("section", { class: "card" },
     h("h1", {}, S.me.role === "operator" ? "All OverClouds" : "My OverClouds"), body));
   const refresh = async () => {
-    const r = await api("/v1/overclouds");
+    const r = await take("/v1/overclouds");
     if (r.status !== 200) { body.replaceChildren(h("p", { class: "error" }, errorOf(r))); return; }
     const list = r.json.overclouds || [];
     if (!list.length) {
@@ -496,8 +524,9 @@ function overcloudView(root, name) {
         h("td", {}, n.address || "–"), h("td", {}, (n.tiers || []).join(", ")))), "Nodes"));
   };
 
-  const drawCharts = async () => {
-    const r = await api(`/v1/overclouds/${q}/charts?window=${encodeURIComponent(win.value)}`);
+  const chartsData = () => take(`/v1/overclouds/${q}/charts?window=${encodeURIComponent(win.value)}`);
+  const drawCharts = async (pending) => {
+    const r = await (pending instanceof Promise ? pending : chartsData());
     if (r.status !== 200) { boxes.cpu.replaceChildren(h("p", { class: "error" }, errorOf(r))); return; }
     const sec = r.json.sections || {};
     const marks = r.json.markers || [];
@@ -522,8 +551,8 @@ function overcloudView(root, name) {
     }
   };
 
-  const drawHooks = async () => {
-    const r = await api(`/v1/overclouds/${q}/webhooks`);
+  const drawHooks = async (pending) => {
+    const r = await pending;
     if (r.status !== 200) return;
     const w = r.json;
     boxes.hooks.replaceChildren(h("h2", {}, "Webhooks"),
@@ -534,7 +563,9 @@ function overcloudView(root, name) {
   };
 
   const refresh = async () => {
-    const r = await api(`/v1/overclouds/${q}`);
+    const charts = chartsData();  // in parallel with the OverCloud itself: the page's slowest read
+    const hooks = take(`/v1/overclouds/${q}/webhooks`);
+    const r = await take(`/v1/overclouds/${q}`);
     if (r.status !== 200) {
       head.replaceChildren(h("h1", {}, name), h("p", { class: "error", role: "alert" }, errorOf(r)));
       for (const b of Object.values(boxes)) b.replaceChildren();
@@ -543,10 +574,10 @@ function overcloudView(root, name) {
     detail = r.json;
     drawHead();
     if (!performance.getEntriesByName("oc-head").length) performance.mark("oc-head");
-    await Promise.all([drawCharts(), drawHooks()]);
+    await Promise.all([drawCharts(charts), drawHooks(hooks)]);
   };
-  win.addEventListener("change", drawCharts);
-  every(drawCharts, 10000);
+  win.addEventListener("change", () => drawCharts());
+  every(() => drawCharts(), 10000);
   const later = debounce(refresh, 500);
   refresh();
   return { refresh, onEntry: (e) => { if (e.overcloud === name) later(); } };
@@ -592,4 +623,5 @@ function operatorView(root) {
   return { refresh, onEntry: debounce(refresh, 300) };
 }
 
+prefetchRoute();
 document.addEventListener("DOMContentLoaded", boot);
