@@ -435,10 +435,18 @@ function latestOf(x, column) {
 function flowMap(box, flows, nodes) {
   box.replaceChildren(h("h2", {}, "Flow: who talks to whom"));
   const names = new Set(nodes.map((n) => n.node));
-  const edges = (flows || []).map((x) => ({
-    from: x.tags.node || "?", to: x.tags.peer || "?",
-    rate: (latestOf(x, "sent") || 0) + (latestOf(x, "received") || 0),
-  })).filter((e) => e.from !== e.to);
+  // one edge per pair: n1→n2 and n2→n1 are the same traffic seen from each end
+  const pairs = new Map();
+  for (const x of flows || []) {
+    const from = x.tags.node || "?"; const to = x.tags.peer || "?";
+    if (from === to) continue;
+    const key = [from, to].sort().join("\u0000");
+    const rate = (latestOf(x, "sent") || 0) + (latestOf(x, "received") || 0);
+    const e = pairs.get(key);
+    if (!e) pairs.set(key, { from, to, rate });
+    else e.rate = Math.max(e.rate, rate);
+  }
+  const edges = [...pairs.values()];
   for (const e of edges) { names.add(e.from); names.add(e.to); }
   const all = [...names];
   if (!all.length) { box.append(h("p", { class: "dim empty" }, "no flows yet")); return 0; }
