@@ -206,8 +206,10 @@ def make_app(tower: Tower, tokens: TokenStore, journal: Journal, devlake: DevLak
         """Every change of the caller's OverClouds (an operator's: all), as one stream; what
         the page's list follows. Each OverCloud's entries start at its own incarnation."""
         floors = Floors(journal)
-        start = after if after is not None else _event_id(last_event_id)
-        last = start or journal.last_id()
+        # from where the caller says (`after`, or the last id it saw), else from now on
+        resume = after is not None or bool(last_event_id)
+        last = (after if after is not None else _event_id(last_event_id)) if resume \
+            else journal.last_id()
 
         async def stream() -> AsyncIterator[bytes]:
             nonlocal last

@@ -317,6 +317,32 @@ def test_events_stream_resumes_after_last_event_id(api: Api) -> None:
     assert [i for i, _ in first + rest] == sorted({i for i, _ in first + rest})  # no gap, no repeat
 
 
+def test_the_stream_of_all_mine_holds_only_my_incarnations(api: Api) -> None:
+    """`/v1/events`: every OverCloud of the caller's in one stream, each from its own request
+    on; a predecessor of the same name (another tenant's) and others' OverClouds stay out."""
+    import json
+
+    api.journal.add("event:old-zeta", "zeta", "event", "OverCloudReady", 1.0, {"i": "b's old"})
+    api.admit("zeta", "a@example.com")  # the name, taken again by A
+    api.admit("alpha", "a@example.com")
+    api.admit("beta", "b@example.com")
+    api.journal.add("event:req-zeta", "zeta", "event", "OverCloudRequested", 1.0, {"i": "z1"})
+    api.journal.add("event:b1", "beta", "event", "OverCloudReady", 1.0, {"i": "b1"})
+    api.journal.add("event:req-alpha", "alpha", "event", "OverCloudRequested", 1.0, {"i": "a1"})
+    api.journal.add("event:z2", "zeta", "event", "OverCloudReady", 1.0, {"i": "z2"})
+    got: list[tuple[str, str]] = []
+    headers = {"Authorization": f"Bearer {api.token('a@example.com')}"}
+    with httpx.stream("GET", api.url + "/v1/events?after=0", headers=headers, timeout=10) as r:
+        assert r.status_code == 200
+        for line in r.iter_lines():
+            if line.startswith("data: ") and "overcloud" in line:
+                e = json.loads(line[6:])
+                got.append((e["overcloud"], e["data"]["i"]))
+                if len(got) == 3:
+                    break
+    assert got == [("zeta", "z1"), ("alpha", "a1"), ("zeta", "z2")]
+
+
 def test_openapi_is_served(api: Api) -> None:
     spec = httpx.get(api.url + "/v1/openapi.json").json()
     assert "/v1/overclouds" in spec["paths"] and "/v1/overclouds/{name}/events" in spec["paths"]
