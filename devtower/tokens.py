@@ -166,6 +166,9 @@ class TokenStore:
         cookie = f"ocs_{sid}_{secrets.token_urlsafe(32)}"
         csrf = secrets.token_urlsafe(32)
         with self._lock:
+            # sessions a day past their end are of no use to anyone: they go as new ones come
+            self._db.execute("DELETE FROM sessions WHERE expires < ? OR ended < ?",
+                             (now - 86400, now - 86400))
             self._db.execute(
                 "INSERT INTO sessions (id, hash, token_id, csrf, created, expires)"
                 " VALUES (?,?,?,?,?,?)", (sid, digest(cookie), ident.token_id, csrf, now, until))

@@ -61,6 +61,32 @@ def test_expiry_and_revocation(tmp_path: Path) -> None:
     assert store.verify(other) is None
 
 
+def test_page_sessions_end_with_their_token_their_lifetime_or_sign_out(tmp_path: Path) -> None:
+    clock = Clock()
+    store = TokenStore(tmp_path / "t.sqlite", now=clock)
+    token, info = store.create("dev@example.com", Role.DEVELOPER, ttl=3600)
+    assert store.start_session("oct_000000000000_" + "A" * 43) is None
+    s1 = store.start_session(token)
+    assert s1 is not None and s1.identity.owner == "dev@example.com"
+    assert s1.expires == clock.t + 3600  # never beyond the token's own expiry
+    assert token not in s1.cookie and s1.csrf not in s1.cookie
+    raw = b"".join(p.read_bytes() for p in tmp_path.glob("t.sqlite*"))
+    assert s1.cookie.split("_", 2)[2].encode() not in raw  # only its hash is stored
+    assert store.session(s1.cookie) == s1
+    assert store.session(s1.cookie[:-1] + ("A" if s1.cookie[-1] != "A" else "B")) is None
+    s2 = store.start_session(token)
+    assert s2 is not None and store.end_session(s2.cookie)
+    assert store.session(s2.cookie) is None and not store.end_session(s2.cookie)
+    assert store.session(s1.cookie) is not None  # signing out of one page ends only that one
+    assert store.revoke(info.token_id)
+    assert store.session(s1.cookie) is None  # a revoked token ends its sessions
+    long, _ = store.create("dev@example.com", Role.VIEWER)
+    s3 = store.start_session(long)
+    assert s3 is not None and s3.expires == clock.t + 12 * 3600
+    clock.t += 12 * 3600
+    assert store.session(s3.cookie) is None
+
+
 @pytest.mark.parametrize("owner", ["nobody", "a@b", "dev@example.com\n", "x" * 300 + "@e.com"])
 def test_owner_must_be_an_address(tmp_path: Path, owner: str) -> None:
     with pytest.raises(UserError):
