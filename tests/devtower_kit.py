@@ -119,6 +119,7 @@ class Api:
         self.url, self.bus, self.registry, self.tokens = url, bus, registry, tokens
         self.journal, self.reader = journal, reader
         self.workflows: WorkflowStore = tower.workflows
+        self.hooks: HookStore = tower.hooks
         self.operator: NoOperator = operator
         self.registry_dir = registry.secrets_dir.parent  # the state dir the API serves
         self.tower_settings = load_settings(env={"OVERCLOUD_STATE_DIR": str(self.registry_dir),

@@ -140,9 +140,15 @@ def test_another_developers_overcloud_is_out_of_reach_by_url(api: Api,
 
 def test_the_overcloud_page_draws_its_layers_and_markers_live(api: Api,
                                                               browser: webdriver.Chrome) -> None:
+    api.hooks.register("alpha", ["http://127.0.0.1:9/hook"])
+    api.hooks.enqueue("ev1", "alpha", "OverCloudReady", {"type": "OverCloudReady"})
+    key = api.hooks.due("http://127.0.0.1:9/hook")[0][0]
+    api.hooks.delivered(key, 204)
     sign_in(browser, api.url, api.token("a@example.com"))
     browser.get(api.url + "/#/oc/alpha")
     wait(browser, lambda d: d.find_element(By.ID, "view").get_attribute("data-live") == "1")
+    hooks = read(browser, "#box-hooks", text="OverCloudReady")
+    assert "http://127.0.0.1:9/hook" in hooks and "delivered" in hooks and "204" in hooks, hooks
     for box in ["cpu", "mem", "latency", "status"]:
         css(browser, f"#box-{box} canvas")
     assert "alpha-n1" in read(browser, "#box-cpu .chart", attr="aria-label")
