@@ -7,6 +7,7 @@ routes run against the real broker, InfluxDB and LXD in tests/integration/test_d
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -341,6 +342,24 @@ def test_the_stream_of_all_mine_holds_only_my_incarnations(api: Api) -> None:
                 if len(got) == 3:
                     break
     assert got == [("zeta", "z1"), ("alpha", "a1"), ("zeta", "z2")]
+
+
+def test_chart_markers_are_of_this_incarnation_only(api: Api) -> None:
+    """A name taken again: the earlier OverCloud's moves (another tenant's) never show."""
+    now = time.time()
+    move = {"overcloud": "zeta", "node": "zeta-n1", "source": "lxd1", "target": "lxd2"}
+    api.journal.add("event:b-move", "zeta", "event", "MigrationStarted", now - 60,
+                    {**move, "reason": "b's"})
+    api.admit("zeta", "a@example.com")
+    with api.client(api.token("a@example.com")) as c:
+        assert c.get("/v1/overclouds/zeta/charts").json()["markers"] == []
+        api.journal.add("event:req-zeta", "zeta", "event", "OverCloudRequested", now - 30, {})
+        api.journal.add("event:a-move", "zeta", "event", "MigrationStarted", now - 20,
+                        {**move, "reason": "a's"})
+        marks = c.get("/v1/overclouds/zeta/charts").json()["markers"]
+        assert [m["data"]["reason"] for m in marks] == ["a's"]
+        r = c.get("/v1/overclouds/zeta/charts", params={"window": "1w; DROP"})
+        assert r.status_code == 400 and "window" in r.json()["error"]["message"]
 
 
 def test_openapi_is_served(api: Api) -> None:
