@@ -23,7 +23,7 @@ from selenium.webdriver.common.keys import Keys
 
 from devtower.tokens import Role
 from orchestrator.workflow import TaskSpec, WorkflowSpec, WorkflowState
-from overcloud.events import OverCloudRequested
+from overcloud.events import OverCloudDeleteRequested, OverCloudRequested
 from tests.browser import chromium, click, css, no_reload_mark, read, reloaded, shot, sign_in, texts, wait
 from tests.devtower_kit import Api, serve_api
 
@@ -177,6 +177,28 @@ def test_the_overcloud_page_draws_its_layers_and_markers_live(api: Api,
         return n;""")
     assert purple > 20, purple
     shot(browser, "overcloud", SHOTS)
+
+
+def test_delete_is_confirmed_by_name_even_while_the_page_redraws(
+        api: Api, browser: webdriver.Chrome) -> None:
+    sign_in(browser, api.url, api.token("a@example.com"))
+    browser.get(api.url + "/#/oc/alpha")
+    css(browser, "#box-cpu canvas")
+    click(browser, "#delete")
+    field = css(browser, "#confirm-name")
+    field.send_keys("alph")
+    assert css(browser, "#confirm-yes").get_attribute("disabled") is not None
+    # events of this OverCloud arrive meanwhile (a move in progress): the head is redrawn
+    browser.execute_script("document.querySelector('#oc-head h1').dataset.old = '1';")
+    for i in range(3):
+        api.journal.add(f"task:r{i}", "alpha", "task", "task", time.time(), {})
+    wait(browser, lambda d: not d.find_elements(By.CSS_SELECTOR, "#oc-head h1[data-old]"),
+         message="the head redrawn")
+    field.send_keys("a")  # the same field, still open, keeps what was typed
+    click(browser, "#confirm-yes")
+    wait(browser, lambda d: any(isinstance(e, OverCloudDeleteRequested) for e in api.bus.events),
+         message="the delete request")
+    assert [e.name for e in api.bus.events if isinstance(e, OverCloudDeleteRequested)] == ["alpha"]
 
 
 def test_a_bad_document_shows_its_problems_at_their_lines(api: Api,

@@ -498,23 +498,28 @@ function overcloudView(root, name) {
     boxes.flow, boxes.marks, boxes.nodes, boxes.containers), boxes.hooks);
   let detail = null;
 
+  // the confirmation is built once, beside the head: a live redraw of the head (events keep
+  // coming while a node moves) must not replace a dialog the user is typing into
+  const dialog = h("dialog", { id: "confirm-delete", "aria-labelledby": "confirm-title" });
+  const typed = h("input", { type: "text", id: "confirm-name", autocomplete: "off" });
+  const yes = h("button", { class: "danger", type: "button", id: "confirm-yes", disabled: true }, "Delete it");
+  typed.addEventListener("input", () => { yes.disabled = typed.value !== name; });
+  yes.addEventListener("click", async () => {
+    yes.disabled = true;
+    const r = await api(`/v1/overclouds/${q}`, { method: "DELETE" });
+    dialog.close();
+    say(r.status === 202 ? `${name}: delete requested` : errorOf(r));
+    refresh();
+  });
+  dialog.append(h("h2", { id: "confirm-title" }, `Delete ${name}?`),
+    h("p", {}, "Its nodes, its site and its DevLake go. Type its name to confirm."),
+    h("label", { for: "confirm-name" }, "Name"), typed,
+    h("div", { class: "row" }, yes, h("button", { type: "button", class: "secondary", onclick: () => dialog.close() }, "Cancel")));
+  root.append(dialog);
+
   const drawHead = () => {
     const o = detail;
     const url = safeUrl(o.url);
-    const dialog = h("dialog", { id: "confirm-delete", "aria-labelledby": "confirm-title" });
-    const typed = h("input", { type: "text", id: "confirm-name", autocomplete: "off" });
-    const yes = h("button", { class: "danger", type: "button", id: "confirm-yes", disabled: true }, "Delete it");
-    typed.addEventListener("input", () => { yes.disabled = typed.value !== o.name; });
-    yes.addEventListener("click", async () => {
-      const r = await api(`/v1/overclouds/${q}`, { method: "DELETE" });
-      dialog.close();
-      say(r.status === 202 ? `${o.name}: delete requested` : errorOf(r));
-      refresh();
-    });
-    dialog.append(h("h2", { id: "confirm-title" }, `Delete ${o.name}?`),
-      h("p", {}, "Its nodes, its site and its DevLake go. Type its name to confirm."),
-      h("label", { for: "confirm-name" }, "Name"), typed,
-      h("div", { class: "row" }, yes, h("button", { type: "button", class: "secondary", onclick: () => dialog.close() }, "Cancel")));
     const grafana = S.me.grafana ? `${S.me.grafana}/d/overcloud-overcloud/overcloud?var-overcloud=${q}` : null;
     const canWrite = S.me.role !== "viewer";
     head.replaceChildren(h("h1", {}, o.name, " ", badge(o.state)),
@@ -526,7 +531,7 @@ function overcloudView(root, name) {
       h("div", { class: "row" },
         grafana ? h("a", { href: grafana, target: "_blank", rel: "noopener noreferrer", id: "grafana" }, "Open in Grafana") : null,
         canWrite ? h("button", { class: "danger", type: "button", id: "delete", onclick: () => { typed.value = ""; yes.disabled = true; dialog.showModal(); typed.focus(); } }, "Delete…") : null),
-      controls, dialog);
+      controls);
     boxes.nodes.replaceChildren(h("h2", {}, "Nodes on hosts"), table(["Node", "Host", "Address", "Tiers"],
       (o.nodes || []).map((n) => h("tr", { "data-node": n.node }, h("td", {}, n.node), h("td", {}, n.host),
         h("td", {}, n.address || "–"), h("td", {}, (n.tiers || []).join(", ")))), "Nodes"));
