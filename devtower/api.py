@@ -362,9 +362,10 @@ def make_app(tower: Tower, tokens: TokenStore, journal: Journal, devlake: DevLak
             raise ApiError(400, str(exc)) from None
         out = dict(await run(devlake.charts, name, window, step))
         first = await run(journal.first_of, name, rec.request_id)
-        # nothing of this incarnation journaled yet: none of the entries there are its own
-        floor = first - 1 if first else journal.last_id()
-        marks = await run(journal.of_types, name, MARKERS, floor, time.time() - span)
+        since = time.time() - span
+        if not first:  # its request is not journaled (yet): a predecessor's entries are older
+            since = max(since, rec.created)
+        marks = await run(journal.of_types, name, MARKERS, max(first - 1, 0), since)
         out["markers"] = [{"time": e.time, "type": e.type, "data": e.data} for e in marks]
         return out
 

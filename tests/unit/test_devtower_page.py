@@ -157,6 +157,7 @@ def test_the_overcloud_page_draws_its_layers_and_markers_live(api: Api,
     assert "healthy" in read(browser, "#box-containers table")
     no_reload_mark(browser)
     now = time.time()
+    api.journal.add("event:req-alpha", "alpha", "event", "OverCloudRequested", now - 100, {})
     api.journal.add("event:m1", "alpha", "event", "MigrationStarted", now - 30,
                     {"overcloud": "alpha", "node": "alpha-n1", "source": "lxd1", "target": "lxd2",
                      "reason": "node-overloaded on lxd1"})
