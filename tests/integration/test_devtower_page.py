@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 import pytest
 from selenium import webdriver
+from selenium.common.exceptions import TimeoutException
 
 from devtower.server import token_store
 from devtower.tokens import Role
@@ -175,9 +176,15 @@ def test_a_developer_in_the_browser(uc: Env, tmp_path: Path) -> None:
             assert css(d, "#confirm-yes").get_attribute("disabled") is not None
             confirm.send_keys(a)
             click(d, "#confirm-yes")
-            d.get(url + "/#/")
-            wait(d, lambda x: a not in texts(x, "#list tr[data-name] td:first-child"),
-                 timeout=600, message=f"{a} gone from the list")
+            # the page goes on to the list, where it shows deleting until it is gone
+            css(d, "#list")
+            try:
+                wait(d, lambda x: a not in texts(x, "#list tr[data-name] td:first-child"),
+                     timeout=600, message=f"{a} gone from the list")
+            except TimeoutException:
+                status, body = fetch_json(d, f"/v1/overclouds/{a}")
+                raise AssertionError(f"{a} still listed: {status} {str(body)[-3000:]}\n"
+                                     f"{orch.output()[-3000:]}") from None
         assert cb.delete(f"/v1/overclouds/{b}").status_code == 202
         wait_until(lambda: _state(cb, b) == "http 404", timeout=600, interval=1,
                    what=f"{b} deleted")

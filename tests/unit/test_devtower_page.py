@@ -200,6 +200,7 @@ def test_delete_is_confirmed_by_name_even_while_the_page_redraws(
     wait(browser, lambda d: any(isinstance(e, OverCloudDeleteRequested) for e in api.bus.events),
          message="the delete request")
     assert [e.name for e in api.bus.events if isinstance(e, OverCloudDeleteRequested)] == ["alpha"]
+    css(browser, '#list tr[data-name="alpha"]')  # on to the list, where its state shows
 
 
 def test_a_bad_document_shows_its_problems_at_their_lines(api: Api,

@@ -504,16 +504,21 @@ function overcloudView(root, name) {
   const typed = h("input", { type: "text", id: "confirm-name", autocomplete: "off" });
   const yes = h("button", { class: "danger", type: "button", id: "confirm-yes", disabled: true }, "Delete it");
   typed.addEventListener("input", () => { yes.disabled = typed.value !== name; });
+  const refused = h("p", { class: "error", role: "alert", id: "confirm-error" });
   yes.addEventListener("click", async () => {
     yes.disabled = true;
     const r = await api(`/v1/overclouds/${q}`, { method: "DELETE" });
-    dialog.close();
-    say(r.status === 202 ? `${name}: delete requested` : errorOf(r));
-    refresh();
+    if (r.status === 202) {  // on to the list, where it shows "deleting" until it is gone
+      dialog.close();
+      location.hash = "#/";
+      return;
+    }
+    refused.textContent = errorOf(r);
+    yes.disabled = false;
   });
   dialog.append(h("h2", { id: "confirm-title" }, `Delete ${name}?`),
     h("p", {}, "Its nodes, its site and its DevLake go. Type its name to confirm."),
-    h("label", { for: "confirm-name" }, "Name"), typed,
+    h("label", { for: "confirm-name" }, "Name"), typed, refused,
     h("div", { class: "row" }, yes, h("button", { type: "button", class: "secondary", onclick: () => dialog.close() }, "Cancel")));
   root.append(dialog);
 
