@@ -128,6 +128,29 @@ class InfluxQL:
 
         `q` is sent as it is: build it with `overcloud.influxql` (the one exception is
         `overcloud metrics query`, which runs the statement its user typed)."""
+        results = self._results(q, database, post) or [{}]
+        first = results[0]
+        if "error" in first:
+            raise PermanentError(f"InfluxDB: {first['error']}")
+        series: list[dict[str, Any]] = first.get("series", [])
+        return series
+
+    def query_each(self, statements: Sequence[influxql.QL], database: str = ""
+                   ) -> list[list[dict[str, Any]]]:
+        """Several of our own statements in one request (InfluxQL runs `;`-separated
+        statements in order); the `series` of each, in the same order. One round trip
+        instead of one per statement: what the DevTower page's charts ask at every load."""
+        out: list[list[dict[str, Any]]] = [[] for _ in statements]
+        for r in self._results(influxql.join(statements, "; "), database, False):
+            i = r.get("statement_id", 0)
+            if "error" in r:
+                raise PermanentError(f"InfluxDB: {r['error']}")
+            if isinstance(i, int) and 0 <= i < len(out):
+                out[i] = r.get("series", [])
+        return out
+
+    def _results(self, q: str, database: str, post: bool) -> list[dict[str, Any]]:
+        """The `results` of one `/query` request; an outage or a refusal raised."""
         params = {"q": q, "epoch": "ns"}
         if database:
             params["db"] = database
@@ -146,42 +169,8 @@ class InfluxQL:
             raise PermanentError(f"InfluxDB answered {resp.status_code}: {resp.text[:200]}") from None
         if "error" in body:
             raise PermanentError(f"InfluxDB: {body['error']}")
-        results = body.get("results") or [{}]
-        first = results[0]
-        if "error" in first:
-            raise PermanentError(f"InfluxDB: {first['error']}")
-        series: list[dict[str, Any]] = first.get("series", [])
-        return series
-
-    def query_each(self, statements: Sequence[influxql.QL], database: str = ""
-                   ) -> list[list[dict[str, Any]]]:
-        """Several of our own statements in one request (InfluxQL runs `;`-separated
-        statements in order); the `series` of each, in the same order. One round trip
-        instead of one per statement: what the DevTower page's charts ask at every load."""
-        params = {"q": influxql.join(statements, "; "), "epoch": "ns"}
-        if database:
-            params["db"] = database
-        try:
-            resp = self._client.get("/query", params=params)
-        except httpx.HTTPError as exc:
-            raise TemporaryError(f"InfluxDB at {self.url} unreachable: {exc}") from None
-        if resp.status_code >= 500:
-            raise TemporaryError(f"InfluxDB error {resp.status_code}: {resp.text.strip()}")
-        try:
-            body = resp.json()
-        except ValueError:
-            raise PermanentError(f"InfluxDB answered {resp.status_code}: {resp.text[:200]}") from None
-        if "error" in body:
-            raise PermanentError(f"InfluxDB: {body['error']}")
-        results = body.get("results") or []
-        out: list[list[dict[str, Any]]] = [[] for _ in statements]
-        for r in results:
-            i = r.get("statement_id", 0)
-            if "error" in r:
-                raise PermanentError(f"InfluxDB: {r['error']}")
-            if isinstance(i, int) and 0 <= i < len(out):
-                out[i] = r.get("series", [])
-        return out
+        results: list[dict[str, Any]] = body.get("results") or []
+        return results
 
     def databases(self) -> list[str]:
         return [row[0] for s in self.query(SHOW_DATABASES) for row in s.get("values", [])]
