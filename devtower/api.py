@@ -16,7 +16,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, Protocol
 
 from fastapi import Depends, FastAPI, Header, Query, Request
@@ -26,9 +26,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from dashboards.terminal import duration_seconds, window_step
-from devtower import ops, web
+from devtower import ops, streams, web
 from devtower.journal import Journal
 from devtower.ops import Conflict, Forbidden, NotFound, Tower
+from devtower.streams import Incarnations
 from devtower.tokens import Identity, TokenStore
 from devtower.web import SESSION_COOKIE
 from orchestrator.registry import OverCloudRecord
@@ -205,38 +206,19 @@ def make_app(tower: Tower, tokens: TokenStore, journal: Journal, devlake: DevLak
                          after: Annotated[int | None, Query(ge=0)] = None) -> StreamingResponse:
         """Every change of the caller's OverClouds (an operator's: all), as one stream; what
         the page's list follows. Each OverCloud's entries start at its own incarnation."""
-        floors = Floors(journal)
+        follow = Incarnations(journal)
         # from where the caller says (`after`, or the last id it saw), else from now on
         resume = after is not None or bool(last_event_id)
         last = (after if after is not None else _event_id(last_event_id)) if resume \
             else journal.last_id()
-
-        async def stream() -> AsyncIterator[bytes]:
-            nonlocal last
-            beat = time.monotonic()
-            yield f"retry: 1000\nevent: hello\ndata: {json.dumps({'last': last})}\n\n".encode()
-            while not await request.is_disconnected():
-                mine = await cached(ops.visible_records, tower, me)
-                entries = await run(journal.since, [r.name for r in mine], last, 200)
-                allowed = await run(floors.of, mine)
-                for e in entries:
-                    last = e.id
-                    if e.id <= allowed.get(e.overcloud, e.id):
-                        continue  # an earlier OverCloud of that name: not the caller's
-                    data = json.dumps({"id": e.id, "overcloud": e.overcloud, "kind": e.kind,
-                                       "type": e.type, "time": e.time, "data": e.data},
-                                      default=str)
-                    # unnamed: a browser's EventSource hands every type to one handler
-                    yield f"id: {e.id}\ndata: {data}\n\n".encode()
-                if entries:
-                    beat = time.monotonic()
-                    continue
-                if time.monotonic() - beat > 15:
-                    yield b": keep-alive\n\n"
-                    beat = time.monotonic()
-                await asyncio.sleep(0.25)
-
-        return StreamingResponse(stream(), media_type="text/event-stream",
+        stream = streams.entries(
+            journal=journal, follow=follow, run=run, disconnected=request.is_disconnected,
+            records=lambda: cached(ops.visible_records, tower, me), after=last,
+            # unnamed: a browser's EventSource hands every type to one handler
+            render=lambda e: streams.frame(e, named=False, with_overcloud=True),
+            hello=f"retry: 1000\nevent: hello\ndata: {json.dumps({'last': last})}\n\n".encode(),
+            interval=0.25)
+        return StreamingResponse(stream, media_type="text/event-stream",
                                  headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
 
     @app.get("/v1/overclouds")
@@ -304,29 +286,20 @@ def make_app(tower: Tower, tokens: TokenStore, journal: Journal, devlake: DevLak
                      after: Annotated[int | None, Query(ge=0)] = None) -> StreamingResponse:
         rec = await cached(ops.find, tower, me, name)
         start = after if after is not None else _event_id(last_event_id)
-        first = await run(journal.first_of, name, rec.request_id)
-        floor = max(first - 1, 0) if first else journal.last_id()
+        follow = Incarnations(journal)
+        await run(follow.follow, [rec])
 
-        async def stream() -> AsyncIterator[bytes]:
-            last = max(start, floor)
-            beat = time.monotonic()
-            yield b"retry: 1000\n\n"
-            while not await request.is_disconnected():
-                entries = await run(journal.since, [name], last, 200)
-                for e in entries:
-                    last = e.id
-                    data = json.dumps({"id": e.id, "kind": e.kind, "type": e.type,
-                                       "time": e.time, "data": e.data}, default=str)
-                    yield f"id: {e.id}\nevent: {e.type}\ndata: {data}\n\n".encode()
-                if entries:
-                    beat = time.monotonic()
-                    continue
-                if time.monotonic() - beat > 15:
-                    yield b": keep-alive\n\n"
-                    beat = time.monotonic()
-                await asyncio.sleep(0.2)
+        async def this_one() -> list[OverCloudRecord]:
+            return [rec]
 
-        return StreamingResponse(stream(), media_type="text/event-stream",
+        # it ends after this OverCloud's deletion: a reconnect then gets 404, or the next one
+        # of that name if it is the caller's
+        stream = streams.entries(
+            journal=journal, follow=follow, run=run, disconnected=request.is_disconnected,
+            records=this_one, after=max(start, follow.floor(name)),
+            render=lambda e: streams.frame(e, named=True, with_overcloud=False),
+            hello=b"retry: 1000\n\n", interval=0.2, until_ended=True)
+        return StreamingResponse(stream, media_type="text/event-stream",
                                  headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
 
     @app.get("/v1/overclouds/{name}/latest")
@@ -459,28 +432,6 @@ def make_app(tower: Tower, tokens: TokenStore, journal: Journal, devlake: DevLak
 
 
 MARKERS = ("AlertFiring", "AlertResolved", "MigrationStarted", "MigrationFinished")
-
-
-class Floors:
-    """Per OverCloud incarnation, the last journal id that is *not* its own: entries at or
-    below it belong to an earlier OverCloud of the same name (maybe another tenant's)."""
-
-    def __init__(self, journal: Journal) -> None:
-        self._journal = journal
-        self._known: dict[tuple[str, str], int] = {}
-
-    def of(self, records: list[OverCloudRecord]) -> dict[str, int]:
-        out = {}
-        for r in records:
-            key = (r.name, r.request_id)
-            floor = self._known.get(key)
-            if floor is None:
-                first = self._journal.first_of(r.name, r.request_id)
-                # nothing of it journaled yet: whatever comes from now on is its own
-                floor = first - 1 if first else self._journal.last_id()
-                self._known[key] = floor
-            out[r.name] = floor
-        return out
 
 
 def _event_id(header: str | None) -> int:

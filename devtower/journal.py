@@ -41,6 +41,24 @@ class Entry:
     """The event's type, or `task` / `workflow`."""
     time: float
     data: dict[str, Any]
+    key: str = ""
+    """Its source item: `event:<event id>` or `task:<history seq>`."""
+
+    def starts_another(self, request_id: str) -> bool:
+        """Whether this entry is the first of an OverCloud other than the incarnation whose
+        request was `request_id`: another request of the name, or another provisioning
+        workflow of it (whichever reaches the journal first)."""
+        if self.type == "OverCloudRequested":
+            return self.key != f"event:{request_id}"
+        return (self.kind == "task" and self.data.get("kind") == "provision"
+                and self.data.get("workflow") != request_id)
+
+
+_COLUMNS = "id, overcloud, kind, type, time, data, key"
+
+
+def _entry(r: tuple[Any, ...]) -> Entry:
+    return Entry(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]), r[6])
 
 
 def overcloud_of(event: Event) -> str:
@@ -88,7 +106,7 @@ class Journal:
     def since(self, overclouds: Iterable[str] | None, after: int = 0,
               limit: int = 500) -> list[Entry]:
         """Entries after id `after`, of the given OverClouds (None: all), oldest first."""
-        sql = "SELECT id, overcloud, kind, type, time, data FROM entries WHERE id > ?"
+        sql = f"SELECT {_COLUMNS} FROM entries WHERE id > ?"
         params: list[Any] = [after]
         if overclouds is not None:
             names = list(overclouds)
@@ -98,7 +116,7 @@ class Journal:
             params += names
         with self._lock:
             rows = self._db.execute(sql + " ORDER BY id LIMIT ?", [*params, limit]).fetchall()
-        return [Entry(r[0], r[1], r[2], r[3], r[4], json.loads(r[5])) for r in rows]
+        return [_entry(r) for r in rows]
 
     def of_types(self, overcloud: str, types: Iterable[str], after: int, since: float,
                  limit: int = 500) -> list[Entry]:
@@ -107,24 +125,24 @@ class Journal:
         kinds = list(types)
         if not kinds:
             return []
-        sql = ("SELECT id, overcloud, kind, type, time, data FROM entries WHERE overcloud = ?"
+        sql = (f"SELECT {_COLUMNS} FROM entries WHERE overcloud = ?"
                f" AND id > ? AND time >= ? AND type IN ({','.join('?' * len(kinds))})"
                " ORDER BY id DESC LIMIT ?")
         with self._lock:
             rows = self._db.execute(sql, [overcloud, after, since, *kinds, limit]).fetchall()
-        return [Entry(r[0], r[1], r[2], r[3], r[4], json.loads(r[5])) for r in reversed(rows)]
+        return [_entry(r) for r in reversed(rows)]
 
     def firing(self, limit: int = 5000) -> list[Entry]:
         """The alerts firing now: the newest `AlertFiring` of each (rule, labels) that no
         `AlertResolved` followed, among the last `limit` alert entries."""
         with self._lock:
             rows = self._db.execute(
-                "SELECT id, overcloud, kind, type, time, data FROM entries"
+                f"SELECT {_COLUMNS} FROM entries"
                 " WHERE type IN ('AlertFiring', 'AlertResolved') ORDER BY id DESC LIMIT ?",
                 (limit,)).fetchall()
         state: dict[str, Entry] = {}
         for r in reversed(rows):
-            e = Entry(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]))
+            e = _entry(r)
             key = json.dumps([e.data.get("rule"), e.data.get("labels")], sort_keys=True)
             state[key] = e
         return [e for e in state.values() if e.type == "AlertFiring"]

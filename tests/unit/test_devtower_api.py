@@ -365,3 +365,77 @@ def test_chart_markers_are_of_this_incarnation_only(api: Api) -> None:
 def test_openapi_is_served(api: Api) -> None:
     spec = httpx.get(api.url + "/v1/openapi.json").json()
     assert "/v1/overclouds" in spec["paths"] and "/v1/overclouds/{name}/events" in spec["paths"]
+
+
+class _Sse:
+    """A stream's data frames, read in a thread: (overcloud, type, data.i) each."""
+
+    def __init__(self, url: str, token: str) -> None:
+        import json
+        import threading
+
+        self.got: list[tuple[str, str, Any]] = []
+        self.ended = False
+        self.hello = threading.Event()
+
+        def read() -> None:
+            headers = {"Authorization": f"Bearer {token}"}
+            with httpx.stream("GET", url, headers=headers, timeout=20) as r:
+                for line in r.iter_lines():
+                    if line.startswith(("event: hello", "retry:")):
+                        self.hello.set()
+                    if line.startswith("data: ") and '"type"' in line:
+                        e = json.loads(line[6:])
+                        self.got.append((e.get("overcloud", ""), e["type"], e["data"].get("i")))
+            self.ended = True
+
+        self.thread = threading.Thread(target=read, daemon=True)
+        self.thread.start()
+        assert self.hello.wait(10), "the stream's first frame"
+
+
+def _delete_then_retake(api: Api) -> None:
+    """A's `gone` is deleted as the orchestrator does it (the record forgotten, then its
+    `OverCloudDeleted`), then B takes the name: B's request and first task."""
+    api.registry.forget("gone")
+    api.journal.add("event:del-gone", "gone", "event", "OverCloudDeleted", 2.0, {"i": "a-end"})
+    spec = {"devtower": {"api": True, "notify": []}, "cluster": {"cpu": 1, "memory": "1GiB"}}
+    assert api.registry.admit("gone", "b@example.com", spec, "req-gone-b")
+    api.journal.add("event:req-gone-b", "gone", "event", "OverCloudRequested", 3.0,
+                    {"i": "b-req"})
+    api.journal.add("task:b1", "gone", "task", "task", 3.0,
+                    {"i": "b-task", "workflow": "req-gone-b", "kind": "provision"})
+
+
+def test_the_stream_of_all_mine_sends_a_deletion_and_nothing_of_the_next_owner(api: Api) -> None:
+    """The orchestrator forgets the record before it announces `OverCloudDeleted`: the
+    stream still sends that last entry (a live list drops the row on it), and nothing of
+    the next OverCloud of that name (B's)."""
+    api.admit("gone", "a@example.com")
+    api.admit("stay", "a@example.com")
+    api.journal.add("event:req-gone", "gone", "event", "OverCloudRequested", 1.0, {"i": "a-req"})
+    sse = _Sse(api.url + "/v1/events", api.token("a@example.com"))
+    api.journal.add("task:a1", "gone", "task", "workflow", 1.5,
+                    {"i": "a-task", "workflow": "req-gone", "kind": "delete"})
+    from overcloud.waiting import wait_until
+
+    wait_until(lambda: len(sse.got) == 1, timeout=10, interval=0.05, what="a-task")
+    _delete_then_retake(api)
+    api.journal.add("event:stay", "stay", "event", "OverCloudReady", 4.0, {"i": "last"})
+    wait_until(lambda: ("stay", "OverCloudReady", "last") in sse.got, timeout=10,
+               interval=0.05, what="the last entry")
+    assert sse.got == [("gone", "workflow", "a-task"), ("gone", "OverCloudDeleted", "a-end"),
+                       ("stay", "OverCloudReady", "last")]
+
+
+def test_the_stream_of_one_overcloud_ends_with_its_deletion(api: Api) -> None:
+    """`/v1/overclouds/NAME/events` sends this OverCloud's entries up to its deletion and
+    then ends: never what comes under the name after (another tenant's)."""
+    api.admit("gone", "a@example.com")
+    api.journal.add("event:req-gone", "gone", "event", "OverCloudRequested", 1.0, {"i": "a-req"})
+    sse = _Sse(api.url + "/v1/overclouds/gone/events?after=0", api.token("a@example.com"))
+    _delete_then_retake(api)
+    sse.thread.join(15)
+    assert sse.ended, "the stream is still open after the deletion"
+    assert [(t, i) for _, t, i in sse.got] == [("OverCloudRequested", "a-req"),
+                                              ("OverCloudDeleted", "a-end")]
