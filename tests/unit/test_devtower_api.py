@@ -394,23 +394,33 @@ class _Sse:
         assert self.hello.wait(10), "the stream's first frame"
 
 
-def _delete_then_retake(api: Api) -> None:
+def _delete_then_retake(api: Api, retaken_first: bool = False) -> None:
     """A's `gone` is deleted as the orchestrator does it (the record forgotten, then its
-    `OverCloudDeleted`), then B takes the name: B's request and first task."""
+    `OverCloudDeleted`), and B takes the name: B's request and first task. `retaken_first`:
+    B's request reaches the journal before A's deletion does (the name is free between the
+    two)."""
     api.registry.forget("gone")
-    api.journal.add("event:del-gone", "gone", "event", "OverCloudDeleted", 2.0, {"i": "a-end"})
     spec = {"devtower": {"api": True, "notify": []}, "cluster": {"cpu": 1, "memory": "1GiB"}}
     assert api.registry.admit("gone", "b@example.com", spec, "req-gone-b")
+    if not retaken_first:
+        api.journal.add("event:del-gone", "gone", "event", "OverCloudDeleted", 2.0,
+                        {"i": "a-end"})
     api.journal.add("event:req-gone-b", "gone", "event", "OverCloudRequested", 3.0,
                     {"i": "b-req"})
+    if retaken_first:
+        api.journal.add("event:del-gone", "gone", "event", "OverCloudDeleted", 2.0,
+                        {"i": "a-end"})
     api.journal.add("task:b1", "gone", "task", "task", 3.0,
                     {"i": "b-task", "workflow": "req-gone-b", "kind": "provision"})
 
 
-def test_the_stream_of_all_mine_sends_a_deletion_and_nothing_of_the_next_owner(api: Api) -> None:
+@pytest.mark.parametrize("retaken_first", [False, True])
+def test_the_stream_of_all_mine_sends_a_deletion_and_nothing_of_the_next_owner(
+        api: Api, retaken_first: bool) -> None:
     """The orchestrator forgets the record before it announces `OverCloudDeleted`: the
     stream still sends that last entry (a live list drops the row on it), and nothing of
-    the next OverCloud of that name (B's)."""
+    the next OverCloud of that name (B's). When B's request came in first, A's stream ends
+    there: what follows under the name is not A's to see."""
     api.admit("gone", "a@example.com")
     api.admit("stay", "a@example.com")
     api.journal.add("event:req-gone", "gone", "event", "OverCloudRequested", 1.0, {"i": "a-req"})
@@ -420,12 +430,12 @@ def test_the_stream_of_all_mine_sends_a_deletion_and_nothing_of_the_next_owner(a
     from overcloud.waiting import wait_until
 
     wait_until(lambda: len(sse.got) == 1, timeout=10, interval=0.05, what="a-task")
-    _delete_then_retake(api)
+    _delete_then_retake(api, retaken_first)
     api.journal.add("event:stay", "stay", "event", "OverCloudReady", 4.0, {"i": "last"})
     wait_until(lambda: ("stay", "OverCloudReady", "last") in sse.got, timeout=10,
                interval=0.05, what="the last entry")
-    assert sse.got == [("gone", "workflow", "a-task"), ("gone", "OverCloudDeleted", "a-end"),
-                       ("stay", "OverCloudReady", "last")]
+    end = [] if retaken_first else [("gone", "OverCloudDeleted", "a-end")]
+    assert sse.got == [("gone", "workflow", "a-task"), *end, ("stay", "OverCloudReady", "last")]
 
 
 def test_the_stream_of_one_overcloud_ends_with_its_deletion(api: Api) -> None:
