@@ -36,9 +36,9 @@ from agents.spool import Spool
 from collectors.base import Collector
 from overcloud.bus import metrics_topic
 from overcloud.errors import UserError
+from overcloud.lineprotocol import encode_lines
 from overcloud.samples import Layer, Sample, now_ns
 from overcloud.settings import Settings
-from overcloud.wire import encode_samples
 
 log = logging.getLogger(__name__)
 
@@ -149,7 +149,7 @@ class Agent:
 
     def _queue(self, layer: Layer, samples: list[Sample]) -> None:
         self.publisher.publish(metrics_topic(self._settings, layer), self.identity.node,
-                               encode_samples(samples), len(samples))
+                               encode_lines(samples), len(samples))
 
     def cycle(self) -> int:
         """Every collector once, then the health sample; returns the number of samples."""

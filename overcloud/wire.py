@@ -35,7 +35,7 @@ from overcloud.samples import Sample
 
 SAMPLE_BATCH = "SampleBatch"
 SAMPLE_BATCH_VERSION = 1
-_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]{0,127}$")
+NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]{0,127}$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,7 +80,7 @@ def _adapter(cls: type[Event]) -> pydantic.TypeAdapter[Any]:
 
 def decode_event(raw: bytes) -> Event:
     """Decode an event envelope; raises `DecodeError` for anything that is not a known event."""
-    env = _envelope(raw)
+    env = envelope(raw)
     type_name = env["type"]
     cls = EVENT_TYPES.get(type_name)
     if cls is None:
@@ -107,7 +107,7 @@ def decode_event(raw: bytes) -> Event:
     return event
 
 
-def _envelope(raw: bytes) -> dict[str, Any]:
+def envelope(raw: bytes) -> dict[str, Any]:
     try:
         env = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
@@ -153,7 +153,13 @@ def sample_rows(raw: bytes) -> tuple[dict[str, Any], datetime, list[Any]]:
     The rows are NOT validated yet: a caller validates each with `validate_sample` (or
     renders them through a cache of shapes it validated that way before, as DevLake does).
     """
-    env = _envelope(raw)
+    env = envelope(raw)
+    when, rows = sample_rows_of(env)
+    return env, when, rows
+
+
+def sample_rows_of(env: dict[str, Any]) -> tuple[datetime, list[Any]]:
+    """`sample_rows` of an envelope already decoded (`envelope`)."""
     if env["type"] != SAMPLE_BATCH:
         raise DecodeError(f"expected {SAMPLE_BATCH}, got {env['type']!r}")
     if env["version"] != SAMPLE_BATCH_VERSION:
@@ -166,7 +172,7 @@ def sample_rows(raw: bytes) -> tuple[dict[str, Any], datetime, list[Any]]:
         when = datetime.fromisoformat(env["time"])
     except (TypeError, ValueError):
         raise DecodeError("envelope 'time' must be an ISO 8601 timestamp") from None
-    return env, when, rows
+    return when, rows
 
 
 def validate_sample(index: int, row: Any) -> Sample:
@@ -201,6 +207,11 @@ def _key_problem(what: str, name: str) -> str:
     return _lp_problem(what, name)
 
 
+def field_key_problem(name: str) -> str:
+    """What is wrong with `name` as a field key ("" when nothing)."""
+    return _key_problem("field", name)
+
+
 def _lp_problem(what: str, text: str) -> str:
     m = _LP_UNSAFE.search(text)
     if m is None:
@@ -212,7 +223,7 @@ def _lp_problem(what: str, text: str) -> str:
             "(line protocol would read it as an escape)")
 
 
-def _check_tags(index: int, measurement: str, tags: dict[str, str]) -> None:
+def check_tags(index: int, measurement: str, tags: dict[str, str]) -> None:
     overcloud = tags.get("overcloud")
     if overcloud and not is_overcloud_name(overcloud):
         raise DecodeError(f"samples[{index}]: overcloud tag {overcloud[:80]!r} is not an "
@@ -236,7 +247,7 @@ def _sample(index: int, row: Any) -> Sample:
         raise DecodeError(f"samples[{index}] must be [measurement, tags, fields, time_ns]")
     measurement, tags, fields, ts = row
     if type(measurement) is not str or measurement not in _valid_names:
-        if not isinstance(measurement, str) or not _NAME.fullmatch(measurement):
+        if not isinstance(measurement, str) or not NAME.fullmatch(measurement):
             raise DecodeError(f"samples[{index}]: bad measurement name {measurement!r}")
         if len(_valid_names) < 10_000:
             _valid_names.add(measurement)
@@ -244,7 +255,7 @@ def _sample(index: int, row: Any) -> Sample:
         type(v) is str for v in tags.values()
     ) or not all(isinstance(k, str) for k in tags):
         raise DecodeError(f"samples[{index}]: tags must map names to strings")
-    _check_tags(index, measurement, tags)
+    check_tags(index, measurement, tags)
     if type(fields) is not dict or not fields or "" in fields:
         if type(fields) is dict and fields:
             raise DecodeError(f"samples[{index}]: field '' has unsupported value {fields['']!r}")

@@ -43,8 +43,8 @@ from devlake.alerts.rules import Rule
 from devlake.sinks import MetricSink
 from overcloud.bus import KafkaEventBus, poll
 from overcloud.errors import DecodeError
+from overcloud.lineprotocol import metric_rows
 from overcloud.settings import Settings
-from overcloud.wire import sample_rows
 
 log = logging.getLogger(__name__)
 
@@ -179,10 +179,11 @@ class AlertRunner:
                 log.warning("cannot read which OverClouds are paused: %s", exc)
         records = poll(self._consumer, timeout_ms=min(200, tick_ns // 1_000_000), max_records=5000)
         ev = self.evaluator
+        watched = ev.measurements
         for tp, messages in records.items():
             for msg in messages:
                 try:
-                    _, _, rows = sample_rows(msg.value)
+                    rows = metric_rows(msg.value, watched)
                 except DecodeError:
                     pass  # DevLake dead-letters it; the evaluator only skips it
                 else:

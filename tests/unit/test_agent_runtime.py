@@ -20,10 +20,10 @@ from agents.publisher import Publisher
 from agents.runtime import Agent, AgentIdentity
 from agents.spool import Spool
 from collectors.resource.host import HostCollector
+from overcloud.lineprotocol import decode_lines
 from overcloud.samples import Layer, Sample, now_ns
 from overcloud.settings import Settings, load_settings
 from overcloud.waiting import wait_until
-from overcloud.wire import decode_samples
 from tests.helpers import free_port
 
 
@@ -117,13 +117,13 @@ def test_slow_collector_delays_only_itself_and_its_misses_are_reported(tmp_path:
         release.set()
         stop.set()
         runner.join(20)
-    skipped = [x for e in spool.peek(10_000) for x in decode_samples(e.value).samples
+    skipped = [x for e in spool.peek(10_000) for x in decode_lines(e.value)
                if x.measurement == "agent_skipped"]
     assert len(skipped) == agent.runs_skipped >= 2
     assert {x.tags["collector"] for x in skipped} == {"slow"}
     times = sorted(x.time_ns for x in skipped)
     assert all(t % 10**9 == 0 for t in times), "at the second the run was due"
-    health = [x for e in spool.peek(10_000) for x in decode_samples(e.value).samples
+    health = [x for e in spool.peek(10_000) for x in decode_lines(e.value)
               if x.measurement == "agent_spool"]
     assert health[-1].fields["runs_skipped_total"] == agent.runs_skipped
     agent.publisher.close(timeout=0)
