@@ -36,6 +36,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Container, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -165,38 +166,62 @@ _FVALUE = (r'(?:-?\d{1,19}i'                                    # int64
            r'|true|false)')
 _FIELD = re.compile(rf"({_FKEY})=({_FVALUE})", re.S)
 _MAX_TS = str(MAX_TIME_NS)
-#: the fast path, a strict subset of what the full check accepts: numbers and booleans under
-#: plain ASCII keys, integers of up to 18 digits (always int64), floats with exponents of up
-#: to two digits (always finite), a 19-digit timestamp (from 2001-09-09 on; the maximum is
-#: compared apart). Any other line is not refused here but gets the full check, which is exact
-_PLAIN_FIELD = (r"(?!time=)[A-Za-z_][\w.\-]{0,255}+="
-                r"(?:-?(?:\d{1,18}+i|\d++(?:\.\d*+)?(?:e[-+]?\d{1,2}+)?)|true|false)")
-_PLAIN_FIELDS = re.compile(rf"{_PLAIN_FIELD}(?:,{_PLAIN_FIELD})*+ [1-9]\d{{18}}", re.A)
+#: value patterns of the fast path by type, each a strict subset of what the full check
+#: accepts: integers of up to 18 digits (always int64), floats with exponents of up to two
+#: digits (always finite); anything else (a longer integer, `1e300`) goes to the full check
+_SHAPE_VALUE = {
+    "int": r"-?\d{1,18}+i",
+    "float": r"-?\d++(?:\.\d*+)?(?:e[-+]?\d{1,2}+)?",
+    "bool": r"(?:true|false)",
+    "str": r'"(?:[^"\\]|\\["\\])*+"',
+}
+SHAPES_PER_SERIES = 4
+"""Field shapes remembered per series (a series whose lines alternate between a few field
+sets stays on the fast path)."""
 
-#: series key text -> (measurement, tags, overcloud tag or ""); a bad key -> its problem
-_keys: dict[str, tuple[str, dict[str, str], str] | str] = {}
+
+@dataclass(slots=True)
+class _Series:
+    """A series key that passed the full check, and the field shapes learned for it."""
+
+    measurement: str
+    tags: dict[str, str]
+    overcloud: str
+    shapes: list[re.Pattern[str]] = field(default_factory=list)
+    seen: dict[tuple[tuple[str, str], ...], int] = field(default_factory=dict)
+
+
+#: series key text -> what it is; a bad key -> its problem
+_keys: dict[str, _Series | str] = {}
 
 
 def checked_lines(env: Mapping[str, Any]) -> dict[str, list[str]]:
     """A decoded `LineBatch` envelope's lines, grouped by their `overcloud` tag ("" none).
 
     One bad line rejects the whole message with a `DecodeError` saying which and why (as one
-    bad sample rejects a `SampleBatch`)."""
+    bad sample rejects a `SampleBatch`). The fast path: the series key was checked before and
+    the fields match a shape (the same field keys with values of the same types) that a line
+    of that series passed the full check with twice; its values are matched by pattern, and
+    its time compared with the maximum. Every other line gets the full check."""
     lines = _lines_of(env)
     out: dict[str, list[str]] = {}
     keys = _keys
-    plain = _PLAIN_FIELDS.fullmatch
     for i, ln in enumerate(lines):
         try:
             sp = ln.find(" ")
             while sp > 0 and ln[sp - 1] == "\\":  # an escaped space is part of the key
                 sp = ln.find(" ", sp + 1)
             known = keys[ln[:sp]]
-            if type(known) is str or plain(ln, sp + 1) is None or ln[-19:] > _MAX_TS:
+            for shape in known.shapes:  # type: ignore[union-attr]
+                if shape.fullmatch(ln, sp + 1):
+                    break
+            else:
                 raise ValueError
-            overcloud = known[2]  # type: ignore[index]
+            if ln[-19:] > _MAX_TS:
+                raise ValueError
+            overcloud = known.overcloud  # type: ignore[union-attr]
         except Exception:  # unknown key, or anything else: the full check decides (and says)
-            overcloud = _check_line(i, ln)[2]
+            overcloud = _check_line(i, ln).overcloud
         group = out.get(overcloud)
         if group is None:
             group = out[overcloud] = []
@@ -222,12 +247,12 @@ def _rows(lines: list[Any], measurements: Container[str]) -> Iterator[list[Any]]
             known = _keys.get(ln[:sp])
             if known is None:
                 known = _check_line(0, ln)
-            if type(known) is str or known[0] not in measurements:  # type: ignore[index]
+            if not isinstance(known, _Series) or known.measurement not in measurements:
                 continue
-            fields, ts = _fields(0, ln, sp + 1)
+            fields, ts = _fields(0, ln, sp + 1, known.tags)
         except (DecodeError, ValueError, TypeError, AttributeError, IndexError):
             continue
-        yield [known[0], known[1], fields, ts]  # type: ignore[index]
+        yield [known.measurement, known.tags, fields, ts]
 
 
 def decode_lines(raw: bytes) -> tuple[Sample, ...]:
@@ -239,10 +264,10 @@ def decode_lines(raw: bytes) -> tuple[Sample, ...]:
                           f"got {env['type']!r} version {env['version']}")
     out = []
     for i, ln in enumerate(_lines_of(env)):
-        measurement, tags, _ = _check_line(i, ln)
-        sp = len(series_key(measurement, tags))
+        series = _check_line(i, ln)
+        sp = len(series_key(series.measurement, series.tags))
         fields, ts = _fields(i, ln, sp + 1)
-        out.append(Sample(measurement, dict(tags), fields, ts))
+        out.append(Sample(series.measurement, dict(series.tags), fields, ts))
     return tuple(out)
 
 
@@ -267,8 +292,10 @@ def _lines_of(env: Mapping[str, Any]) -> list[Any]:
     return lines
 
 
-def _check_line(i: int, ln: Any) -> tuple[str, dict[str, str], str]:
-    """The full check of one line: its parsed key (cached) or a `DecodeError`."""
+def _check_line(i: int, ln: Any) -> _Series:
+    """The full check of one line: its series (cached) or a `DecodeError`. A field shape
+    that passed twice for a series is learned for the fast path (twice: a stream of lines
+    whose field names are all new costs no pattern compilation)."""
     if type(ln) is not str or not ln:
         raise DecodeError(f"lines[{i}] must be a non-empty string")
     sp = ln.find(" ")
@@ -285,12 +312,26 @@ def _check_line(i: int, ln: Any) -> tuple[str, dict[str, str], str]:
         _keys[text] = known
     if type(known) is str:
         raise DecodeError(f"lines[{i}]: {known}")
-    _fields(i, ln, sp + 1)
-    return known  # type: ignore[return-value]
+    assert isinstance(known, _Series)
+    shape: list[tuple[str, str]] = []
+    _fields(i, ln, sp + 1, known.tags, shape)
+    sig = tuple(shape)
+    count = known.seen.get(sig, 0) + 1
+    if count == 2:
+        if len(known.shapes) >= SHAPES_PER_SERIES:
+            known.shapes.pop(0)
+        known.shapes.append(re.compile(
+            ",".join(f"{re.escape(k)}={_SHAPE_VALUE[t]}" for k, t in shape)
+            + r" [1-9]\d{18}", re.S))
+    if len(known.seen) < 64:
+        known.seen[sig] = count
+    return known
 
 
-def _fields(i: int, ln: str, start: int) -> tuple[dict[str, Any], int]:
-    """The fields and timestamp of `ln` from `start`, parsed and checked."""
+def _fields(i: int, ln: str, start: int, tags: Mapping[str, str] | None = None,
+            shape: list[tuple[str, str]] | None = None) -> tuple[dict[str, Any], int]:
+    """The fields and timestamp of `ln` from `start`, parsed and checked (against `tags`:
+    a field may not be named like one); `shape` collects (raw key, value type)."""
     pos = start
     fields: dict[str, Any] = {}
     while True:
@@ -300,9 +341,15 @@ def _fields(i: int, ln: str, start: int) -> tuple[dict[str, Any], int]:
                               "(key=value pairs as line protocol renders them, then a time)")
         key, raw = _unescape(m.group(1), ',= "'), m.group(2)
         problem = field_key_problem(key)
+        if not problem and key in fields:
+            problem = f"field {key!r} appears twice"
+        if not problem and tags and key in tags:
+            problem = f"{key!r} is both a tag and a field"
         if problem:
             raise DecodeError(f"lines[{i}]: {problem}")
-        fields[key] = _field_value(i, key, raw)
+        value = fields[key] = _field_value(i, key, raw)
+        if shape is not None:
+            shape.append((m.group(1), type(value).__name__))
         pos = m.end()
         after = ln[pos:pos + 1]
         if after == ",":
@@ -338,7 +385,7 @@ def _field_value(i: int, key: str, raw: str) -> Any:
     return f
 
 
-def _parse_key(text: str) -> tuple[str, dict[str, str], str] | str:
+def _parse_key(text: str) -> _Series | str:
     """`measurement,tag=value,…` → (measurement, tags, overcloud), or what is wrong with it."""
     parts = _split(text, ",")
     measurement = _unescape(parts[0], ", ")
@@ -360,7 +407,7 @@ def _parse_key(text: str) -> tuple[str, dict[str, str], str] | str:
     if series_key(measurement, tags) != text:
         return (f"series key {text[:80]!r} is not in canonical form (tags sorted by key, "
                 "empty ones left out, escaped as line protocol renders them)")
-    return measurement, tags, tags.get("overcloud", "")
+    return _Series(measurement, tags, tags.get("overcloud", ""))
 
 
 def _split(text: str, sep: str) -> list[str]:
