@@ -1,6 +1,7 @@
 """Issue 9 end to end on the real broker (tansu) and InfluxDB, with `overcloud devlake run`.
 
-- The drill: 1,000 malformed messages of many kinds with 100 valid batches among them →
+- The drill: 1,000 malformed messages of many kinds (`SampleBatch` and `LineBatch`) with 100
+  valid batches of both kinds among them →
   every valid point stored, every bad message dead-lettered once with its reason, source
   partition and offset and its original bytes, the DevLake still consuming, and no database
   created or dropped (the attack `x"; DROP DATABASE "devlake_other` among them).
@@ -27,6 +28,7 @@ from devlake.sinks import InfluxQL, InfluxV1Sink
 from overcloud import influxql
 from overcloud.bus import ensure_topics, make_producer, metrics_topic
 from overcloud.influxql import compose
+from overcloud.lineprotocol import encode_lines
 from overcloud.samples import Layer, Sample
 from overcloud.settings import Settings
 from overcloud.waiting import wait_until
@@ -43,6 +45,11 @@ VICTIM = "devlake_other"
 def _env(t: str = "2026-11-25T10:00:00Z", **payload: Any) -> bytes:
     return orjson.dumps({"type": "SampleBatch", "version": 1, "id": "x", "time": t,
                          "payload": payload})
+
+
+def _lines(*lines: object, version: int = 1) -> bytes:
+    return orjson.dumps({"type": "LineBatch", "version": version, "id": "x",
+                         "time": "2026-11-25T10:00:00Z", "payload": {"lines": list(lines)}})
 
 
 def _row(tags: dict[str, Any] | None = None, fields: dict[str, Any] | None = None,
@@ -86,6 +93,21 @@ BAD: list[tuple[str, str, bytes]] = [
     ("one bad row of many", "samples[4999]: tags must map",
      _env(samples=[["m", {"node": "n1"}, {"v": 1.0}, BASE_NS + i] for i in range(4999)]
           + [["m", {"node": 5}, {"v": 1.0}, BASE_NS]])),
+    ("line batch version", "LineBatch version 9 is not supported", _lines(version=9)),
+    ("lines not a list", "payload.lines must be a list", orjson.dumps(
+        {"type": "LineBatch", "version": 1, "id": "x", "time": "2026-11-25T10:00:00Z",
+         "payload": {"lines": "m v=1.0 1"}})),
+    ("line not text", "lines[0] must be a non-empty string", _lines(5)),
+    ("line injection", "lines[0]: the time must be",
+     _lines(f"m,node=n1 v=1.0 {BASE_NS}\nm,overcloud=other v=1.0 {BASE_NS}")),
+    ("line attack", "lines[0]: overcloud tag",
+     _lines(f'm,overcloud=x";\\ DROP\\ DATABASE\\ "devlake_other v=1.0 {BASE_NS}')),
+    ("line key unsorted", "lines[0]: series key", _lines(f"m,z=1,node=n1 v=1.0 {BASE_NS}")),
+    ("line field time", "lines[0]: field 'time' is reserved",
+     _lines(f"m,node=n1 v=1.0,time=2.0 {BASE_NS}")),
+    ("line NaN", "lines[0]: fields do not parse", _lines(f"m,node=n1 v=NaN {BASE_NS}")),
+    ("line no time", "lines[0]: no time after the fields", _lines("m,node=n1 v=1.0")),
+    ("line time beyond", "lines[0]: the time", _lines("m,node=n1 v=1.0 9223372036854775807")),
     ("huge garbage", "not JSON", b"{" * (3 << 20)),
     ("huge string", "samples[0]: tag 'node' value", _row(tags={"node": "x" * (2 << 20) + "\\"})),
 ]
@@ -155,9 +177,9 @@ def test_the_drill(env: Env, logdir: Path, victim: InfluxQL) -> None:
     good = 0
     huge = [k for k in BAD if k[0] in HUGE]
     for i in range(1000):
-        if i % 10 == 0:
+        if i % 10 == 0:  # as agents send them (rendered), and as samples
             samples = batch(oc, good, 10)
-            sent.append(("", "", encode_samples(samples)))
+            sent.append(("", "", (encode_lines if i % 20 else encode_samples)(samples)))
             good += len(samples)
         if i % 10 == 5:
             sent.append(unknown(i))

@@ -3,9 +3,11 @@
 Hypothesis makes samples with hostile names — backslashes (trailing ones too), quotes,
 commas, equals signs, spaces, newlines, tabs, NUL, unicode, `time` — and values at the edges
 of InfluxDB's ranges. Each goes through the DevLake's own path (`message_lines` on the
-encoded message). Either decoding refuses it (`DecodeError`, which the DevLake dead-letters
-with that reason), or InfluxDB stores every line (HTTP 204, nothing refused) and a query
-reads back exactly the tags, fields and time that were sent.
+encoded message), both as a `SampleBatch` and as the `LineBatch` an agent renders, which
+must be refused alike or forwarded as exactly the same lines. Either decoding refuses it
+(`DecodeError`, which the DevLake dead-letters with that reason), or InfluxDB stores every
+line (HTTP 204, nothing refused) and a query reads back exactly the tags, fields and time
+that were sent.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from devlake.sinks import InfluxQL, InfluxV1Sink
 from overcloud import influxql
 from overcloud.errors import DecodeError
 from overcloud.influxql import compose
+from overcloud.lineprotocol import encode_lines
 from overcloud.samples import Sample
 from overcloud.settings import Settings
 from overcloud.wire import MAX_TIME_NS, encode_samples
@@ -95,14 +98,18 @@ def test_encoded_lines_are_accepted_and_read_back_equal(
     tags, fields, t = sample
     measurement = f"m{next(_measurements)}"  # its own: no type conflicts between examples
     raw = encode_samples([Sample(measurement, tags, fields, t)])
+    agents = encode_lines([Sample(measurement, tags, fields, t)])  # what agents publish
     try:
         lines = message_lines(raw)
     except DecodeError as exc:
+        with pytest.raises(DecodeError):
+            message_lines(agents)  # refused alike
         why = next((w for w in ("control character", "backslash", "reserved", "both a tag",
                                 "64-bit", "time_ns", "longer", "series key") if w in str(exc)), "")
         event(f"refused at decode: {why or exc}")
         OUTCOMES["refused"] = OUTCOMES.get("refused", 0) + 1
         return  # refused at decode: dead-lettered with its reason, never sent
+    assert message_lines(agents) == lines  # forwarded as the DevLake would render it
     event("written")
     OUTCOMES["written"] = OUTCOMES.get("written", 0) + 1
     body = "\n".join(ln for batch in lines.values() for ln in batch).encode()
