@@ -4,7 +4,7 @@ Three measurements, each over many cycles, reported as median / p99 / mean:
 
 - `collect`: the real `HostCollector.collect()` on this machine (psutil reads of /proc and
   /sys: CPU total and per core, load, memory, swap, disk usage and I/O, network per NIC);
-- `cycle+broker`: the full `Agent.cycle()` — collect, tag, health sample, `encode_samples`,
+- `cycle+broker`: the full `Agent.cycle()` — collect, tag, health sample, `encode_lines`,
   spool write-ahead (SQLite) and delivery to a real broker (a private tansu started by
   `devtower.services.manager` on a free loopback port, stopped afterwards) with the
   acknowledgement awaited;
