@@ -370,7 +370,8 @@ def test_openapi_is_served(api: Api) -> None:
 class _Sse:
     """A stream's data frames, read in a thread: (overcloud, type, data.i) each."""
 
-    def __init__(self, url: str, token: str) -> None:
+    def __init__(self, url: str, token: str, last: tuple[str, str, Any] | None = None) -> None:
+        """`last`: the frame after which to hang up (else the server ends the stream)."""
         import json
         import threading
 
@@ -387,6 +388,8 @@ class _Sse:
                     if line.startswith("data: ") and '"type"' in line:
                         e = json.loads(line[6:])
                         self.got.append((e.get("overcloud", ""), e["type"], e["data"].get("i")))
+                        if self.got[-1] == last:
+                            return  # hung up: the server's loop sees the disconnect and ends
             self.ended = True
 
         self.thread = threading.Thread(target=read, daemon=True)
@@ -424,7 +427,8 @@ def test_the_stream_of_all_mine_sends_a_deletion_and_nothing_of_the_next_owner(
     api.admit("gone", "a@example.com")
     api.admit("stay", "a@example.com")
     api.journal.add("event:req-gone", "gone", "event", "OverCloudRequested", 1.0, {"i": "a-req"})
-    sse = _Sse(api.url + "/v1/events", api.token("a@example.com"))
+    sse = _Sse(api.url + "/v1/events", api.token("a@example.com"),
+               last=("stay", "OverCloudReady", "last"))
     api.journal.add("task:a1", "gone", "task", "workflow", 1.5,
                     {"i": "a-task", "workflow": "req-gone", "kind": "delete"})
     from overcloud.waiting import wait_until
