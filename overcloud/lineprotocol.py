@@ -187,35 +187,12 @@ class _Series:
     measurement: str
     tags: dict[str, str]
     overcloud: str
-    shapes: list[tuple[re.Pattern[str], _Shape]] = field(default_factory=list)
-    seen: dict[_Shape, int] = field(default_factory=dict)
+    shapes: list[re.Pattern[str]] = field(default_factory=list)
+    seen: dict[tuple[tuple[str, str], ...], int] = field(default_factory=dict)
 
-
-_Shape = tuple[tuple[str, str], ...]
-"""A line's fields as (key as written, value type) pairs."""
 
 #: series key text -> what it is; a bad key -> its problem
 _keys: dict[str, _Series | str] = {}
-
-#: a whole message's lines as one pattern: the same series with the same shapes, in order,
-#: joined by newlines. String values may not hold a newline here (so the joined text splits
-#: back into the same lines), nor may times reach 9·10^18 (no comparison with the maximum
-#: is needed); such messages take the per-line path
-_MESSAGE_VALUE = {**_SHAPE_VALUE, "str": r'"(?:[^"\\\n]|\\["\\])*+"'}
-MESSAGE_SHAPES = 5_000
-"""Message patterns kept (once full, others stay on the per-line path, which is exact too)."""
-
-
-@dataclass(frozen=True, slots=True)
-class _Message:
-    pattern: re.Pattern[str]
-    overclouds: tuple[str, ...]
-    """Each line's `overcloud` tag, in order."""
-
-
-#: (the first line up to its first space, number of lines) -> the message shapes learned
-_messages: dict[tuple[str, int], list[_Message]] = {}
-_message_seen: dict[tuple[tuple[str, _Shape], ...], int] = {}
 
 
 def checked_lines(env: Mapping[str, Any]) -> dict[str, list[str]]:
@@ -227,85 +204,29 @@ def checked_lines(env: Mapping[str, Any]) -> dict[str, list[str]]:
     of that series passed the full check with twice; its values are matched by pattern, and
     its time compared with the maximum. Every other line gets the full check."""
     lines = _lines_of(env)
-    n = len(lines)
-    if n and type(lines[0]) is str:
-        head = (lines[0][:lines[0].find(" ")], n)
-        shapes = _messages.get(head)
-        if shapes:
-            try:
-                text = "\n".join(lines)
-            except TypeError:  # not all text: the per-line path says which
-                text = ""
-            for msg in shapes:
-                if msg.pattern.fullmatch(text):
-                    return _grouped(lines, msg.overclouds)
     out: dict[str, list[str]] = {}
     keys = _keys
-    used: list[tuple[str, _Shape]] | None = []  # while every line takes the fast path
     for i, ln in enumerate(lines):
         try:
             sp = ln.find(" ")
             while sp > 0 and ln[sp - 1] == "\\":  # an escaped space is part of the key
                 sp = ln.find(" ", sp + 1)
-            key = ln[:sp]
-            known = keys[key]
+            known = keys[ln[:sp]]
             for shape in known.shapes:  # type: ignore[union-attr]
-                if shape[0].fullmatch(ln, sp + 1):
+                if shape.fullmatch(ln, sp + 1):
                     break
             else:
                 raise ValueError
             if ln[-19:] > _MAX_TS:
                 raise ValueError
             overcloud = known.overcloud  # type: ignore[union-attr]
-            if used is not None:
-                used.append((key, shape[1]))
         except Exception:  # unknown key, or anything else: the full check decides (and says)
             overcloud = _check_line(i, ln).overcloud
-            used = None
         group = out.get(overcloud)
         if group is None:
             group = out[overcloud] = []
         group.append(ln)
-    if used:
-        _learn_message(lines, tuple(used))
     return out
-
-
-def _grouped(lines: list[str], overclouds: tuple[str, ...]) -> dict[str, list[str]]:
-    first = overclouds[0]
-    if all(oc == first for oc in overclouds):
-        return {first: lines}
-    out: dict[str, list[str]] = {}
-    for oc, ln in zip(overclouds, lines, strict=True):
-        out.setdefault(oc, []).append(ln)
-    return out
-
-
-def _learn_message(lines: list[str], sig: tuple[tuple[str, _Shape], ...]) -> None:
-    """Count a message whose every line took the fast path; the second time, its lines become
-    one pattern (the same checks as line by line, in one match)."""
-    if len(_messages) >= MESSAGE_SHAPES:
-        return
-    count = _message_seen.get(sig, 0) + 1
-    if len(_message_seen) >= 4 * MESSAGE_SHAPES:
-        _message_seen.clear()
-    _message_seen[sig] = count
-    if count != 2:
-        return
-    pattern = re.compile("\n".join(
-        re.escape(key) + " " + ",".join(f"{re.escape(k)}={_MESSAGE_VALUE[t]}" for k, t in shape)
-        + r" [1-8]\d{18}" for key, shape in sig))
-    overclouds = []
-    for key, _shape in sig:
-        series = _keys.get(key)
-        if not isinstance(series, _Series):
-            return  # evicted meanwhile: learned another time
-        overclouds.append(series.overcloud)
-    head = (lines[0][:lines[0].find(" ")], len(lines))
-    known = _messages.setdefault(head, [])
-    if len(known) >= SHAPES_PER_SERIES:
-        known.pop(0)
-    known.append(_Message(pattern, tuple(overclouds)))
 
 
 def rows_of_lines(env: Mapping[str, Any], measurements: Container[str]
@@ -399,9 +320,9 @@ def _check_line(i: int, ln: Any) -> _Series:
     if count == 2:
         if len(known.shapes) >= SHAPES_PER_SERIES:
             known.shapes.pop(0)
-        known.shapes.append((re.compile(
+        known.shapes.append(re.compile(
             ",".join(f"{re.escape(k)}={_SHAPE_VALUE[t]}" for k, t in shape)
-            + r" [1-9]\d{18}", re.S), sig))
+            + r" [1-9]\d{18}", re.S))
     if len(known.seen) < 64:
         known.seen[sig] = count
     return known
