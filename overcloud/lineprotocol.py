@@ -55,11 +55,13 @@ from overcloud.wire import (
     sample_rows_of,
 )
 
-# (a newline cannot be carried in a name: decoding refuses it; for direct callers of `line`
-# it becomes the two characters \n rather than a broken line)
-_TAG_ESC = str.maketrans({",": r"\,", "=": r"\=", " ": r"\ ", "\n": r"\n"})
-_FIELD_KEY_ESC = str.maketrans({",": r"\,", "=": r"\=", " ": r"\ ", '"': r'\"', "\n": r"\n"})
-_MEAS_ESC = str.maketrans({",": r"\,", " ": r"\ ", "\n": r"\n"})
+# A newline cannot be carried in a name: checks refuse it. For a caller of `line` that did
+# not check (the alert outbox writes labels it was given) it becomes DEL (\x7f) rather than
+# a broken line: one character that every check refuses too, so a line an agent renders
+# from such a sample is refused by the DevLake as the sample would be.
+_TAG_ESC = str.maketrans({",": r"\,", "=": r"\=", " ": r"\ ", "\n": "\x7f"})
+_FIELD_KEY_ESC = str.maketrans({",": r"\,", "=": r"\=", " ": r"\ ", '"': r'\"', "\n": "\x7f"})
+_MEAS_ESC = str.maketrans({",": r"\,", " ": r"\ ", "\n": "\x7f"})
 _STR_ESC = str.maketrans({'"': r"\"", "\\": "\\\\"})
 _STR_UNESCAPE = re.compile(r'\\(["\\])')
 
@@ -159,7 +161,7 @@ def encode_lines(samples: Iterable[Sample], batch_id: str | None = None) -> byte
 # a field key as `_field_key` renders a valid one: plain characters, the escapes \, \= \  \"
 # and a backslash that escapes nothing (`time` is refused by name, to say so); values as
 # `_value` renders them
-_FKEY = r'(?:[^\\,= "\x00-\x1f\x7f]|\\[,= "]|\\(?=[^,= "\\])){1,256}'
+_FKEY = r'(?:[^\\,= "\x00-\x1f\x7f]|\\[,= "]|\\(?=[^,= "])){1,256}'
 _FVALUE = (r'(?:-?\d{1,19}i'                                    # int64
            r'|-?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d{1,3})?'  # float (repr: finite)
            r'|"(?:[^"\\]|\\["\\])*"'                          # string
@@ -397,6 +399,8 @@ def _parse_key(text: str) -> _Series | str:
         if len(kv) != 2:
             return f"tag {part[:80]!r} is not key=value"
         k, v = _unescape(kv[0], ',= '), _unescape(kv[1], ',= ')
+        if not k or not v:
+            return f"tag {part[:80]!r} has an empty key or value"
         if k in tags:
             return f"tag {k!r} appears twice"
         tags[k] = v

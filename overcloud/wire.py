@@ -230,11 +230,12 @@ def check_tags(index: int, measurement: str, tags: dict[str, str]) -> None:
                           f"OverCloud name ({OVERCLOUD_NAME_RULE})")
     size = len(measurement)
     for k, v in tags.items():
+        if not v:
+            continue  # an empty tag is no tag: line protocol leaves it out
         problem = _key_problem("tag key", k) or _lp_problem(f"tag {k!r} value", v)
         if problem:
             raise DecodeError(f"samples[{index}]: {problem}")
-        if v:
-            size += 2 + len(k.encode()) + len(v.encode()) + len(_LP_SPECIAL.findall(k + v))
+        size += 2 + len(k.encode()) + len(v.encode()) + len(_LP_SPECIAL.findall(k + v))
     if size > MAX_SERIES_KEY:
         raise DecodeError(f"samples[{index}]: measurement and tags are {size} bytes, more than "
                           f"InfluxDB's series key limit of {MAX_SERIES_KEY}")
@@ -264,7 +265,7 @@ def _sample(index: int, row: Any) -> Sample:
         problem = _key_problem("field", k)
         if problem:
             raise DecodeError(f"samples[{index}]: {problem}")
-        if k in tags:
+        if tags.get(k):  # an empty tag is no tag: line protocol leaves it out
             raise DecodeError(f"samples[{index}]: {k!r} is both a tag and a field")
         t = type(v)
         if t is float:

@@ -31,8 +31,8 @@ def batch_of(*lines: object, version: int = 1) -> bytes:
 names = st.from_regex(r"[a-z_][a-z0-9_.\-]{0,8}", fullmatch=True)
 # names with everything line protocol must escape or cannot carry (a backslash before an
 # escaped character or at the end, `time`), and beyond ASCII
-odd = st.one_of(st.text(st.sampled_from(list("ab ,=\"é€_-.\\x")), min_size=1, max_size=6),
-                st.just("time"))
+odd = st.one_of(st.text(st.sampled_from(list("ab ,=\"é€_-.\\x\n\t")), min_size=1, max_size=6),
+                st.just("time"), st.just("\\\\x"))
 values = st.one_of(st.floats(allow_nan=False, allow_infinity=False),
                    st.integers(-(2**63), 2**63 - 1), st.booleans(),
                    st.text(st.characters(blacklist_categories=("Cs",)), max_size=8))
@@ -43,7 +43,7 @@ def samples(draw: st.DrawFn) -> Sample:
     tags = draw(st.fixed_dictionaries({}, optional={
         "node": odd, "overcloud": st.sampled_from(["shop", "my-blog", "x1", "Bad"]),
         "cpu": st.sampled_from(["", "0", "cpu 1"])}))
-    tags.update(draw(st.dictionaries(odd, odd, max_size=2)))
+    tags.update(draw(st.dictionaries(odd, st.one_of(odd, st.just("")), max_size=2)))
     fields = draw(st.dictionaries(st.one_of(names, odd, st.just("node")), values, min_size=1,
                                   max_size=4))
     return Sample(draw(names), tags, fields, draw(st.integers(1, 2**63 - 1)))
@@ -102,6 +102,8 @@ HOSTILE: list[tuple[object, str | None]] = [
     (f"m,node=n\\\\ v=1.5 {TS}", "lines[1]: tag"),
     (f"m,time=x v=1.5 {TS}", "lines[1]: tag key 'time'"),
     (f"m,node v=1.5 {TS}", "lines[1]: tag 'node' is not key=value"),
+    (f"m,=x v=1.5 {TS}", "lines[1]: tag '=x' has an empty key"),
+    (f"m,node= v=1.5 {TS}", "lines[1]: tag 'node=' has an empty key or value"),
     (f"1m,node=n1 v=1.5 {TS}", "lines[1]: bad measurement name"),
     (f"m,node=n1,overcloud=shop v=1.5,node=2.0 {TS}", "lines[1]: 'node' is both a tag"),
     (f"m,node=n1,overcloud=shop v=1.5,v=2.0 {TS}", "lines[1]: field 'v' appears twice"),
