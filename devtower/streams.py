@@ -20,6 +20,10 @@ from dataclasses import dataclass
 from devtower.journal import Entry, Journal
 from orchestrator.registry import OverCloudRecord
 
+GONE = "OverCloudGone"
+"""What a stream sends when the next OverCloud of a followed name starts before the followed
+one's `OverCloudDeleted` reached the journal."""
+
 KEEP_ALIVE_S = 15.0
 """A comment line this often keeps proxies from closing a quiet stream."""
 
@@ -65,18 +69,21 @@ class Incarnations:
     def names(self) -> list[str]:
         return [n for n, f in self._followed.items() if not f.ended]
 
-    def admits(self, e: Entry) -> bool:
-        """Whether `e` belongs to a followed incarnation; call it on entries in id order (an
-        entry that starts another incarnation ends the one followed)."""
+    def admits(self, e: Entry) -> Entry | None:
+        """What of `e` the stream sends: `e` itself when it belongs to a followed incarnation,
+        else nothing. Call it on entries in id order: an entry that starts another incarnation
+        of a followed name ends the one followed, and stands in for it as a bare
+        `OverCloudGone` (no data of the next one: its name's OverCloud, the caller's, is gone,
+        and a live list must redraw even when its `OverCloudDeleted` came in later)."""
         f = self._followed.get(e.overcloud)
         if f is None or f.ended or e.id <= f.floor:
-            return False
+            return None
         if e.starts_another(f.request_id):
             f.ended = True
-            return False
+            return Entry(e.id, e.overcloud, "event", GONE, e.time, {})
         if e.type == "OverCloudDeleted":
             f.ended = True  # its last entry: sent, and nothing of that name after it
-        return True
+        return e
 
 
 def frame(e: Entry, named: bool, with_overcloud: bool) -> bytes:
@@ -109,8 +116,9 @@ async def entries(*, journal: Journal, follow: Incarnations,
         batch: list[Entry] = await run(journal.since, names, last, 200)  # type: ignore[assignment]
         for e in batch:
             last = e.id
-            if follow.admits(e):
-                yield render(e)
+            sent = follow.admits(e)
+            if sent is not None:
+                yield render(sent)
         if batch:
             beat = time.monotonic()
             continue

@@ -423,7 +423,7 @@ def test_the_stream_of_all_mine_sends_a_deletion_and_nothing_of_the_next_owner(
     """The orchestrator forgets the record before it announces `OverCloudDeleted`: the
     stream still sends that last entry (a live list drops the row on it), and nothing of
     the next OverCloud of that name (B's). When B's request came in first, A's stream ends
-    there: what follows under the name is not A's to see."""
+    there with a bare `OverCloudGone` (A's list redraws): what follows is not A's to see."""
     api.admit("gone", "a@example.com")
     api.admit("stay", "a@example.com")
     api.journal.add("event:req-gone", "gone", "event", "OverCloudRequested", 1.0, {"i": "a-req"})
@@ -438,7 +438,9 @@ def test_the_stream_of_all_mine_sends_a_deletion_and_nothing_of_the_next_owner(
     api.journal.add("event:stay", "stay", "event", "OverCloudReady", 4.0, {"i": "last"})
     wait_until(lambda: ("stay", "OverCloudReady", "last") in sse.got, timeout=10,
                interval=0.05, what="the last entry")
-    end = [] if retaken_first else [("gone", "OverCloudDeleted", "a-end")]
+    # B's request first: A hears only that its OverCloud is gone, nothing of B's
+    end = [("gone", "OverCloudGone", None)] if retaken_first else [
+        ("gone", "OverCloudDeleted", "a-end")]
     assert sse.got == [("gone", "workflow", "a-task"), *end, ("stay", "OverCloudReady", "last")]
 
 
