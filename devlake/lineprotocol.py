@@ -12,17 +12,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from overcloud.errors import DecodeError
 from overcloud.lineprotocol import (
     CACHE_LIMIT,
     LINE_BATCH,
-    LINE_BATCH_VERSION,
     checked_lines,
     plain_line,
     shape_template,
 )
-from overcloud.lineprotocol import encode as encode
-from overcloud.lineprotocol import line as line
 from overcloud.samples import Sample
 from overcloud.wire import envelope, sample_rows_of, validate_sample
 
@@ -43,8 +39,6 @@ def message_lines(raw: bytes) -> dict[str, list[str]]:
     """
     env = envelope(raw)
     if env["type"] == LINE_BATCH:
-        if env["version"] != LINE_BATCH_VERSION:
-            raise DecodeError(f"{LINE_BATCH} version {env['version']} is not supported")
         return checked_lines(env)
     _when, rows = sample_rows_of(env)
     out: dict[str, list[str]] = {}

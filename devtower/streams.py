@@ -43,13 +43,12 @@ class Incarnations:
     def __init__(self, journal: Journal) -> None:
         self._journal = journal
         self._followed: dict[str, _Followed] = {}
-        self._visible: set[str] = set()
 
     def follow(self, records: list[OverCloudRecord]) -> None:
         """The records the caller sees now. A new one (or a new incarnation of a followed
         name) is followed from its first entry; a followed name missing from `records` stays
         followed until it ends."""
-        self._visible = {r.name for r in records}
+        visible = {r.name for r in records}
         for r in records:
             f = self._followed.get(r.name)
             if f is None or f.request_id != r.request_id:
@@ -58,7 +57,7 @@ class Incarnations:
                 floor = first - 1 if first else self._journal.last_id()
                 self._followed[r.name] = _Followed(r.request_id, floor)
         for name in [n for n, f in self._followed.items()
-                     if f.ended and n not in self._visible]:
+                     if f.ended and n not in visible]:
             del self._followed[name]
 
     def floor(self, name: str) -> int:

@@ -26,9 +26,9 @@ names that `validate_sample` accepts *and* render back to the same text (one can
 tags sorted, empty ones left out), so the `overcloud` tag that picks the database is the one
 InfluxDB will store; its fields and timestamp must match the rendered grammar (no `time`
 key, finite numbers, int64 integers, escaped strings, a positive timestamp in range). A key is
-checked once and cached. The rest of a line as agents render it (numbers and booleans under
-plain keys) is one regular-expression match; any other line gets the full check, which parses
-every field.
+checked once and cached. A field shape (keys and value types) that passed the full check twice
+for a series becomes one compiled pattern, so a repeated line costs a dictionary lookup and
+one match; any other line gets the full check, which parses every field.
 """
 
 from __future__ import annotations
@@ -210,6 +210,7 @@ def checked_lines(env: Mapping[str, Any]) -> dict[str, list[str]]:
     keys = _keys
     for i, ln in enumerate(lines):
         try:
+            # `_key_end`, inlined: this loop runs for every point
             sp = ln.find(" ")
             while sp > 0 and ln[sp - 1] == "\\":  # an escaped space is part of the key
                 sp = ln.find(" ", sp + 1)
@@ -223,7 +224,7 @@ def checked_lines(env: Mapping[str, Any]) -> dict[str, list[str]]:
                 raise ValueError
             overcloud = known.overcloud  # type: ignore[union-attr]
         except Exception:  # unknown key, or anything else: the full check decides (and says)
-            overcloud = _check_line(i, ln).overcloud
+            overcloud = _check_line(i, ln)[0].overcloud
         group = out.get(overcloud)
         if group is None:
             group = out[overcloud] = []
@@ -243,32 +244,29 @@ def rows_of_lines(env: Mapping[str, Any], measurements: Container[str]
 def _rows(lines: list[Any], measurements: Container[str]) -> Iterator[list[Any]]:
     for ln in lines:
         try:
-            sp = ln.find(" ")
-            while sp > 0 and ln[sp - 1] == "\\":
-                sp = ln.find(" ", sp + 1)
+            sp = _key_end(ln)
             known = _keys.get(ln[:sp])
-            if known is None:
-                known = _check_line(0, ln)
-            if not isinstance(known, _Series) or known.measurement not in measurements:
+            if known is None:  # a new key: the full check learns it
+                series, fields, ts = _check_line(0, ln)
+            elif isinstance(known, _Series) and known.measurement in measurements:
+                series, (fields, ts) = known, _fields(0, ln, sp + 1, known.tags)
+            else:
                 continue
-            fields, ts = _fields(0, ln, sp + 1, known.tags)
         except (DecodeError, ValueError, TypeError, AttributeError, IndexError):
             continue
-        yield [known.measurement, known.tags, fields, ts]
+        if series.measurement in measurements:
+            yield [series.measurement, series.tags, fields, ts]
 
 
 def decode_lines(raw: bytes) -> tuple[Sample, ...]:
     """A `LineBatch` message back to samples, every line fully checked (tools and tests; the
     DevLake forwards lines without parsing them into samples)."""
     env = envelope(raw)
-    if env["type"] != LINE_BATCH or env["version"] != LINE_BATCH_VERSION:
-        raise DecodeError(f"expected {LINE_BATCH} version {LINE_BATCH_VERSION}, "
-                          f"got {env['type']!r} version {env['version']}")
+    if env["type"] != LINE_BATCH:
+        raise DecodeError(f"expected {LINE_BATCH}, got {env['type']!r}")
     out = []
     for i, ln in enumerate(_lines_of(env)):
-        series = _check_line(i, ln)
-        sp = len(series_key(series.measurement, series.tags))
-        fields, ts = _fields(i, ln, sp + 1)
+        series, fields, ts = _check_line(i, ln)
         out.append(Sample(series.measurement, dict(series.tags), fields, ts))
     return tuple(out)
 
@@ -280,13 +278,22 @@ def metric_rows(raw: bytes, measurements: Container[str]) -> Iterable[list[Any]]
     for a message that is neither."""
     env = envelope(raw)
     if env["type"] == LINE_BATCH:
-        if env["version"] != LINE_BATCH_VERSION:
-            raise DecodeError(f"{LINE_BATCH} version {env['version']} is not supported")
         return rows_of_lines(env, measurements)
     return sample_rows_of(env)[1]
 
 
+def _key_end(ln: str) -> int:
+    """Where the series key of `ln` ends: its first space that no backslash escapes."""
+    sp = ln.find(" ")
+    while sp > 0 and ln[sp - 1] == "\\":
+        sp = ln.find(" ", sp + 1)
+    return sp
+
+
 def _lines_of(env: Mapping[str, Any]) -> list[Any]:
+    """The lines of a decoded `LineBatch` envelope (its version checked)."""
+    if env["version"] != LINE_BATCH_VERSION:
+        raise DecodeError(f"{LINE_BATCH} version {env['version']} is not supported")
     payload = env["payload"]
     lines = payload.get("lines") if isinstance(payload, dict) else None
     if not isinstance(lines, list):
@@ -294,15 +301,13 @@ def _lines_of(env: Mapping[str, Any]) -> list[Any]:
     return lines
 
 
-def _check_line(i: int, ln: Any) -> _Series:
-    """The full check of one line: its series (cached) or a `DecodeError`. A field shape
-    that passed twice for a series is learned for the fast path (twice: a stream of lines
-    whose field names are all new costs no pattern compilation)."""
+def _check_line(i: int, ln: Any) -> tuple[_Series, dict[str, Any], int]:
+    """The full check of one line: its series (cached), fields and time, or a `DecodeError`.
+    A field shape that passed twice for a series is learned for the fast path (twice: a
+    stream of lines whose field names are all new costs no pattern compilation)."""
     if type(ln) is not str or not ln:
         raise DecodeError(f"lines[{i}] must be a non-empty string")
-    sp = ln.find(" ")
-    while sp > 0 and ln[sp - 1] == "\\":
-        sp = ln.find(" ", sp + 1)
+    sp = _key_end(ln)
     if sp <= 0:
         raise DecodeError(f"lines[{i}]: no fields after the series key: {ln[:80]!r}")
     text = ln[:sp]
@@ -316,7 +321,7 @@ def _check_line(i: int, ln: Any) -> _Series:
         raise DecodeError(f"lines[{i}]: {known}")
     assert isinstance(known, _Series)
     shape: list[tuple[str, str]] = []
-    _fields(i, ln, sp + 1, known.tags, shape)
+    fields, ts = _fields(i, ln, sp + 1, known.tags, shape)
     sig = tuple(shape)
     count = known.seen.get(sig, 0) + 1
     if count == 2:
@@ -327,7 +332,7 @@ def _check_line(i: int, ln: Any) -> _Series:
             + r" [1-9]\d{18}", re.S))
     if len(known.seen) < 64:
         known.seen[sig] = count
-    return known
+    return known, fields, ts
 
 
 def _fields(i: int, ln: str, start: int, tags: Mapping[str, str] | None = None,

@@ -40,9 +40,9 @@ import orjson
 
 from devlake.alerts.evaluator import Transition
 from devlake.alerts.rules import AlertmanagerAction, EventAction, WebhookAction
-from devlake.lineprotocol import line
 from overcloud.errors import PermanentError, TemporaryError
 from overcloud.events import AlertFiring, AlertResolved, Event, NodeOverloaded, NodeRecovered
+from overcloud.lineprotocol import line
 from overcloud.samples import FieldValue, Sample
 from overcloud.settings import Settings
 from overcloud.wire import encode_event

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from devlake.lineprotocol import encode
 from devlake.sinks import InfluxV1Sink
 from devtower.services import manager
+from overcloud.lineprotocol import encode
 from overcloud.samples import Sample
 from overcloud.settings import load_settings
 from tests.helpers import free_port, run_cli

@@ -18,9 +18,9 @@ import pytest
 
 import dashboards
 from dashboards.check import check
-from devlake.lineprotocol import encode
 from devlake.sinks import InfluxQL, InfluxV1Sink
 from overcloud.bus import ensure_topics, make_producer, metrics_topic
+from overcloud.lineprotocol import encode
 from overcloud.samples import Layer, Sample
 from overcloud.settings import Settings
 from overcloud.waiting import wait_until

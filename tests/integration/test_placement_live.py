@@ -21,11 +21,11 @@ import pytest
 from kafka import KafkaConsumer
 
 from daemons.lxd import LxdHostService
-from devlake.lineprotocol import encode
 from devlake.sinks import InfluxQL, make_sink
 from orchestrator.inventory import read_load
 from orchestrator.registry import Registry
 from overcloud.bus import events_topic
+from overcloud.lineprotocol import encode
 from overcloud.samples import Sample, now_ns
 from overcloud.waiting import wait_until
 from tests.conftest import Env

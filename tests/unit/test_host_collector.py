@@ -10,7 +10,7 @@ from typing import Any
 
 from collectors.base import build
 from collectors.resource.host import HostCollector, HostSnapshot, samples_between
-from devlake.lineprotocol import line
+from overcloud.lineprotocol import line
 from overcloud.samples import Layer
 from overcloud.waiting import wait_until
 

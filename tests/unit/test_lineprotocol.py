@@ -6,8 +6,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from devlake.lineprotocol import line, message_lines
+from devlake.lineprotocol import message_lines
 from overcloud.errors import DecodeError
+from overcloud.lineprotocol import line
 from overcloud.samples import Sample
 from overcloud.wire import encode_samples
 

@@ -15,7 +15,7 @@ from collectors.resource.undercloud import (
     UnderCloudCollector,
     samples_between,
 )
-from devlake.lineprotocol import line
+from overcloud.lineprotocol import line
 
 CASES = Path(__file__).parent / "testcases" / "undercloud"
 
