@@ -420,10 +420,11 @@ def make_app(tower: Tower, tokens: TokenStore, journal: Journal, devlake: DevLak
         return dict(await run(operator.undrain, host))
 
     @app.post("/v1/overclouds/{name}/migrate", status_code=202)
-    async def migrate(name: str, me: Caller, node: str = "", to: str = "", site: str = ""
-                      ) -> dict[str, Any]:
+    async def migrate(name: str, me: Caller, node: str = "", to: str = "", site: str = "",
+                      db_method: str = "replicate") -> dict[str, Any]:
         hosts, sites, draining = await run(operator.hosts)
-        event = await run(ops.migrate, tower, me, name, node, to, site, hosts, sites, draining)
+        event = await run(ops.migrate, tower, me, name, node, to, site, hosts, sites, draining,
+                          db_method)
         return {"id": event.id, "name": name, "state": "migration requested"}
 
     web.mount(app, tokens, tower.settings)

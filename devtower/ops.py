@@ -255,13 +255,16 @@ def delete(t: Tower, ident: Identity, name: str, keep_data: bool) -> OverCloudDe
 
 
 def migrate(t: Tower, ident: Identity, name: str, node: str, to: str, site: str,
-            hosts: set[str], sites: set[str], draining: set[str]) -> MigrationRequested:
+            hosts: set[str], sites: set[str], draining: set[str],
+            db_method: str = "replicate") -> MigrationRequested:
     """An operator's move of one node or a whole OverCloud (checks as `overcloud migrate`)."""
     if not ident.operator:
         raise Forbidden("only operators move OverClouds between hosts")
     rec = find(t, ident, name)
     if bool(to) == bool(site):
         raise UserError("say where to: exactly one of 'to' (a host) or 'site'")
+    if db_method not in ("replicate", "copy"):
+        raise UserError(f"db_method is replicate or copy, not {db_method[:40]!r}")
     if node and site:
         raise UserError("a site move is for a whole OverCloud; for one node name a host")
     nodes = {n.node: n.host for n in rec.nodes}
@@ -275,6 +278,7 @@ def migrate(t: Tower, ident: Identity, name: str, node: str, to: str, site: str,
         raise UserError(f"no site named {site[:64]!r} (known: {', '.join(sorted(sites))})")
     if rec.state not in ("ready", "degraded"):
         raise Conflict(f"{name} is {rec.state}; only a ready (or degraded) OverCloud moves")
-    event = MigrationRequested(overcloud=name, node=node, target=to, site=site, reason="by hand")
+    event = MigrationRequested(overcloud=name, node=node, target=to, site=site, reason="by hand",
+                               db_method="copy" if db_method == "copy" else "replicate")
     t.bus.publish(event, key=name)
     return event

@@ -12,10 +12,17 @@ How a node moves (its name, tags and DevLake series stay the same):
   healthy and serving, the edge's route switched to its address (new connections go there
   at once), the old node drained (its nginx finishes what it holds; the edge counts no
   connection left to it), then the old node removed (orchestrator/front.py).
-- **database node** — stop → copy → start: the new node is made and its stack created (not
-  started) first; then the old database stops, its Docker volume travels as a tar stream
-  from node to node, the new database starts, and the web nodes are pointed at its address.
-  The downtime is that window, measured by probing the URL every 100 ms.
+- **database node** — by GTID replication (orchestrator/dbmove.py): the new database is
+  seeded from a consistent snapshot of the old one, follows it as a replica while the site
+  serves, and takes over after a short write freeze (the old one read-only until the new
+  one has every write); the WordPress nodes switch at their next request; then the old one
+  stops. Reads never pause. When that cannot be done — the node runs the web tier too (its
+  database listens on the node's loopback only), the old database has no binary log, a
+  WordPress node's image predates the switch file, or the request says `db_method: copy` —
+  it moves by **stop → copy → start**: the new node's stack is created (not started) first;
+  then the old database stops, its Docker volume travels as a tar stream from node to node,
+  the new database starts, and the web nodes are pointed at its address. The downtime is
+  that window. Either way the URL is probed every 100 ms during the move.
 
 Copying the whole machine container (`lxc copy`) would carry ~2 GB of node image we already
 have on every host: measured 18-22 s per copy here, incremental `--refresh` too; a new node
@@ -30,16 +37,18 @@ with the reason; a partial node on an unreachable target is reused by the next a
 from __future__ import annotations
 
 import logging
+import secrets
 import shlex
 import subprocess
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
-from typing import Any, cast
+from typing import Any, Literal, cast
 
 import httpx
 
+from orchestrator import dbmove
 from orchestrator.downtime import DowntimeProbe
 from orchestrator.front import drain, publish
 from orchestrator.hosts import HostDriver, MovableHost, NodeSpec
@@ -78,12 +87,18 @@ class NodeLoad:
         return "db" in self.tiers
 
 
+DbMethod = Literal["replicate", "copy"]
+DB_METHODS: tuple[DbMethod, ...] = ("replicate", "copy")
+
+
 @dataclass(frozen=True)
 class Move:
     overcloud: str
     node: str
     source: str
     target: str
+    db_method: DbMethod = "replicate"
+    """How a database node moves (module docstring); a stateless node ignores it."""
 
     def to_dict(self) -> dict[str, str]:
         return asdict(self)
@@ -179,9 +194,11 @@ def register_migration_actions(actions: ActionRegistry, c: Context) -> None:
             if ctx.cancelled.is_set():  # timed out: the retry owns the move from here on
                 raise TemporaryError(f"{node}: attempt {ctx.attempt} stopped after {step}")
 
+        how = ""
         with DowntimeProbe(url) as probe:
             if node in src.instances(oc):
-                _make_and_break(c, ctx, req, node, tiers, src, tgt, mark)
+                how = _make_and_break(c, ctx, req, node, tiers, src, tgt, mark,
+                                      a.get("db_method") or "replicate")
             _settle(c, req, node, tiers, source, target)
             mark("settled")
         seconds = time.monotonic() - t0
@@ -190,10 +207,12 @@ def register_migration_actions(actions: ActionRegistry, c: Context) -> None:
                                         overcloud=oc, node=node, source=source, target=target,
                                         downtime_s=round(probe.downtime, 3),
                                         reason=a.get("reason", "")), key=oc)
-        ctx.report(f"{node}: {source} → {target} in {seconds:.1f}s, downtime "
+        ctx.report(f"{node}: {source} → {target}{' ' + how if how else ''} in {seconds:.1f}s, "
+                   "downtime "
                    f"{probe.downtime:.2f}s {probe.kinds() or ''} (steps: "
                    + ", ".join(f"{step} {t - started:.1f}s" for step, t in steps[1:]) + ")")
         return {"seconds": round(seconds, 3), "downtime_s": round(probe.downtime, 3),
+                "how": how,
                 "started": round(started, 3),
                 "steps": [(step, round(t - started, 3)) for step, t in steps],
                 "outages": [{**o.to_dict(), "start": round(o.start - started, 3)}
@@ -229,9 +248,10 @@ def register_migration_actions(actions: ActionRegistry, c: Context) -> None:
 
 def _make_and_break(c: Context, ctx: TaskContext, req: OverCloudRequest, node: str,
                     tiers: list[str], src: MovableHost, tgt: MovableHost,
-                    mark: Callable[[str], None]) -> None:
+                    mark: Callable[[str], None], db_method: str = "replicate") -> str:
     """Make the node on the target, then retire the one on the source (module docstring).
-    `mark` records when each step ended (the move's timeline, beside the probe's outages)."""
+    `mark` records when each step ended (the move's timeline, beside the probe's outages).
+    Returns how a database moved ('' for a stateless node)."""
     bridge, gateway = c.settings.overcloud_network(c.registry.allocate_network(req.name, tgt.name))
     tgt.ensure_network(bridge, gateway, req.name)
     mark("network")
@@ -246,7 +266,14 @@ def _make_and_break(c: Context, ctx: TaskContext, req: OverCloudRequest, node: s
     addresses = {n.node: n.address for n in rec.nodes} | {node: address}
     env = stack_env(c, req, node, addresses)
     ctx.report(f"{node}: new node on {tgt.name} at {address}")
-    if "db" in tiers:
+    why_not = (_why_not_replicate(c, req, node, tiers, src, db_method) if "db" in tiers
+               else "")
+    how = ("by replication" if not why_not else f"by stop → copy → start ({why_not})"
+           ) if "db" in tiers else ""
+    if "db" in tiers and not why_not:
+        _replicate(c, req, node, tiers, src, tgt, address, env, mark)
+    elif "db" in tiers:
+        ctx.report(f"{node}: {how}")
 
         def repoint() -> None:
             for host, other in _web_nodes(c, req, node):
@@ -309,6 +336,60 @@ def _make_and_break(c: Context, ctx: TaskContext, req: OverCloudRequest, node: s
     src.delete(node)
     mark("old deleted")
     c.registry.set_node(req.name, node, tgt.name, tiers, address)
+    return how
+
+
+def _placed(c: Context, req: OverCloudRequest, node: str) -> tuple[str, str]:
+    """Where the record says `node` is: (host, address)."""
+    rec = c.registry.get(req.name)
+    found = next((n for n in rec.nodes if n.node == node), None) if rec else None
+    if found is None:
+        raise PermanentError(f"{req.name} has no node {node!r} in its record")
+    return found.host, found.address
+
+
+def _why_not_replicate(c: Context, req: OverCloudRequest, node: str, tiers: list[str],
+                       src: MovableHost, db_method: str) -> str:
+    """Why database node `node` cannot move by replication ('' when it can)."""
+    if _placed(c, req, node)[0] != src.name:
+        return ""  # promoted by an earlier attempt: only replication's last steps are left
+    if db_method == "copy":
+        return "asked for"
+    if tiers != ["db"]:
+        return "the node runs the web tier too: its database listens on the node only"
+    if not dbmove.binlog_on(src, node):
+        return "the old database has no binary log (made before it was switched on)"
+    stale = [other for host, other in _web_nodes(c, req, node)
+             if not dbmove.reads_db_host_file(host, other)]
+    if stale:
+        return f"WordPress on {', '.join(stale)} predates the database switch file"
+    return ""
+
+
+def _replicate(c: Context, req: OverCloudRequest, node: str, tiers: list[str],
+               src: MovableHost, tgt: MovableHost, address: str, env: str,
+               mark: Callable[[str], None]) -> None:
+    """Database node `node` to `tgt` by GTID replication (orchestrator/dbmove.py)."""
+    host, old = _placed(c, req, node)
+    if host == src.name:  # not promoted yet: any earlier attempt's work is redone
+        deploy(tgt, node, env)  # an empty database with the OverCloud's own secrets
+        mark("created")
+        password = secrets.token_urlsafe(24)
+        dbmove.grant(src, node, address, password)
+        dbmove.seed(src, tgt, node)
+        mark("seeded")
+        dbmove.start_replica(tgt, node, old, password)
+        dbmove.wait_caught_up(src, tgt, node)
+        mark("caught up")
+        dbmove.promote(src, tgt, node)
+        # the new database has writes' worth of future now: the record follows it at once,
+        # so neither a retry nor a roll-back ever returns to the old one
+        c.registry.set_node(req.name, node, tgt.name, tiers, address)
+        mark("promoted")
+    dbmove.point_all(_web_nodes(c, req, node), address)
+    mark("web re-pointed")
+    dbmove.retire(src, node, c.registry.secrets(req.name).db_user)
+    mark("old db stopped")
 
 
 def _web_nodes(c: Context, req: OverCloudRequest, db: str) -> list[tuple[HostDriver, str]]:
@@ -396,15 +477,29 @@ def _verify(url: str) -> None:
 def _roll_back(c: Context, req: OverCloudRequest, node: str, src: MovableHost,
                tgt: MovableHost) -> None:
     """After a failed move: the old node serves again if it still exists; a partial new node
-    is removed when its host answers (else the next attempt reuses it)."""
-    if not src.reachable() or node not in src.instances(req.name):
-        return
+    is removed when its host answers (else the next attempt reuses it). A database promoted
+    on the target (the record moved with it) is never rolled back: it holds writes the old
+    one lacks; the WordPress nodes go to it and the old node goes."""
     rec = c.registry.get(req.name)
     assert rec is not None
+    placed = {n.node: (n.host, n.address) for n in rec.nodes}
+    if "db" in req.tier_layout()[node] and placed.get(node, ("", ""))[0] == tgt.name:
+        try:
+            dbmove.point_all(_web_nodes(c, req, node), placed[node][1])
+            if src.reachable() and node in src.instances(req.name):
+                src.delete(node)
+            _settle(c, req, node, req.tier_layout()[node], src.name, tgt.name)
+        except (TemporaryError, PermanentError) as exc:
+            log.warning("finishing %s's promotion on %s: %s", node, tgt.name, exc)
+        return
+    if not src.reachable() or node not in src.instances(req.name):
+        return
     try:
         src.exec(node, "docker", "compose", "--project-directory", STACK_DIR, "up", "-d",
                  "--wait", "--wait-timeout", "120", timeout=150)
         if "db" in req.tier_layout()[node]:
+            if req.tier_layout()[node] == ["db"] and dbmove.binlog_on(src, node):
+                dbmove.thaw(src, node)  # writable again, no replication user left
             # the web nodes may have been pointed at the new database already: back to the
             # old one (the record keeps its address until a move succeeds)
             addresses = {n.node: n.address for n in rec.nodes}
@@ -526,7 +621,7 @@ def manual_moves(c: Context, event: MigrationRequested) -> list[Move]:
                                   if choose else None)
         if not target:
             raise PermanentError(f"no host can take {n.node} (capacity, drain or reachability)")
-        moves.append(Move(n.overcloud, n.node, n.host, target))
+        moves.append(Move(n.overcloud, n.node, n.host, target, event.db_method))
     return moves
 
 

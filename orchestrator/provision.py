@@ -364,19 +364,28 @@ def repoint(host: HostDriver, node: str, upstream: str) -> str:
     """Point `node`'s nginx at `upstream` without a dropped request: a graceful reload that
     returns once the old workers have finished (drained), and the .env updated so a restart
     of the stack keeps the list. Returns what nginx reported."""
-    env = host.exec(node, "cat", f"{STACK_DIR}/.env", timeout=30)
-    lines = [ln for ln in env.splitlines() if not ln.startswith("APP_UPSTREAM=")]
-    with tempfile.TemporaryDirectory() as tmp:
-        env_path = Path(tmp) / "stack.env"
-        env_path.write_text("".join(f"{ln}\n" for ln in lines) + f"APP_UPSTREAM={upstream}\n")
-        env_path.chmod(0o600)
-        host.push(node, env_path, f"{STACK_DIR}/.env", mode="0600")
+    set_env(host, node, "APP_UPSTREAM", upstream)
     container = host.exec(node, "docker", "compose", "--project-directory", STACK_DIR, "ps",
                           "-q", "nginx", timeout=30).strip()
     if not container:
         raise TemporaryError(f"{node}: nginx is not running")
     return host.exec(node, "docker", "exec", container, "oc-nginx", "reload", upstream,
                      timeout=90).strip()
+
+
+def set_env(host: HostDriver, node: str, key: str, value: str) -> None:
+    """Set one variable in `node`'s stack `.env` (what a re-created container starts with),
+    keeping the others. `value` must be one line: it is our own (an address, an upstream
+    list), never outside text."""
+    if "\n" in value or "\r" in value:
+        raise ValueError(f"{key}: a .env value is one line")
+    env = host.exec(node, "cat", f"{STACK_DIR}/.env", timeout=30)
+    lines = [ln for ln in env.splitlines() if not ln.startswith(f"{key}=")]
+    with tempfile.TemporaryDirectory() as tmp:
+        env_path = Path(tmp) / "stack.env"
+        env_path.write_text("".join(f"{ln}\n" for ln in lines) + f"{key}={value}\n")
+        env_path.chmod(0o600)
+        host.push(node, env_path, f"{STACK_DIR}/.env", mode="0600")
 
 
 def deploy(host: HostDriver, node: str, env: str, *, start: bool = True) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 
 def new_id() -> str:
@@ -192,6 +192,9 @@ class MigrationRequested(Event):
     target: str = ""
     site: str = ""
     reason: str = "by hand"
+    db_method: Literal["replicate", "copy"] = "replicate"
+    """How a database node moves: by GTID replication (a write freeze only), or stop → copy
+    → start (the site down meanwhile); orchestrator/migration.py."""
 
 
 @dataclass(frozen=True, kw_only=True)

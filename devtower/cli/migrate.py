@@ -21,6 +21,10 @@ def migrate(
     node: Annotated[str, typer.Option(help="Move only this node (e.g. shop-n2).")] = "",
     to: Annotated[str, typer.Option("--to", help="Target UnderCloud host.")] = "",
     to_site: Annotated[str, typer.Option("--to-site", help="Move to hosts of this site.")] = "",
+    db_method: Annotated[str, typer.Option(
+        "--db-method", help="How a database node moves: replicate (GTID replica, then a short "
+        "write freeze) or copy (stop, copy the volume, start: the site is down meanwhile)."
+    )] = "replicate",
     wait: Annotated[bool, typer.Option("--wait", help="Follow the migration until done.")] = False,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for the orchestrator to start.")] = 60,
 ) -> None:
@@ -31,6 +35,8 @@ def migrate(
     from orchestrator.registry import Registry
     from overcloud.events import MigrationRequested
 
+    if db_method not in ("replicate", "copy"):
+        raise UserError(f"--db-method is replicate or copy, not {db_method[:40]!r}")
     if bool(to) == bool(to_site):
         raise UserError("say where to: exactly one of --to HOST or --to-site SITE")
     if node and to_site:
@@ -61,7 +67,8 @@ def migrate(
     if rec.state not in ("ready", "degraded"):
         raise UserError(f"{name} is {rec.state}; only a ready (or degraded) OverCloud moves")
     event = MigrationRequested(overcloud=name, node=node, target=to, site=to_site,
-                               reason="by hand")
+                               reason="by hand",
+                               db_method="copy" if db_method == "copy" else "replicate")
     publish(s, event, name)
     where = to or f"site {to_site}"
     console.print(f"migration of {node or name} to {where} requested: id {event.id}")

@@ -28,6 +28,8 @@ from lxdclient import lxc_env
 from orchestrator.downtime import DowntimeProbe
 from orchestrator.hosts import drivers
 from orchestrator.registry import Registry
+from orchestrator.store import WorkflowStore
+from orchestrator.writeprobe import WriteProbe
 from overcloud.bus import events_topic
 from overcloud.waiting import wait_until
 from tests.conftest import Env
@@ -197,6 +199,15 @@ def _identity(env: Env, host: str, node: str) -> str:
                           capture_output=True, text=True, timeout=60, check=True).stdout.strip()
 
 
+def _how(env: Env, cli_out: str) -> dict[str, str]:
+    """How each node of the migration `overcloud migrate` printed the id of moved (its move
+    task's result: "by replication", "by stop → copy → start (why)", '' when stateless)."""
+    wid = cli_out.split(" id ", 1)[1].split()[0]
+    store = WorkflowStore(Path(env["OVERCLOUD_STATE_DIR"]) / "orchestrator" / "workflows.sqlite")
+    return {t.name.removeprefix("move:"): t.result["how"] for t in store.get(wid).tasks
+            if isinstance(t.result, dict)}
+
+
 def _sql(env: Env, name: str, node: str, host: str, statement: str) -> str:
     secrets = orjson.loads((Path(env["OVERCLOUD_STATE_DIR"]) / "secrets" / f"{name}.json")
                            .read_bytes())
@@ -233,11 +244,31 @@ def test_database_and_web_nodes_move_by_hand_and_the_url_stays(
             assert web_failed.get("reset", 0) <= 1, (web_failed, web_timeline)
             assert web_down < 0.5, (web_down, web_timeline)
             wall1 = time.time()
-            out = run_cli(["migrate", name, "--node", db, "--to", "lxd2", "--wait"], env,
-                          timeout=600)
+            d = drivers(env.settings())
+            WriteProbe.prepare(d["lxd1"], db)
+            # a user writing all along, as WordPress does (orchestrator/writeprobe.py)
+            with WriteProbe(d["lxd2"], web) as writes:
+                wait_until(lambda: len(writes.acked) >= 5, timeout=120, interval=0.1,
+                           what="the writer's first acknowledged writes")
+                out = run_cli(["migrate", name, "--node", db, "--to", "lxd2", "--wait"], env,
+                              timeout=600)
+                acked_at_switch = len(writes.acked)
+                wait_until(lambda: len(writes.acked) >= acked_at_switch + 5, timeout=60,
+                           interval=0.1, what="writes acknowledged by the new database")
             print(out.stdout)
             assert out.returncode == 0, out.stdout + out.stderr
             db_timeline = timeline(down, wall1, out.stdout)
+            # by replication: the page never went down (reads go on through the write freeze)
+            assert _how(env, out.stdout) == {db: "by replication"}, out.stdout
+            assert down.downtime - web_down <= 1.0, (down.downtime - web_down, db_timeline)
+            # no acknowledged write lost; the freeze refused some, as read-only
+            lost = writes.lost(d["lxd2"], db)
+            print(f"writes: {len(writes.acked)} acknowledged, {len(writes.failed)} refused "
+                  f"({sorted(set(f.split(' ', 1)[-1][:60] for f in writes.failed))}), "
+                  f"{len(lost)} lost")
+            assert not lost, (lost[:20], len(writes.acked))
+            # the old database let nothing else in, and the new one replicates from no one
+            assert _sql(env, name, db, "lxd2", "SHOW SLAVE STATUS").strip() == ""
         print(f"\nweb node moved in {web_seconds:.1f}s, downtime {web_down:.2f}s "
               f"(failed probes {web_failed}); after the db move: downtime {down.downtime:.2f}s "
               f"({down.failures} failed / {down.ok} good probes: {down.kinds()}; slowest "
@@ -258,8 +289,6 @@ def test_database_and_web_nodes_move_by_hand_and_the_url_stays(
         assert [(e["payload"]["node"], e["payload"]["target"], e["payload"]["ok"])
                 for e in finished] == [(web, "lxd2", True), (db, "lxd2", True)]
         assert finished[0]["payload"]["downtime_s"] < 3.0  # the orchestrator's probe agrees
-        # the database tier: stop → copy → start, and the web node re-pointed meanwhile
-        assert down.downtime - web_down < 20.0, (down.downtime - web_down, db_timeline)
         # its network on lxd1 went with the last node; its DevLake series continue
         assert not drivers(env.settings())["lxd1"].networks(name)
 
@@ -270,15 +299,19 @@ def test_database_and_web_nodes_move_by_hand_and_the_url_stays(
             return res.returncode == 0 and "count" in res.stdout
         wait_until(series_on_lxd2, timeout=60, interval=0.5, what="samples of the moved node")
 
-        # the whole OverCloud to a site: both nodes back to lxd1, data and URL with them
+        # the whole OverCloud to a site, the database by stop → copy → start: both nodes
+        # back to lxd1, data (the writes acknowledged above too) and URL with them
         run_cli(["undercloud", "set", "lxd1", "--site", "back"], env, check=True)
         try:
-            out = run_cli(["migrate", name, "--to-site", "back", "--wait"], env, timeout=900)
+            out = run_cli(["migrate", name, "--to-site", "back", "--db-method", "copy",
+                           "--wait"], env, timeout=900)
             assert out.returncode == 0, out.stdout + out.stderr
+            assert _how(env, out.stdout) == {web: "", db: "by stop → copy → start (asked for)"}
         finally:
             run_cli(["undercloud", "set", "lxd1", "--site", "local"], env, check=True)
         assert _where(env, name) == {db: ["lxd1"], web: ["lxd1"]}
         assert _sql(env, name, db, "lxd1", "SELECT v FROM wordpress.oc_marker").strip() == "42"
+        assert not writes.lost(d["lxd1"], db)
         _page_answers(port)
 
         # mistakes are one line each, and nothing is published

@@ -27,6 +27,8 @@ def _closed_ports(tmp_path: Path) -> dict[str, str]:
         (["agent", "run", "--node", "bad node!", "--once"], {}, "take names of letters"),
         (["metrics", "query", "SELECT 1"], {}, "unreachable"),
         (["metrics", "latest", "--measurement", "x;DROP"], {}, "bad measurement name"),
+        (["migrate", "blog", "--to", "lxd2", "--db-method", "rsync';x"], {},
+         "--db-method is replicate or copy, not \"rsync';x\""),
     ],
 )
 def test_one_line_error(tmp_path: Path, args: list[str], env: dict[str, str], message: str) -> None:

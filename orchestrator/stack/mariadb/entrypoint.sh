@@ -25,4 +25,11 @@ SQL
   wait "$pid" || true
   touch "$marker"
 fi
-exec mariadbd --user=mysql --bind-address=0.0.0.0 --port=3306
+# The binary log with GTIDs, so the database can move by replication (a replica of this one
+# catches up while the site serves: orchestrator/dbmove.py). A server id of its own per
+# start: a replica must never share its source's; row events, so a replica replays exactly
+# what was written; a week of binlogs at most.
+server_id=$(( $(od -An -N4 -tu4 /dev/urandom) % 4294967294 + 1 ))
+exec mariadbd --user=mysql --bind-address=0.0.0.0 --port=3306 \
+  --log-bin=binlog --log-slave-updates --binlog-format=ROW --server-id="$server_id" \
+  --binlog-expire-logs-seconds=604800 "$@"

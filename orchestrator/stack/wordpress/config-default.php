@@ -12,7 +12,14 @@ function oc_env($name) {
 define('DB_NAME', oc_env('DB_NAME'));
 define('DB_USER', oc_env('DB_USER'));
 define('DB_PASSWORD', oc_env('DB_PASSWORD'));
-define('DB_HOST', oc_env('DB_HOST'));
+// The database's address, read per request: when the database node moves, the orchestrator
+// rewrites this file (atomically, by rename) and the next request goes to the new database,
+// with nothing restarted (orchestrator/dbmove.py). Without the file: the environment.
+function oc_db_host() {
+    $v = @file_get_contents('/etc/wordpress/db-host');
+    return ($v !== false && trim($v) !== '') ? trim($v) : oc_env('DB_HOST');
+}
+define('DB_HOST', oc_db_host());
 define('DB_CHARSET', 'utf8mb4');
 define('DB_COLLATE', '');
 define('AUTH_KEY', oc_env('WP_AUTH_KEY'));
