@@ -23,8 +23,8 @@ The steps (orchestrator/migration.py runs them; each is safe to repeat):
    (orchestrator/stack/wordpress/config-default.php), so rewriting that file moves new
    requests at once, without restarting anything; `.env` says the same, so a re-created
    container agrees.
-5. **retire** — the old database finishes what its clients hold (no application connection
-   left, or 10 s), then stops; the migration deletes its node.
+5. **drain** — the old database finishes what its clients hold (no application connection
+   left, or 10 s); it is still read-only when the migration deletes its node.
 
 A failure before the promotion leaves the old database serving and writable again (`thaw`).
 
@@ -42,7 +42,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from orchestrator.hosts import HostDriver, MovableHost
-from orchestrator.provision import STACK_DIR, set_env
+from orchestrator.provision import set_env
 from overcloud.errors import PermanentError, TemporaryError
 
 REPL_USER = "oc_repl"
@@ -75,13 +75,19 @@ def _address(value: str) -> str:
         raise PermanentError(f"not a node address: {value!r}") from None
 
 
-def _compose(service: str, *cmd: str) -> tuple[str, ...]:
-    return ("docker", "compose", "--project-directory", STACK_DIR, "exec", "-T", service, *cmd)
+def _in(node: str, service: str, *cmd: str) -> tuple[str, ...]:
+    """`cmd` in `service`'s container of `node`'s stack. `docker exec` by the name Compose
+    gives it (`<stack>-<service>-1`; the stack is the OverCloud, named in the node's name):
+    `docker compose exec` first loads the project, and the freeze is a chain of these."""
+    stack, sep, index = node.rpartition("-n")
+    if not (sep and stack and index.isascii() and index.isdigit()):
+        raise PermanentError(f"not a node name: {node!r}")
+    return ("docker", "exec", "-i", f"{stack}-{service}-1", *cmd)
 
 
 def sql(host: MovableHost, node: str, statements: str, timeout: float = 60) -> str:
     """Run `statements` as root in `node`'s database; its tab-separated output."""
-    proc = host.exec_stream(node, *_compose("db", "sh", "-c", ROOT_SQL),
+    proc = host.exec_stream(node, *_in(node, "db", "sh", "-c", ROOT_SQL),
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE)
     try:
         out, err = proc.communicate(statements.encode(), timeout=timeout)
@@ -105,7 +111,7 @@ def reads_db_host_file(host: HostDriver, node: str) -> bool:
     """`node`'s WordPress takes its database address from `DB_HOST_FILE` (images made before
     that did not: their nodes are re-pointed by re-creating WordPress)."""
     try:
-        host.exec(node, *_compose("wordpress", "grep", "-q", DB_HOST_FILE,
+        host.exec(node, *_in(node, "wordpress", "grep", "-q", DB_HOST_FILE,
                                   "/etc/wordpress/config-default.php"), timeout=60)
     except TemporaryError:
         return False
@@ -143,8 +149,8 @@ def seed(src: MovableHost, tgt: MovableHost, node: str, timeout: float = 600) ->
     new one's own replication state and binary log cleared first: a retried seed starts
     clean)."""
     sql(tgt, node, "STOP SLAVE; RESET SLAVE ALL; RESET MASTER;")
-    sender = src.exec_stream(node, *_compose("db", "sh", "-c", DUMP_SH), stdout=subprocess.PIPE)
-    receiver = tgt.exec_stream(node, *_compose("db", "sh", "-c", LOAD_SH), stdin=sender.stdout)
+    sender = src.exec_stream(node, *_in(node, "db", "sh", "-c", DUMP_SH), stdout=subprocess.PIPE)
+    receiver = tgt.exec_stream(node, *_in(node, "db", "sh", "-c", LOAD_SH), stdin=sender.stdout)
     assert sender.stdout is not None
     sender.stdout.close()  # the receiver holds it now; the sender sees EPIPE if it dies
     try:
@@ -241,7 +247,7 @@ def point_db(host: HostDriver, node: str, address: str) -> None:
     addr = _address(address)
     set_env(host, node, "DB_HOST", addr)
     script = f'printf "%s" "$1" > {DB_HOST_FILE}.new && mv {DB_HOST_FILE}.new {DB_HOST_FILE}'
-    host.exec(node, *_compose("wordpress", "sh", "-c", script, "sh", f"{addr}:{DB_PORT}"),
+    host.exec(node, *_in(node, "wordpress", "sh", "-c", script, "sh", f"{addr}:{DB_PORT}"),
               timeout=60)
 
 
@@ -254,13 +260,19 @@ def point_all(pairs: list[tuple[HostDriver, str]], address: str) -> None:
             f.result()
 
 
-def retire(src: MovableHost, node: str, user: str, seconds: float = DRAIN_SECONDS) -> None:
-    """Let the old database finish what its application clients hold (none connected as
-    `user`, or `seconds`), then stop it."""
+def drain(src: MovableHost, node: str, user: str, seconds: float = DRAIN_SECONDS) -> None:
+    """Let the old database finish what its application clients hold: until none is
+    connected as `user`, or `seconds` (it stays read-only; its node is deleted next)."""
     deadline = time.monotonic() + seconds
     count = (f"SELECT COUNT(*) FROM information_schema.PROCESSLIST "
              f"WHERE USER = {sql_string(user)};")
     while time.monotonic() < deadline and sql(src, node, count).strip() not in ("", "0"):
         time.sleep(0.1)
-    src.exec(node, "docker", "compose", "--project-directory", STACK_DIR, "stop", "db",
-             timeout=120)
+
+
+def answers(host: MovableHost, node: str) -> bool:
+    """The database in `node` takes root's queries (its first start has finished)."""
+    try:
+        return sql(host, node, "SELECT 1;", timeout=30).strip() == "1"
+    except TemporaryError:
+        return False

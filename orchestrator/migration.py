@@ -194,12 +194,14 @@ def register_migration_actions(actions: ActionRegistry, c: Context) -> None:
             if ctx.cancelled.is_set():  # timed out: the retry owns the move from here on
                 raise TemporaryError(f"{node}: attempt {ctx.attempt} stopped after {step}")
 
-        how = ""
+        how, made = "", False
         with DowntimeProbe(url) as probe:
             if node in src.instances(oc):
                 how = _make_and_break(c, ctx, req, node, tiers, src, tgt, mark,
                                       a.get("db_method") or "replicate")
-            _settle(c, req, node, tiers, source, target)
+                made = True
+            # (a move that got this far restarted the agent while the old node went)
+            _settle(c, req, node, tiers, source, target, restart_agent=not made)
             mark("settled")
         seconds = time.monotonic() - t0
         c.registry.set_state(oc, "ready", error="")
@@ -333,9 +335,15 @@ def _make_and_break(c: Context, ctx: TaskContext, req: OverCloudRequest, node: s
             mark("old drained")
     _verify(rec.url.rstrip("/") + path)
     mark("verified")
-    src.delete(node)
-    mark("old deleted")
-    c.registry.set_node(req.name, node, tgt.name, tiers, address)
+    # the agent follows the node while the old one is deleted (each takes seconds); the
+    # record follows once the old one is gone
+    with ThreadPoolExecutor(1, thread_name_prefix="agent") as pool:
+        agent = pool.submit(_restart_agent, c, req, node, tgt.name)
+        src.delete(node)
+        mark("old deleted")
+        c.registry.set_node(req.name, node, tgt.name, tiers, address)
+        agent.result()
+    mark("agent moved")
     return how
 
 
@@ -372,10 +380,16 @@ def _replicate(c: Context, req: OverCloudRequest, node: str, tiers: list[str],
     """Database node `node` to `tgt` by GTID replication (orchestrator/dbmove.py)."""
     host, old = _placed(c, req, node)
     if host == src.name:  # not promoted yet: any earlier attempt's work is redone
-        deploy(tgt, node, env)  # an empty database with the OverCloud's own secrets
-        mark("created")
         password = secrets.token_urlsafe(24)
-        dbmove.grant(src, node, address, password)
+        with ThreadPoolExecutor(1, thread_name_prefix="grant") as pool:
+            granted = pool.submit(dbmove.grant, src, node, address, password)
+            # an empty database with the OverCloud's own secrets; answering is all it takes
+            # (Compose's --wait would add a health-check interval)
+            deploy(tgt, node, env, wait=False)
+            wait_or_retry(lambda: dbmove.answers(tgt, node), 120,
+                          f"the new database in {node} on {tgt.name}")
+            granted.result()
+        mark("created")
         dbmove.seed(src, tgt, node)
         mark("seeded")
         dbmove.start_replica(tgt, node, old, password)
@@ -388,8 +402,8 @@ def _replicate(c: Context, req: OverCloudRequest, node: str, tiers: list[str],
         mark("promoted")
     dbmove.point_all(_web_nodes(c, req, node), address)
     mark("web re-pointed")
-    dbmove.retire(src, node, c.registry.secrets(req.name).db_user)
-    mark("old db stopped")
+    dbmove.drain(src, node, c.registry.secrets(req.name).db_user)
+    mark("old db drained")  # read-only, and deleted with its node
 
 
 def _web_nodes(c: Context, req: OverCloudRequest, db: str) -> list[tuple[HostDriver, str]]:
@@ -401,8 +415,21 @@ def _web_nodes(c: Context, req: OverCloudRequest, db: str) -> list[tuple[HostDri
             if other != db and {"web", "app"} & set(req.tier_layout()[other])]
 
 
+def _restart_agent(c: Context, req: OverCloudRequest, node: str, host: str = "") -> None:
+    """`node`'s agent, stopped, then started for `host` (default: where the record says)."""
+    from dataclasses import replace
+
+    rec = c.registry.get(req.name)
+    assert rec is not None
+    if host:
+        rec = replace(rec, nodes=[replace(n, host=host) if n.node == node else n
+                                  for n in rec.nodes])
+    node_agent(c.settings, req, rec, node).stop()
+    node_agent(c.settings, req, rec, node).start()
+
+
 def _settle(c: Context, req: OverCloudRequest, node: str, tiers: list[str], source: str,
-            target: str) -> None:
+            target: str, restart_agent: bool = True) -> None:
     """Bookkeeping after the source node is gone: record, agent, the source's network."""
     tgt = c.hosts[target]
     if node not in tgt.instances(req.name):
@@ -411,8 +438,8 @@ def _settle(c: Context, req: OverCloudRequest, node: str, tiers: list[str], sour
     c.registry.set_node(req.name, node, target, tiers, address)
     rec = c.registry.get(req.name)
     assert rec is not None
-    node_agent(c.settings, req, rec, node).stop()
-    node_agent(c.settings, req, rec, node).start()
+    if restart_agent:
+        _restart_agent(c, req, node)
     if not any(n.host == source for n in rec.nodes):
         src = c.hosts[source]
         for bridge in src.networks(req.name):

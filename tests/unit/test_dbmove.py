@@ -68,15 +68,15 @@ def test_sql_string_escapes_quotes_and_backslashes_and_refuses_nul() -> None:
 def test_a_replica_address_that_is_not_an_ipv4_address_never_reaches_sql(address: str) -> None:
     src = ScriptedHost()
     with pytest.raises(PermanentError):
-        dbmove.grant(src, "n1", address, PASSWORD)
+        dbmove.grant(src, "blog-n1", address, PASSWORD)
     with pytest.raises(PermanentError):
-        dbmove.start_replica(src, "n1", address, PASSWORD)
+        dbmove.start_replica(src, "blog-n1", address, PASSWORD)
     assert src.sql == []
 
 
 def test_grant_drops_earlier_replication_users_unlogged_and_quotes_every_value() -> None:
     src = ScriptedHost([("FROM mysql.user", "10.0.0.9\nx'y\n")])
-    dbmove.grant(src, "n1", "10.0.0.7", PASSWORD)
+    dbmove.grant(src, "blog-n1", "10.0.0.7", PASSWORD)
     statements = src.sql[-1]
     assert statements.startswith("SET sql_log_bin=0; SET GLOBAL read_only=0;")
     assert "DROP USER IF EXISTS 'oc_repl'@'10.0.0.9';" in statements
@@ -90,13 +90,13 @@ def test_grant_drops_earlier_replication_users_unlogged_and_quotes_every_value()
 @pytest.mark.parametrize("password", ["short", "x' OR '1", "a" * 20 + "\n"])
 def test_a_password_outside_the_generated_alphabet_is_refused(password: str) -> None:
     with pytest.raises(PermanentError):
-        dbmove.grant(ScriptedHost(), "n1", "10.0.0.7", password)
+        dbmove.grant(ScriptedHost(), "blog-n1", "10.0.0.7", password)
 
 
 def test_wait_caught_up_returns_the_position_the_replica_reached() -> None:
     src = ScriptedHost([("@@gtid_binlog_pos", "0-1-42\n")])
     tgt = ScriptedHost([("MASTER_GTID_WAIT", "0\n")])
-    assert dbmove.wait_caught_up(src, tgt, "n1") == "0-1-42"
+    assert dbmove.wait_caught_up(src, tgt, "blog-n1") == "0-1-42"
     assert "SELECT MASTER_GTID_WAIT('0-1-42', 2);" in tgt.sql
 
 
@@ -106,7 +106,7 @@ def test_a_stopped_replica_fails_the_attempt_at_once_with_its_error() -> None:
         "Slave_IO_Running: Yes\nSlave_SQL_Running: No\n"
         "Last_SQL_Error: Duplicate entry '7' for key 'PRIMARY'\n"))])
     with pytest.raises(TemporaryError, match="stopped replicating: Duplicate entry"):
-        dbmove.wait_caught_up(src, tgt, "n1", timeout=600)
+        dbmove.wait_caught_up(src, tgt, "blog-n1", timeout=600)
     assert sum("MASTER_GTID_WAIT" in s for s in tgt.sql) == 1
 
 
@@ -118,7 +118,7 @@ def test_a_replica_that_cannot_reach_the_old_database_fails_after_the_grace(
         "Slave_IO_Running: Connecting\nSlave_SQL_Running: Yes\n"
         "Last_IO_Error: Can't connect to server on '10.0.0.5' (111)\n"))])
     with pytest.raises(TemporaryError, match="cannot reach the old one: Can't connect"):
-        dbmove.wait_caught_up(src, tgt, "n1", timeout=600)
+        dbmove.wait_caught_up(src, tgt, "blog-n1", timeout=600)
 
 
 @pytest.mark.parametrize("pos", ["0-1-2'; SET GLOBAL read_only=0; --", "0-1", "x", "0-1-2,"])
@@ -126,7 +126,7 @@ def test_a_position_that_is_not_a_gtid_list_never_reaches_sql(pos: str) -> None:
     src = ScriptedHost([("@@gtid_binlog_pos", pos)])
     tgt = ScriptedHost([("MASTER_GTID_WAIT", "0\n")])
     with pytest.raises(TemporaryError, match="unexpected GTID position"):
-        dbmove.promote(src, tgt, "n1")
+        dbmove.promote(src, tgt, "blog-n1")
     assert tgt.sql == []
 
 
@@ -135,24 +135,24 @@ def test_promotion_waits_for_the_last_write_and_only_then_stops_replicating() ->
     behind = ScriptedHost([("MASTER_GTID_WAIT", "-1\n"),
                            ("SHOW SLAVE STATUS", "Slave_IO_Running: Yes\nSlave_SQL_Running: Yes\n")])
     with pytest.raises(TemporaryError, match="did not reach 0-1-9,1-2-3"):
-        dbmove.promote(src, behind, "n1", timeout=1)
+        dbmove.promote(src, behind, "blog-n1", timeout=1)
     assert not any("STOP SLAVE" in s for s in behind.sql)
     caught_up = ScriptedHost([("MASTER_GTID_WAIT", "0\n")])
-    assert dbmove.promote(src, caught_up, "n1") == "0-1-9,1-2-3"
+    assert dbmove.promote(src, caught_up, "blog-n1") == "0-1-9,1-2-3"
     assert src.sql[0].startswith("SET GLOBAL read_only=1;")
     assert caught_up.sql[-1] == "STOP SLAVE; RESET SLAVE ALL;"
 
 
 def test_point_db_writes_the_env_then_the_file_with_the_address_as_an_argument() -> None:
     web = ScriptedHost()
-    dbmove.point_db(web, "n2", "10.0.0.8")
+    dbmove.point_db(web, "blog-n2", "10.0.0.8")
     assert web.pushed["/srv/stack/.env"].splitlines()[-1] == "DB_HOST=10.0.0.8"
     assert "DB_HOST=10.0.0.5" not in web.pushed["/srv/stack/.env"]
     cmd = web.commands[-1]
     assert cmd[-2:] == ("sh", "10.0.0.8:3306")  # $1 of the script, not inside it
     assert "10.0.0.8" not in cmd[-3]
     with pytest.raises(PermanentError):
-        dbmove.point_db(web, "n2", "10.0.0.8; rm -rf /")
+        dbmove.point_db(web, "blog-n2", "10.0.0.8; rm -rf /")
 
 
 def test_the_db_method_is_validated_on_the_bus() -> None:
@@ -170,3 +170,15 @@ def test_the_wordpress_config_reads_the_switch_file_the_orchestrator_writes() ->
     text = config.read_text()
     assert f"file_get_contents('{dbmove.DB_HOST_FILE}')" in text
     assert "define('DB_HOST', oc_db_host());" in text
+
+
+@pytest.mark.parametrize("node", ["blog", "blog-nx", "-n1", "blog-n1 ; sh"])
+def test_commands_go_only_to_the_containers_of_a_node_name(node: str) -> None:
+    with pytest.raises(PermanentError, match="not a node name"):
+        dbmove.sql(ScriptedHost(), node, "SELECT 1;")
+
+
+def test_sql_runs_in_the_stack_container_of_the_node() -> None:
+    host = ScriptedHost()
+    dbmove.sql(host, "my-net-n12", "SELECT 1;")
+    assert host.commands[-1][:4] == ("docker", "exec", "-i", "my-net-db-1")
