@@ -100,6 +100,7 @@ def test_wait_caught_up_returns_the_position_the_replica_reached() -> None:
     assert "SELECT MASTER_GTID_WAIT('0-1-42', 2);" in tgt.sql
 
 
+@pytest.mark.timeout(30)  # (a replica whose stop went unnoticed would wait out 600 s)
 def test_a_stopped_replica_fails_the_attempt_at_once_with_its_error() -> None:
     src = ScriptedHost([("@@gtid_binlog_pos", "0-1-42\n")])
     tgt = ScriptedHost([("MASTER_GTID_WAIT", "-1\n"), ("SHOW SLAVE STATUS", (
