@@ -111,6 +111,7 @@ def test_a_stopped_replica_fails_the_attempt_at_once_with_its_error() -> None:
     assert sum("MASTER_GTID_WAIT" in s for s in tgt.sql) == 1
 
 
+@pytest.mark.timeout(30)
 def test_a_replica_that_cannot_reach_the_old_database_fails_after_the_grace(
         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(dbmove, "CONNECT_GRACE", 0.0)
