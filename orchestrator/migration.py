@@ -200,8 +200,8 @@ def register_migration_actions(actions: ActionRegistry, c: Context) -> None:
                 how = _make_and_break(c, ctx, req, node, tiers, src, tgt, mark,
                                       a.get("db_method") or "replicate")
                 made = True
-            # (a move that got this far restarted the agent while the old node went)
-            _settle(c, req, node, tiers, source, target, restart_agent=not made)
+            # (a move that got this far recorded the node and restarted its agent already)
+            _settle(c, req, node, tiers, source, target, made=made)
             mark("settled")
         seconds = time.monotonic() - t0
         c.registry.set_state(oc, "ready", error="")
@@ -429,17 +429,18 @@ def _restart_agent(c: Context, req: OverCloudRequest, node: str, host: str = "")
 
 
 def _settle(c: Context, req: OverCloudRequest, node: str, tiers: list[str], source: str,
-            target: str, restart_agent: bool = True) -> None:
-    """Bookkeeping after the source node is gone: record, agent, the source's network."""
-    tgt = c.hosts[target]
-    if node not in tgt.instances(req.name):
-        raise PermanentError(f"{node} is on neither {source} nor {target}")
-    address = tgt.address(node) or ""
-    c.registry.set_node(req.name, node, target, tiers, address)
+            target: str, made: bool = False) -> None:
+    """Bookkeeping after the source node is gone: record, agent (unless `made`: the move
+    that just made the node did both), the source's network."""
+    if not made:
+        tgt = c.hosts[target]
+        if node not in tgt.instances(req.name):
+            raise PermanentError(f"{node} is on neither {source} nor {target}")
+        address = tgt.address(node) or ""
+        c.registry.set_node(req.name, node, target, tiers, address)
+        _restart_agent(c, req, node)
     rec = c.registry.get(req.name)
     assert rec is not None
-    if restart_agent:
-        _restart_agent(c, req, node)
     if not any(n.host == source for n in rec.nodes):
         src = c.hosts[source]
         for bridge in src.networks(req.name):

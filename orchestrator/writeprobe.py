@@ -4,12 +4,15 @@ The downtime probe (orchestrator/downtime.py) reads the page; a database move mu
 lose no write it acknowledged. This probe writes the way WordPress does, from inside a
 WordPress container of the OverCloud: each write is one PHP request's worth — read the
 database address as WordPress reads it (`oc_db_host()`, the switch file or the environment),
-connect, `INSERT` the next number into `oc_writes`, disconnect — about every 20 ms. A write is
+connect, `INSERT` the next number into `oc_writes` (under this probe's own run token, so
+probes never collide), disconnect — about every 20 ms. A write is
 **acknowledged** when its `INSERT` returned success; failed writes (the freeze, a stopped
 database) are counted apart, as a user would see an error and retry.
 
 After the move `lost` compares the acknowledged numbers with the rows the database holds:
-every acknowledged write must be there. Used by the migration bench and its tests.
+every acknowledged write must be there. Used by the migration bench and its tests. The
+writer runs in the container (`docker exec`): a move that re-creates WordPress (stop → copy
+→ start does) ends it there, and only the writes until then count.
 """
 
 from __future__ import annotations
@@ -30,12 +33,14 @@ require '/etc/wordpress/config-default.php';
 mysqli_report(MYSQLI_REPORT_OFF);
 $stop = $argv[1];
 $until = microtime(true) + (float)$argv[2];
+$run = $argv[3];
+if (!preg_match('/^[0-9a-f]{12}$/', $run)) { exit("bad run token\n"); }
 $i = 0;
 while (!file_exists($stop) && microtime(true) < $until) {
     $i++;
     $hp = explode(':', oc_db_host(), 2);
     $m = @mysqli_connect($hp[0], DB_USER, DB_PASSWORD, DB_NAME, (int)($hp[1] ?? 3306));
-    if ($m && @mysqli_query($m, "INSERT INTO oc_writes (id) VALUES ($i)")) {
+    if ($m && @mysqli_query($m, "INSERT INTO oc_writes (run, id) VALUES ('$run', $i)")) {
         echo "ok $i\\n";
     } else {
         $why = $m ? mysqli_error($m) : mysqli_connect_error();
@@ -58,16 +63,17 @@ class WriteProbe:
     """the writer stops by itself after this many seconds (a bench that died)"""
     acked: list[int] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
+    run: str = field(default_factory=lambda: secrets.token_hex(6))
     _stop: str = field(default_factory=lambda: f"/tmp/oc-write-stop-{secrets.token_hex(6)}")
     _proc: subprocess.Popen[bytes] | None = None
     _reader: threading.Thread | None = None
 
     @staticmethod
     def prepare(db_host: MovableHost, db_node: str) -> None:
-        """The probe's table, empty, in the OverCloud's database (as root, on its DB node)."""
+        """The probes' table in the OverCloud's database (as root, on its DB node)."""
         dbmove.sql(db_host, db_node, f"USE `{_db_name(db_host, db_node)}`;"
-                                     f"DROP TABLE IF EXISTS {TABLE};"
-                                     f"CREATE TABLE {TABLE} (id INT PRIMARY KEY);")
+                                     f"CREATE TABLE IF NOT EXISTS {TABLE} (run CHAR(12) NOT NULL,"
+                                     " id INT NOT NULL, PRIMARY KEY (run, id));")
 
     def _compose(self, *cmd: str) -> tuple[str, ...]:
         return ("docker", "compose", "--project-directory", STACK_DIR, "exec", "-T",
@@ -75,7 +81,7 @@ class WriteProbe:
 
     def __enter__(self) -> WriteProbe:
         self._proc = self.host.exec_stream(
-            self.web, *self._compose("php", "--", self._stop, str(self.longest)),
+            self.web, *self._compose("php", "--", self._stop, str(self.longest), self.run),
             stdin=subprocess.PIPE, stdout=subprocess.PIPE)
         assert self._proc.stdin is not None
         self._proc.stdin.write(WRITER_PHP.encode())
@@ -108,7 +114,8 @@ class WriteProbe:
     def lost(self, db_host: MovableHost, db_node: str) -> list[int]:
         """Acknowledged writes the database (now on `db_node`) does not hold."""
         rows = dbmove.sql(db_host, db_node,
-                          f"SELECT id FROM `{_db_name(db_host, db_node)}`.{TABLE};")
+                          f"SELECT id FROM `{_db_name(db_host, db_node)}`.{TABLE} "
+                          f"WHERE run = {dbmove.sql_string(self.run)};")
         held = {int(v) for v in rows.split()}
         return sorted(set(self.acked) - held)
 
