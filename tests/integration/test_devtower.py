@@ -331,6 +331,9 @@ def test_two_developers_through_the_devtower(uc: Env, tmp_path: Path) -> None:
             node = f"{a}-n1"
             source = _host_of(ca, a, node)
             target = "lxd2" if source == "lxd1" else "lxd1"
+            bad = co.post(f"/v1/overclouds/{a}/migrate",
+                          params={"node": node, "to": target, "db_method": "rsync"})
+            assert bad.status_code == 400 and "replicate or copy" in bad.text, bad.text
             assert co.post(f"/v1/overclouds/{a}/migrate",
                            params={"node": node, "to": target}).status_code == 202
             wait_until(lambda: "MigrationStarted" in _types(hook_a), timeout=300,
