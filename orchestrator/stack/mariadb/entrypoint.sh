@@ -25,8 +25,9 @@ chown mysql:mysql "$init"
 # start: a replica must never share its source's; row events, so a replica replays exactly
 # what was written; a week of binlogs at most. No reverse DNS of clients: every account is
 # `%`, `localhost` or an address, and a node has no resolver that answers for the OverCloud's
-# addresses: a database that had not seen a client yet (one just moved) made WordPress's
-# first connections wait out the resolver's 5 s timeout, a page stuck for 5-9 s.
+# addresses, so a database that has not seen a client yet (one just moved) can keep its
+# first connections waiting on the resolver (a bench move saw the page stall 5-9 s right
+# after the switch, the resolver's timeout being 5 s).
 server_id=$(( $(od -An -N4 -tu4 /dev/urandom) % 4294967294 + 1 ))
 exec mariadbd --user=mysql --bind-address=0.0.0.0 --port=3306 --init-file="$init" \
   --skip-name-resolve \
