@@ -223,15 +223,19 @@ def wait_caught_up(src: MovableHost, tgt: MovableHost, node: str, timeout: float
 
 def promote(src: MovableHost, tgt: MovableHost, node: str, timeout: float = 30) -> str:
     """The write freeze: the old database read-only, the new one caught up to its very last
-    write, then no longer a replica. Returns the last GTID the old one logged."""
+    write, and then — in the same round trip — no longer a replica. Returns the last GTID
+    the old one logged."""
     pos = _gtid(sql(src, node, "SET GLOBAL read_only=1; SELECT @@gtid_binlog_pos;"))
-    got = sql(tgt, node, f"SELECT MASTER_GTID_WAIT({sql_string(pos)}, {timeout:g});",
+    # one compound statement (the client must not split it at its `;`: another delimiter)
+    got = sql(tgt, node, "DELIMITER //\nBEGIN NOT ATOMIC "
+                         f"IF MASTER_GTID_WAIT({sql_string(pos)}, {timeout:g}) = 0 THEN "
+                         "STOP SLAVE; RESET SLAVE ALL; SELECT 'promoted'; "
+                         "ELSE SELECT 'behind'; END IF; END //\n",
               timeout=timeout + 30).strip()
-    if got != "0":
+    if got != "promoted":
         state, error = replica_state(tgt, node)
         raise TemporaryError(f"{node}: the new database did not reach {pos} in {timeout:g}s "
                              f"(replication {state}{': ' + error if error else ''})")
-    sql(tgt, node, "STOP SLAVE; RESET SLAVE ALL;")
     return pos
 
 

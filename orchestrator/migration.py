@@ -60,6 +60,7 @@ from orchestrator.provision import (
     deploy,
     docker_ok,
     node_agent,
+    push_stack,
     repoint_web,
     stack_env,
     wait_or_retry,
@@ -261,12 +262,15 @@ def _make_and_break(c: Context, ctx: TaskContext, req: OverCloudRequest, node: s
                         req.cluster.memory_bytes, network=bridge))
     mark("launched")
     address = wait_or_retry(lambda: tgt.address(node), 60, f"an address for {node} on {tgt.name}")
-    wait_or_retry(lambda: docker_ok(tgt, node), 120, f"Docker in {node} on {tgt.name}")
-    mark("docker")
     rec = c.registry.get(req.name)
     assert rec is not None
     addresses = {n.node: n.address for n in rec.nodes} | {node: address}
     env = stack_env(c, req, node, addresses)
+    with ThreadPoolExecutor(1, thread_name_prefix="push") as pool:
+        pushed = pool.submit(push_stack, tgt, node, env)  # while Docker starts in the node
+        wait_or_retry(lambda: docker_ok(tgt, node), 120, f"Docker in {node} on {tgt.name}")
+        pushed.result()
+    mark("docker")
     ctx.report(f"{node}: new node on {tgt.name} at {address}")
     why_not = (_why_not_replicate(c, req, node, tiers, src, db_method) if "db" in tiers
                else "")
@@ -284,7 +288,7 @@ def _make_and_break(c: Context, ctx: TaskContext, req: OverCloudRequest, node: s
         copied = f"{STACK_DIR}/.copied-from-{src.name}"
         with ThreadPoolExecutor(1, thread_name_prefix="repoint") as pool:
             if "yes" not in tgt.exec(node, "sh", "-c", f"test -e {copied} && echo yes || true"):
-                deploy(tgt, node, env, start=False)
+                deploy(tgt, node, env, start=False, push=False)
                 mark("created")
                 # break: the database stops here; the volume moves; the new one starts. The
                 # marker keeps a resumed move from copying the old data over newer writes.
@@ -299,12 +303,12 @@ def _make_and_break(c: Context, ctx: TaskContext, req: OverCloudRequest, node: s
                 mark("volume copied")
             else:
                 repointed = pool.submit(repoint)
-            deploy(tgt, node, env)
+            deploy(tgt, node, env, push=False)
             mark("db up")
             repointed.result()
             mark("web re-pointed")
     else:
-        deploy(tgt, node, env)
+        deploy(tgt, node, env, push=False)
         mark("stack up")
     path = req.saas.expose.path_check
     if "web" in tiers:
@@ -385,7 +389,7 @@ def _replicate(c: Context, req: OverCloudRequest, node: str, tiers: list[str],
             granted = pool.submit(dbmove.grant, src, node, address, password)
             # an empty database with the OverCloud's own secrets; answering is all it takes
             # (Compose's --wait would add a health-check interval)
-            deploy(tgt, node, env, wait=False)
+            deploy(tgt, node, env, wait=False, push=False)
             wait_or_retry(lambda: dbmove.answers(tgt, node), 120,
                           f"the new database in {node} on {tgt.name}")
             granted.result()

@@ -388,17 +388,24 @@ def set_env(host: HostDriver, node: str, key: str, value: str) -> None:
         host.push(node, env_path, f"{STACK_DIR}/.env", mode="0600")
 
 
-def deploy(host: HostDriver, node: str, env: str, *, start: bool = True,
-           wait: bool = True) -> None:
-    """Push the compose file and `env`, then converge (`up --wait`; `wait=False`: `up -d`,
-    the caller checks what it needs); `start=False` only creates the containers and volumes
-    (a migration target waiting for its data)."""
+def push_stack(host: HostDriver, node: str, env: str) -> None:
+    """The compose file and `env` into `node` (needs only its filesystem, not Docker)."""
     with tempfile.TemporaryDirectory() as tmp:
         env_path = Path(tmp) / "stack.env"
         env_path.write_text(env)
         env_path.chmod(0o600)
         host.push(node, COMPOSE_FILE, f"{STACK_DIR}/compose.yml")
         host.push(node, env_path, f"{STACK_DIR}/.env", mode="0600")
+
+
+def deploy(host: HostDriver, node: str, env: str, *, start: bool = True,
+           wait: bool = True, push: bool = True) -> None:
+    """Push the compose file and `env` (`push=False`: the caller did, `push_stack`), then
+    converge (`up --wait`; `wait=False`: `up -d`, the caller checks what it needs);
+    `start=False` only creates the containers and volumes (a migration target waiting for
+    its data)."""
+    if push:
+        push_stack(host, node, env)
     up = (("up", "-d", "--wait", "--wait-timeout", "240") if start and wait
           else ("up", "-d") if start else ("up", "--no-start"))
     host.exec(node, "docker", "compose", "--project-directory", STACK_DIR, *up, timeout=280)

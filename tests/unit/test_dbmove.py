@@ -134,15 +134,16 @@ def test_a_position_that_is_not_a_gtid_list_never_reaches_sql(pos: str) -> None:
 
 def test_promotion_waits_for_the_last_write_and_only_then_stops_replicating() -> None:
     src = ScriptedHost([("read_only=1", "0-1-9,1-2-3\n")])
-    behind = ScriptedHost([("MASTER_GTID_WAIT", "-1\n"),
+    behind = ScriptedHost([("MASTER_GTID_WAIT", "behind\n"),
                            ("SHOW SLAVE STATUS", "Slave_IO_Running: Yes\nSlave_SQL_Running: Yes\n")])
     with pytest.raises(TemporaryError, match="did not reach 0-1-9,1-2-3"):
         dbmove.promote(src, behind, "blog-n1", timeout=1)
-    assert not any("STOP SLAVE" in s for s in behind.sql)
-    caught_up = ScriptedHost([("MASTER_GTID_WAIT", "0\n")])
+    caught_up = ScriptedHost([("MASTER_GTID_WAIT", "promoted\n")])
     assert dbmove.promote(src, caught_up, "blog-n1") == "0-1-9,1-2-3"
     assert src.sql[0].startswith("SET GLOBAL read_only=1;")
-    assert caught_up.sql[-1] == "STOP SLAVE; RESET SLAVE ALL;"
+    # the replica stops only when the wait says it reached the position
+    assert ("IF MASTER_GTID_WAIT('0-1-9,1-2-3', 30) = 0 THEN STOP SLAVE; RESET SLAVE ALL;"
+            in caught_up.sql[-1])
 
 
 def test_point_db_writes_the_env_then_the_file_with_the_address_as_an_argument() -> None:
