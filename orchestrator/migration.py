@@ -15,8 +15,8 @@ How a node moves (its name, tags and DevLake series stay the same):
 - **database node** — by GTID replication (orchestrator/dbmove.py): the new database is
   seeded from a consistent snapshot of the old one, follows it as a replica while the site
   serves, and takes over after a short write freeze (the old one read-only until the new
-  one has every write); the WordPress nodes switch at their next request; then the old one
-  stops. Reads never pause. When that cannot be done — the node runs the web tier too (its
+  one has every write); the WordPress nodes switch at their next request; then the old node
+  goes. Reads never pause. When that cannot be done — the node runs the web tier too (its
   database listens on the node's loopback only), the old database has no binary log, a
   WordPress node's image predates the switch file, or the request says `db_method: copy` —
   it moves by **stop → copy → start**: the new node's stack is created (not started) first;
@@ -89,7 +89,6 @@ class NodeLoad:
 
 
 DbMethod = Literal["replicate", "copy"]
-DB_METHODS: tuple[DbMethod, ...] = ("replicate", "copy")
 
 
 @dataclass(frozen=True)
@@ -400,13 +399,16 @@ def _replicate(c: Context, req: OverCloudRequest, node: str, tiers: list[str],
         dbmove.wait_caught_up(src, tgt, node)
         mark("caught up")
         dbmove.promote(src, tgt, node)
-        # the new database has writes' worth of future now: the record follows it at once,
-        # so neither a retry nor a roll-back ever returns to the old one
+        # from here on only the new database has every write: the record follows it at
+        # once, so neither a retry nor a roll-back ever returns to the old one
         c.registry.set_node(req.name, node, tgt.name, tiers, address)
         mark("promoted")
     dbmove.point_all(_web_nodes(c, req, node), address)
     mark("web re-pointed")
-    dbmove.drain(src, node, c.registry.secrets(req.name).db_user)
+    try:
+        dbmove.drain(src, node, c.registry.secrets(req.name).db_user)
+    except TemporaryError as exc:  # (an old database that does not answer holds no one)
+        log.warning("draining %s on %s: %s", node, src.name, exc)
     mark("old db drained")  # read-only, and deleted with its node
 
 
