@@ -23,6 +23,9 @@ ESCAPING_MODULE = ROOT / "overcloud" / "influxql.py"
 SQLITE_MODULES = {"orchestrator/registry.py", "orchestrator/store.py", "agents/spool.py",
                   "devlake/alerts/outbox.py", "devtower/tokens.py", "devtower/journal.py",
                   "devtower/hooks.py"}
+#: SQL for MariaDB (an OverCloud's database, when it moves: literals by `dbmove.sql_string`),
+#: not InfluxQL; the same rule: nothing that talks to InfluxDB
+MARIADB_MODULES = {"orchestrator/dbmove.py", "orchestrator/writeprobe.py"}
 
 INFLUXQL = re.compile(
     # a statement
@@ -96,13 +99,13 @@ def scan() -> list[str]:
     for pkg in PACKAGES:
         for path in sorted((ROOT / pkg).rglob("*.py")):
             rel = str(path.relative_to(ROOT))
-            if path != ESCAPING_MODULE and rel not in SQLITE_MODULES:
+            if path != ESCAPING_MODULE and rel not in SQLITE_MODULES | MARIADB_MODULES:
                 out += findings(path, rel)
     return out
 
 
 def test_sqlite_modules_stay_away_from_influxdb() -> None:
-    for rel in SQLITE_MODULES:
+    for rel in SQLITE_MODULES | MARIADB_MODULES:
         text = (ROOT / rel).read_text()
         assert not re.search(r"devlake\.sinks|overcloud\.influxql|InfluxQL", text), rel
 
