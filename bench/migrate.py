@@ -43,6 +43,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -97,16 +98,10 @@ def move(env: dict[str, str], store: WorkflowStore, port: int, poll: float, what
     hosts = drivers(load_settings(config=None, env=env))
     web, db = f"{NAME}-n2", f"{NAME}-n1"
     writes = WriteProbe(hosts[_where(env)[web]], web) if write else None
-    with DowntimeProbe(url, every=poll, trace=True) as probe:
-        if writes:
-            writes.__enter__()
+    with DowntimeProbe(url, every=poll, trace=True) as probe, writes or nullcontext():
         t, wall = time.monotonic(), time.time()
-        try:
-            out = cli(env, "migrate", NAME, *args, "--wait", timeout=900)
-            seconds = time.monotonic() - t
-        finally:
-            if writes:
-                writes.__exit__(None, None, None)
+        out = cli(env, "migrate", NAME, *args, "--wait", timeout=900)
+        seconds = time.monotonic() - t
     lost = writes.lost(hosts[_where(env)[db]], db) if writes else []
     ok = out.returncode == 0
     wid = out.stdout.split(" id ")[1].split()[0] if " id " in out.stdout else ""

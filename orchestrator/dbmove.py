@@ -41,7 +41,7 @@ import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from orchestrator.hosts import HostDriver, MovableHost
+from orchestrator.hosts import HostDriver, MovableHost, pipe
 from orchestrator.provision import set_env
 from overcloud.errors import PermanentError, TemporaryError
 
@@ -60,6 +60,13 @@ SECRET = re.compile(r"\A[A-Za-z0-9_-]{16,128}\Z")
 DRAIN_SECONDS = 10.0
 
 
+def sql_name(value: str) -> str:
+    """`value` as a MariaDB identifier (backquoted, backquotes doubled, NUL refused)."""
+    if "\x00" in value:
+        raise ValueError("an SQL name cannot hold NUL")
+    return "`" + value.replace("`", "``") + "`"
+
+
 def sql_string(value: str) -> str:
     """`value` as a MariaDB string literal (quotes and backslashes escaped, NUL refused)."""
     if "\x00" in value:
@@ -75,7 +82,7 @@ def _address(value: str) -> str:
         raise PermanentError(f"not a node address: {value!r}") from None
 
 
-def _in(node: str, service: str, *cmd: str) -> tuple[str, ...]:
+def in_container(node: str, service: str, *cmd: str) -> tuple[str, ...]:
     """`cmd` in `service`'s container of `node`'s stack. `docker exec` by the name Compose
     gives it (`<stack>-<service>-1`; the stack is the OverCloud, named in the node's name):
     `docker compose exec` first loads the project, and the freeze is a chain of these."""
@@ -87,7 +94,7 @@ def _in(node: str, service: str, *cmd: str) -> tuple[str, ...]:
 
 def sql(host: MovableHost, node: str, statements: str, timeout: float = 60) -> str:
     """Run `statements` as root in `node`'s database; its tab-separated output."""
-    proc = host.exec_stream(node, *_in(node, "db", "sh", "-c", ROOT_SQL),
+    proc = host.exec_stream(node, *in_container(node, "db", "sh", "-c", ROOT_SQL),
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE)
     try:
         out, err = proc.communicate(statements.encode(), timeout=timeout)
@@ -111,7 +118,7 @@ def reads_db_host_file(host: HostDriver, node: str) -> bool:
     """`node`'s WordPress takes its database address from `DB_HOST_FILE` (images made before
     that did not: their nodes are re-pointed by re-creating WordPress)."""
     try:
-        host.exec(node, *_in(node, "wordpress", "grep", "-q", DB_HOST_FILE,
+        host.exec(node, *in_container(node, "wordpress", "grep", "-q", DB_HOST_FILE,
                                   "/etc/wordpress/config-default.php"), timeout=60)
     except TemporaryError:
         return False
@@ -149,22 +156,9 @@ def seed(src: MovableHost, tgt: MovableHost, node: str, timeout: float = 600) ->
     new one's own replication state and binary log cleared first: a retried seed starts
     clean)."""
     sql(tgt, node, "STOP SLAVE; RESET SLAVE ALL; RESET MASTER;")
-    sender = src.exec_stream(node, *_in(node, "db", "sh", "-c", DUMP_SH), stdout=subprocess.PIPE)
-    receiver = tgt.exec_stream(node, *_in(node, "db", "sh", "-c", LOAD_SH), stdin=sender.stdout)
-    assert sender.stdout is not None
-    sender.stdout.close()  # the receiver holds it now; the sender sees EPIPE if it dies
-    try:
-        _, rerr = receiver.communicate(timeout=timeout)
-        _, serr = sender.communicate(timeout=60)
-    except subprocess.TimeoutExpired:
-        for p in (sender, receiver):
-            p.kill()
-            p.wait(10)
-        raise TemporaryError(f"{node}: the snapshot took over {timeout:g}s") from None
-    if sender.returncode or receiver.returncode:
-        raise TemporaryError(f"{node}: seeding the new database failed: "
-                             f"{(serr or b'').decode(errors='replace')[-200:]} "
-                             f"{(rerr or b'').decode(errors='replace')[-200:]}")
+    pipe(src, tgt, node, in_container(node, "db", "sh", "-c", DUMP_SH),
+         in_container(node, "db", "sh", "-c", LOAD_SH), f"{node}: seeding the new database",
+         timeout)
 
 
 def start_replica(tgt: MovableHost, node: str, source: str, password: str) -> None:
@@ -251,7 +245,7 @@ def point_db(host: HostDriver, node: str, address: str) -> None:
     addr = _address(address)
     set_env(host, node, "DB_HOST", addr)
     script = f'printf "%s" "$1" > {DB_HOST_FILE}.new && mv {DB_HOST_FILE}.new {DB_HOST_FILE}'
-    host.exec(node, *_in(node, "wordpress", "sh", "-c", script, "sh", f"{addr}:{DB_PORT}"),
+    host.exec(node, *in_container(node, "wordpress", "sh", "-c", script, "sh", f"{addr}:{DB_PORT}"),
               timeout=60)
 
 

@@ -66,6 +66,28 @@ class MovableHost(HostDriver, Protocol):
                     stdout: Any = None) -> subprocess.Popen[bytes]: ...
 
 
+def pipe(src: MovableHost, tgt: MovableHost, node: str, send: tuple[str, ...],
+         receive: tuple[str, ...], what: str, timeout: float = 600) -> None:
+    """`send`'s output in `node` on `src` streamed into `receive` in `node` on `tgt` (a
+    database moving node to node). Either side failing, or the stream outlasting `timeout`
+    (both are killed then), is a TemporaryError naming `what`, with both sides' errors."""
+    sender = src.exec_stream(node, *send, stdout=subprocess.PIPE)
+    receiver = tgt.exec_stream(node, *receive, stdin=sender.stdout)
+    assert sender.stdout is not None
+    sender.stdout.close()  # the receiver holds it now; the sender sees EPIPE if it dies
+    try:
+        _, rerr = receiver.communicate(timeout=timeout)
+        _, serr = sender.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        for p in (sender, receiver):
+            p.kill()
+            p.wait(10)
+        raise TemporaryError(f"{what} took over {timeout:g}s") from None
+    if sender.returncode or receiver.returncode:
+        raise TemporaryError(f"{what} failed: {(serr or b'').decode(errors='replace')[-200:]} "
+                             f"{(rerr or b'').decode(errors='replace')[-200:]}")
+
+
 class LxdDriver:
     def __init__(self, settings: Settings, host: LxdHost) -> None:
         self._s = settings

@@ -51,7 +51,7 @@ import httpx
 from orchestrator import dbmove
 from orchestrator.downtime import DowntimeProbe
 from orchestrator.front import drain, publish
-from orchestrator.hosts import HostDriver, MovableHost, NodeSpec
+from orchestrator.hosts import HostDriver, MovableHost, NodeSpec, pipe
 from orchestrator.images import NODE_ALIAS
 from orchestrator.provision import (
     APP_PORT,
@@ -271,10 +271,10 @@ def _make_and_break(c: Context, ctx: TaskContext, req: OverCloudRequest, node: s
         pushed.result()
     mark("docker")
     ctx.report(f"{node}: new node on {tgt.name} at {address}")
-    why_not = (_why_not_replicate(c, req, node, tiers, src, db_method) if "db" in tiers
-               else "")
-    how = ("by replication" if not why_not else f"by stop → copy → start ({why_not})"
-           ) if "db" in tiers else ""
+    how, why_not = "", ""
+    if "db" in tiers:
+        why_not = _why_not_replicate(c, req, node, tiers, src, db_method)
+        how = f"by stop → copy → start ({why_not})" if why_not else "by replication"
     if "db" in tiers and not why_not:
         _replicate(c, req, node, tiers, src, tgt, address, env, mark)
     elif "db" in tiers:
@@ -468,20 +468,11 @@ def _copy_volume(src: MovableHost, tgt: MovableHost, node: str, path: str) -> No
     tgt.exec(node, "sh", "-c", f"mkdir -p {quoted} && find {quoted} -mindepth 1 -delete",
              timeout=120)
     skips = " ".join(f"--exclude={shlex.quote(p)}" for p in COPY_SKIPS)
-    sender = src.exec_stream(node, "bash", "-o", "pipefail", "-c",
-                             f"tar --numeric-owner -C {quoted} {skips} -cf - . | gzip -1",
-                             stdout=-1)
-    receiver = tgt.exec_stream(node, "bash", "-o", "pipefail", "-c",
-                               f"gzip -dc | tar --numeric-owner -C {quoted} -xf -",
-                               stdin=sender.stdout)
-    assert sender.stdout is not None
-    sender.stdout.close()  # the receiver holds it now; the sender sees EPIPE if it dies
-    _, rerr = receiver.communicate(timeout=600)
-    sender.wait(60)
-    _, serr = sender.communicate()
-    if sender.returncode or receiver.returncode:
-        raise TemporaryError(f"copying {path} from {src.name} to {tgt.name} failed: "
-                             f"{(serr or b'').decode()[-200:]} {(rerr or b'').decode()[-200:]}")
+    pipe(src, tgt, node,
+         ("bash", "-o", "pipefail", "-c",
+          f"tar --numeric-owner -C {quoted} {skips} -cf - . | gzip -1"),
+         ("bash", "-o", "pipefail", "-c", f"gzip -dc | tar --numeric-owner -C {quoted} -xf -"),
+         f"copying {path} from {src.name} to {tgt.name}")
 
 
 def _serves(host: MovableHost, node: str, path: str, expect: str = "WordPress",

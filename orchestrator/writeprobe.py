@@ -25,7 +25,6 @@ from types import TracebackType
 
 from orchestrator import dbmove
 from orchestrator.hosts import MovableHost
-from orchestrator.provision import STACK_DIR
 
 TABLE = "oc_writes"
 WRITER_PHP = """<?php
@@ -71,17 +70,14 @@ class WriteProbe:
     @staticmethod
     def prepare(db_host: MovableHost, db_node: str) -> None:
         """The probes' table in the OverCloud's database (as root, on its DB node)."""
-        dbmove.sql(db_host, db_node, f"USE `{_db_name(db_host, db_node)}`;"
+        dbmove.sql(db_host, db_node, f"USE {dbmove.sql_name(_db_name(db_host, db_node))};"
                                      f"CREATE TABLE IF NOT EXISTS {TABLE} (run CHAR(12) NOT NULL,"
                                      " id INT NOT NULL, PRIMARY KEY (run, id));")
 
-    def _compose(self, *cmd: str) -> tuple[str, ...]:
-        return ("docker", "compose", "--project-directory", STACK_DIR, "exec", "-T",
-                "wordpress", *cmd)
-
     def __enter__(self) -> WriteProbe:
         self._proc = self.host.exec_stream(
-            self.web, *self._compose("php", "--", self._stop, str(self.longest), self.run),
+            self.web, *dbmove.in_container(self.web, "wordpress", "php", "--", self._stop,
+                                           str(self.longest), self.run),
             stdin=subprocess.PIPE, stdout=subprocess.PIPE)
         assert self._proc.stdin is not None
         self._proc.stdin.write(WRITER_PHP.encode())
@@ -103,7 +99,8 @@ class WriteProbe:
                  tb: TracebackType | None) -> None:
         assert self._proc is not None and self._reader is not None
         try:
-            self.host.exec(self.web, *self._compose("touch", self._stop), timeout=60)
+            self.host.exec(self.web, *dbmove.in_container(self.web, "wordpress", "touch",
+                                                          self._stop), timeout=60)
             self._proc.wait(60)
         finally:
             if self._proc.poll() is None:
@@ -114,7 +111,7 @@ class WriteProbe:
     def lost(self, db_host: MovableHost, db_node: str) -> list[int]:
         """Acknowledged writes the database (now on `db_node`) does not hold."""
         rows = dbmove.sql(db_host, db_node,
-                          f"SELECT id FROM `{_db_name(db_host, db_node)}`.{TABLE} "
+                          f"SELECT id FROM {dbmove.sql_name(_db_name(db_host, db_node))}.{TABLE} "
                           f"WHERE run = {dbmove.sql_string(self.run)};")
         held = {int(v) for v in rows.split()}
         return sorted(set(self.acked) - held)

@@ -59,6 +59,7 @@ PASSWORD = "a" * 32
 
 def test_sql_string_escapes_quotes_and_backslashes_and_refuses_nul() -> None:
     assert dbmove.sql_string("o'k\\") == "'o\\'k\\\\'"
+    assert dbmove.sql_name("a`b") == "`a``b`"
     with pytest.raises(ValueError):
         dbmove.sql_string("a\x00b")
 
@@ -100,12 +101,16 @@ def test_wait_caught_up_returns_the_position_the_replica_reached() -> None:
     assert "SELECT MASTER_GTID_WAIT('0-1-42', 2);" in tgt.sql
 
 
+def _behind_replica(status: str) -> tuple[ScriptedHost, ScriptedHost]:
+    """An old database at 0-1-42 and a new one that never reaches it, in state `status`."""
+    return (ScriptedHost([("@@gtid_binlog_pos", "0-1-42\n")]),
+            ScriptedHost([("MASTER_GTID_WAIT", "-1\n"), ("SHOW SLAVE STATUS", status)]))
+
+
 @pytest.mark.timeout(30)  # (a replica whose stop went unnoticed would wait out 600 s)
 def test_a_stopped_replica_fails_the_attempt_at_once_with_its_error() -> None:
-    src = ScriptedHost([("@@gtid_binlog_pos", "0-1-42\n")])
-    tgt = ScriptedHost([("MASTER_GTID_WAIT", "-1\n"), ("SHOW SLAVE STATUS", (
-        "Slave_IO_Running: Yes\nSlave_SQL_Running: No\n"
-        "Last_SQL_Error: Duplicate entry '7' for key 'PRIMARY'\n"))])
+    src, tgt = _behind_replica("Slave_IO_Running: Yes\nSlave_SQL_Running: No\n"
+                               "Last_SQL_Error: Duplicate entry '7' for key 'PRIMARY'\n")
     with pytest.raises(TemporaryError, match="stopped replicating: Duplicate entry"):
         dbmove.wait_caught_up(src, tgt, "blog-n1", timeout=600)
     assert sum("MASTER_GTID_WAIT" in s for s in tgt.sql) == 1
@@ -115,10 +120,8 @@ def test_a_stopped_replica_fails_the_attempt_at_once_with_its_error() -> None:
 def test_a_replica_that_cannot_reach_the_old_database_fails_after_the_grace(
         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(dbmove, "CONNECT_GRACE", 0.0)
-    src = ScriptedHost([("@@gtid_binlog_pos", "0-1-42\n")])
-    tgt = ScriptedHost([("MASTER_GTID_WAIT", "-1\n"), ("SHOW SLAVE STATUS", (
-        "Slave_IO_Running: Connecting\nSlave_SQL_Running: Yes\n"
-        "Last_IO_Error: Can't connect to server on '10.0.0.5' (111)\n"))])
+    src, tgt = _behind_replica("Slave_IO_Running: Connecting\nSlave_SQL_Running: Yes\n"
+                               "Last_IO_Error: Can't connect to server on '10.0.0.5' (111)\n")
     with pytest.raises(TemporaryError, match="cannot reach the old one: Can't connect"):
         dbmove.wait_caught_up(src, tgt, "blog-n1", timeout=600)
 
