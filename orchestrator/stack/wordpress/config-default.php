@@ -1,8 +1,26 @@
 <?php
 // Debian's wp-config.php loads this when no config-<host>.php exists. Everything secret
-// comes from the container's environment (generated per OverCloud, never defaulted).
+// comes from the container's environment (generated per OverCloud, never defaulted), unless
+// the secrets were rotated in place (a pooled node claimed by an OverCloud): then from
+// /etc/overcloud/secrets.env (KEY=value lines), read per request, which outlives a restart
+// but not a re-creation (the environment, from the rotated .env, has them then).
+function oc_rotated() {
+    static $v = null;
+    if ($v === null) {
+        $v = array();
+        $t = @file_get_contents('/etc/overcloud/secrets.env');
+        foreach ($t === false ? array() : explode("\n", $t) as $line) {
+            $p = strpos($line, '=');
+            if ($p > 0) {
+                $v[substr($line, 0, $p)] = substr($line, $p + 1);
+            }
+        }
+    }
+    return $v;
+}
 function oc_env($name) {
-    $v = getenv($name);
+    $r = oc_rotated();
+    $v = isset($r[$name]) ? $r[$name] : getenv($name);
     if ($v === false || $v === '') {
         header('HTTP/1.1 500 Internal Server Error');
         exit("missing setting $name\n");
