@@ -47,6 +47,7 @@ from typing import Any, BinaryIO
 from orchestrator.hosts import HostDriver, MovableHost
 from orchestrator.provision import STACK_DIR, Context
 from orchestrator.request import NAME_RE, OverCloudRequest
+from orchestrator.stack.compose import SOURCE_SECRETS
 from orchestrator.workflow import ActionRegistry, TaskContext, TaskSpec, WorkflowSpec
 from overcloud.errors import PermanentError, TemporaryError
 from overcloud.settings import Settings
@@ -54,10 +55,10 @@ from overcloud.settings import Settings
 ID_RE = re.compile(r"[0-9]{8}T[0-9]{6}Z-[0-9a-f]{6}")
 """A backup id: its UTC time and 6 hex digits of the request's id (`20261130T060102Z-4f1c2a`)."""
 
-DUMP_SH = ('MYSQL_PWD="$DB_ROOT_PASSWORD" exec mariadb-dump -uroot --single-transaction '
+DUMP_SH = (SOURCE_SECRETS + 'MYSQL_PWD="$DB_ROOT_PASSWORD" exec mariadb-dump -uroot --single-transaction '
            '--quick --routines --triggers --events --hex-blob --add-drop-database '
            '--databases "$DB_NAME"')
-LOAD_SH = 'MYSQL_PWD="$DB_ROOT_PASSWORD" exec mariadb -uroot'
+LOAD_SH = SOURCE_SECRETS + 'MYSQL_PWD="$DB_ROOT_PASSWORD" exec mariadb -uroot'
 UPLOADS_PARENT = "/var/lib/wordpress/wp-content"
 TAR_OUT_SH = f"cd {UPLOADS_PARENT} && exec tar -cf - uploads"
 TAR_IN_SH = (f"cd {UPLOADS_PARENT}/uploads && find . -mindepth 1 -delete && "

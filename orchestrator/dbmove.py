@@ -43,17 +43,18 @@ from concurrent.futures import ThreadPoolExecutor
 
 from orchestrator.hosts import HostDriver, MovableHost, pipe
 from orchestrator.provision import set_env
+from orchestrator.stack.compose import SOURCE_SECRETS, container
 from overcloud.errors import PermanentError, TemporaryError
 
 REPL_USER = "oc_repl"
 DB_PORT = 3306
 DB_HOST_FILE = "/etc/wordpress/db-host"
 """Where WordPress reads its database's `address:port` per request (the image's config)."""
-ROOT_SQL = 'MYSQL_PWD="$DB_ROOT_PASSWORD" exec mariadb -uroot -N -B'
-DUMP_SH = ('MYSQL_PWD="$DB_ROOT_PASSWORD" exec mariadb-dump -uroot --single-transaction '
+ROOT_SQL = SOURCE_SECRETS + 'MYSQL_PWD="$DB_ROOT_PASSWORD" exec mariadb -uroot -N -B'
+DUMP_SH = (SOURCE_SECRETS + 'MYSQL_PWD="$DB_ROOT_PASSWORD" exec mariadb-dump -uroot --single-transaction '
            '--gtid --master-data=1 --routines --triggers --events --add-drop-database '
            '--databases "$DB_NAME"')
-LOAD_SH = ('MYSQL_PWD="$DB_ROOT_PASSWORD" exec mariadb -uroot '
+LOAD_SH = (SOURCE_SECRETS + 'MYSQL_PWD="$DB_ROOT_PASSWORD" exec mariadb -uroot '
            '--init-command="SET sql_log_bin=0"')
 GTID_POS = re.compile(r"\A(?:\d{1,10}-\d{1,10}-\d{1,20}(?:,\d{1,10}-\d{1,10}-\d{1,20})*)?\Z")
 SECRET = re.compile(r"\A[A-Za-z0-9_-]{16,128}\Z")
@@ -84,12 +85,12 @@ def _address(value: str) -> str:
 
 def in_container(node: str, service: str, *cmd: str) -> tuple[str, ...]:
     """`cmd` in `service`'s container of `node`'s stack. `docker exec` by the name Compose
-    gives it (`<stack>-<service>-1`; the stack is the OverCloud, named in the node's name):
-    `docker compose exec` first loads the project, and the freeze is a chain of these."""
+    gives it (`oc-<service>-1`, the same on every node): `docker compose exec` first loads
+    the project, and the freeze is a chain of these. `node` must be a node name."""
     stack, sep, index = node.rpartition("-n")
     if not (sep and stack and index.isascii() and index.isdigit()):
         raise PermanentError(f"not a node name: {node!r}")
-    return ("docker", "exec", "-i", f"{stack}-{service}-1", *cmd)
+    return ("docker", "exec", "-i", container(service), *cmd)
 
 
 def sql(host: MovableHost, node: str, statements: str, timeout: float = 60) -> str:

@@ -6,6 +6,10 @@ deleting what is gone succeeds. Machine containers carry `user.overcloud` and
 `user.overcloud.node` config keys, so a host can always say which OverCloud owns what
 (`delete` and orphan checks rely on it, not on our own bookkeeping alone).
 
+Callers name a node by its node name (`blog-n1`). The container usually has that name; a node
+taken from the warm pool keeps the name it was launched with (LXD renames no running
+container), and the driver finds it by its `user.overcloud.node` key (`container`).
+
 The LXD driver drives the `lxc` client against the host's own socket: it is the same client
 an operator would use to look at what we did, and it waits on LXD operations for us.
 """
@@ -27,6 +31,9 @@ from overcloud.settings import LxdHost, Settings
 
 OWNER_KEY = "user.overcloud"
 NODE_KEY = "user.overcloud.node"
+POOL_KEY = "user.overcloud.pool"
+"""On a pooled node (orchestrator/pool.py): `warming` while it is made ready, then `ready`;
+`claimed` once an OverCloud took it (then it carries the two keys above as well)."""
 
 
 @dataclass(frozen=True)
@@ -94,6 +101,8 @@ class LxdDriver:
         self.host = host
         self.name = host.name
         self._net_lock = threading.Lock()  # parallel launches on this host share its bridge
+        self._names: dict[str, str] = {}  # node name → container name, for pooled nodes
+        self._names_lock = threading.Lock()
 
     def _lxc(self, *args: str, timeout: float = 300, check: bool = True) -> str:
         try:
@@ -101,21 +110,48 @@ class LxdDriver:
         except ServiceError as exc:
             raise TemporaryError(str(exc), delay=1.0) from None
 
+    def _list(self) -> list[dict[str, Any]]:
+        return list(json.loads(self._lxc("list", "--format", "json", timeout=60) or "[]"))
+
+    def container(self, node: str) -> str:
+        """The container of `node`: the one carrying it as `user.overcloud.node` when that
+        is not a container of the node's own name (a claimed pooled node), else `node`.
+        Remembered once seen: a node's container changes only by a claim (`adopt`) or by a
+        move to another host, whose driver is another."""
+        with self._names_lock:
+            if node in self._names:
+                return self._names[node]
+        found = node
+        for inst in self._list():
+            if inst["name"] == node:
+                found = node
+                break
+            if (inst.get("config") or {}).get(NODE_KEY) == node and inst["name"] != node:
+                found = str(inst["name"])
+        with self._names_lock:
+            self._names[node] = found
+        return found
+
+    def _forget(self, node: str) -> None:
+        with self._names_lock:
+            self._names.pop(node, None)
+
     def reachable(self) -> bool:
         return api_answers(self.host)
 
     def instances(self, overcloud: str | None = None) -> dict[str, str]:
-        """Our containers on this host: name → OverCloud (only those of `overcloud` if given)."""
-        out = self._lxc("list", "--format", "json", timeout=60)
+        """Our nodes on this host: node name → OverCloud (only those of `overcloud` if given).
+        A claimed pooled node is listed by its node name (`user.overcloud.node`)."""
         found = {}
-        for inst in json.loads(out or "[]"):
-            owner = (inst.get("config") or {}).get(OWNER_KEY)
+        for inst in self._list():
+            config = inst.get("config") or {}
+            owner = config.get(OWNER_KEY)
             if owner and (overcloud is None or owner == overcloud):
-                found[inst["name"]] = owner
+                found[str(config.get(NODE_KEY) or inst["name"])] = owner
         return found
 
     def _state(self, name: str) -> str | None:
-        out = self._lxc("list", f"^{name}$", "--format", "json", timeout=60)
+        out = self._lxc("list", f"^{self.container(name)}$", "--format", "json", timeout=60)
         items = json.loads(out or "[]")
         return str(items[0]["status"]) if items else None
 
@@ -137,16 +173,16 @@ class LxdDriver:
                     raise PermanentError(str(exc)) from None
                 raise TemporaryError(str(exc), delay=1.0) from None
         elif state != "Running":
-            self._lxc("start", spec.name)
+            self._lxc("start", self.container(spec.name))
 
     def set_limits(self, name: str, cpu: int, memory_bytes: int) -> None:
         """Change a running node's cores and memory in place: LXD writes the cgroup limits of
         the live container (no restart; its uptime goes on)."""
-        self._lxc("config", "set", name, f"limits.cpu={int(cpu)}",
+        self._lxc("config", "set", self.container(name), f"limits.cpu={int(cpu)}",
                   f"limits.memory={int(memory_bytes)}", timeout=60)
 
     def address(self, name: str) -> str | None:
-        out = self._lxc("list", f"^{name}$", "--format", "json", timeout=60)
+        out = self._lxc("list", f"^{self.container(name)}$", "--format", "json", timeout=60)
         for inst in json.loads(out or "[]"):
             nets = ((inst.get("state") or {}).get("network") or {})
             for addr in (nets.get("eth0") or {}).get("addresses", []):
@@ -155,38 +191,83 @@ class LxdDriver:
         return None
 
     def exec(self, name: str, *cmd: str, timeout: float = 300) -> str:
-        return self._lxc("exec", name, "--", *cmd, timeout=timeout)
+        return self._lxc("exec", self.container(name), "--", *cmd, timeout=timeout)
 
     def push(self, name: str, local: Path, remote: str, mode: str = "0644") -> None:
-        self._lxc("file", "push", "-p", "--mode", mode, str(local), f"{name}{remote}")
+        self._lxc("file", "push", "-p", "--mode", mode, str(local),
+                  f"{self.container(name)}{remote}")
 
     def delete(self, name: str) -> None:
         if self._state(name) is not None:
-            self._lxc("delete", "--force", name)
+            self._lxc("delete", "--force", self.container(name))
+        self._forget(name)
 
     def stop(self, name: str) -> None:
         """Shut a node down cleanly (its init stops Docker, which stops the stack; 60 s, then
         forced); its disk stays. A stopped or missing node is left as it is."""
         if self._state(name) == "Running":
-            self._lxc("stop", "--timeout", "60", name, timeout=120, check=False)
+            self._lxc("stop", "--timeout", "60", self.container(name), timeout=120, check=False)
             if self._state(name) == "Running":
-                self._lxc("stop", "--force", name, timeout=60)
+                self._lxc("stop", "--force", self.container(name), timeout=60)
 
     def cpu_usage_ns(self) -> dict[str, int]:
-        """CPU time used so far by each of our running containers (LXD's cgroup accounting)."""
-        out = self._lxc("list", "--format", "json", timeout=60)
+        """CPU time used so far by each of our running nodes, by node name (LXD's cgroup
+        accounting)."""
         usage = {}
-        for inst in json.loads(out or "[]"):
-            if (inst.get("config") or {}).get(OWNER_KEY) and inst.get("status") == "Running":
-                usage[inst["name"]] = int(((inst.get("state") or {}).get("cpu") or {})
-                                          .get("usage", 0))
+        for inst in self._list():
+            config = inst.get("config") or {}
+            if config.get(OWNER_KEY) and inst.get("status") == "Running":
+                usage[str(config.get(NODE_KEY) or inst["name"])] = int(
+                    ((inst.get("state") or {}).get("cpu") or {}).get("usage", 0))
         return usage
 
     def exec_stream(self, name: str, *cmd: str, stdin: Any = None,
                     stdout: Any = None) -> subprocess.Popen[bytes]:
         """`lxc exec NAME -- CMD` with its stdin/stdout wired to the given pipes or files."""
-        return subprocess.Popen(["lxc", "exec", name, "--", *cmd], env=lxc_env(self._s, self.host),
+        return subprocess.Popen(["lxc", "exec", self.container(name), "--", *cmd],
+                                env=lxc_env(self._s, self.host),
                                 stdin=stdin, stdout=stdout, stderr=subprocess.PIPE)
+
+    # --- the warm pool (orchestrator/pool.py) ---------------------------------------------
+
+    def pool_nodes(self) -> dict[str, tuple[str, str]]:
+        """Pooled containers not claimed yet: name → (state, created as LXD says it)."""
+        return {str(i["name"]): (str(i["config"][POOL_KEY]), str(i.get("created_at") or ""))
+                for i in self._list()
+                if (i.get("config") or {}).get(POOL_KEY) in ("warming", "ready")}
+
+    def launch_pool(self, name: str, image: str, cpu: int, memory_bytes: int) -> None:
+        """A pooled container: no network at all until claimed (`attach`), the lowest CPU
+        priority (a refill never competes with the OverClouds' own nodes), `warming`."""
+        try:
+            lxc(self._s, self.host, "launch", image, name, "--no-profiles", "-s", "default",
+                "-c", "security.nesting=true", "-c", f"limits.cpu={cpu}",
+                "-c", f"limits.memory={memory_bytes}", "-c", "limits.cpu.priority=0",
+                "-c", f"{POOL_KEY}=warming")
+        except ServiceError as exc:
+            raise TemporaryError(str(exc), delay=1.0) from None
+
+    def mark_pool(self, name: str, state: str) -> None:
+        self._lxc("config", "set", name, f"{POOL_KEY}={state}", timeout=60)
+
+    def adopt(self, container: str, overcloud: str, node: str) -> None:
+        """Claim pooled `container` as `node` of `overcloud` (one LXD config change: the keys
+        every ownership check reads); from now on `node` names it here."""
+        self._lxc("config", "set", container, f"{POOL_KEY}=claimed", f"{OWNER_KEY}={overcloud}",
+                  f"{NODE_KEY}={node}", "limits.cpu.priority=10", timeout=60)
+        with self._names_lock:
+            self._names[node] = container
+
+    def attach(self, node: str, bridge: str) -> None:
+        """Give claimed `node` its eth0 on `bridge` (hot-plugged) and its DHCP lease. Safe to
+        repeat: an eth0 already there is left as it is."""
+        inst = self.container(node)
+        shown = self._lxc("config", "device", "show", inst, timeout=60)
+        if "eth0:" not in shown:
+            self._lxc("config", "device", "add", inst, "eth0", "nic", f"network={bridge}",
+                      "name=eth0", timeout=60)
+        # ifupdown's `auto eth0` found no device at boot; a second ifup of an up eth0 is a no-op
+        self._lxc("exec", inst, "--", "ifup", "eth0", timeout=60)
 
     # --- OverCloud networks ---------------------------------------------------------------
 

@@ -16,6 +16,7 @@ Three sources make one host's picture, kept apart on purpose:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -83,6 +84,8 @@ class HostRecord:
     """Set by an operator (`undercloud drain`): no new node is placed here."""
     added: bool = False
     """True for hosts added with `undercloud add`; False for hosts from the settings."""
+    pool: int | None = None
+    """Ready nodes the warm pool keeps on this host (`undercloud set --pool`); None: 0."""
 
 
 @dataclass(frozen=True)
@@ -141,6 +144,7 @@ def parse_memory(text: str) -> int:
 
 
 MAX_CPUS = 4096
+MAX_POOL = 16
 
 
 def check_cpus(cpus: float) -> float:
@@ -187,6 +191,10 @@ class Inventory:
               draining INTEGER NOT NULL DEFAULT 0, changed REAL NOT NULL);
             """
         )
+        columns = {r[1] for r in self._db.execute("PRAGMA table_info(hosts)")}
+        if "pool" not in columns:  # an inventory from before the warm pool
+            with contextlib.suppress(sqlite3.OperationalError):  # another process was first
+                self._db.execute("ALTER TABLE hosts ADD COLUMN pool INTEGER")
 
     def close(self) -> None:
         self._db.close()
@@ -199,7 +207,8 @@ class Inventory:
     def _rows(self) -> dict[str, tuple[Any, ...]]:
         with self._lock:
             return {r[0]: r for r in self._db.execute(
-                "SELECT name, added, site, url, cert, labels, cpus, memory, draining FROM hosts")}
+                "SELECT name, added, site, url, cert, labels, cpus, memory, draining, pool"
+                " FROM hosts")}
 
     def hosts(self) -> list[HostRecord]:
         """Every host: the settings' ones (with operator changes), then the added ones."""
@@ -212,14 +221,16 @@ class Inventory:
                 kind="remote" if h.remote else "local", url=h.url,
                 server_cert=h.tls[2] if h.tls else None,
                 labels=json.loads(r[5]) if r else {}, cpus=r[6] if r else None,
-                memory=r[7] if r else None, draining=bool(r[8]) if r else False))
+                memory=r[7] if r else None, draining=bool(r[8]) if r else False,
+                pool=r[9] if r else None))
         configured = {h.name for h in out}
         for name in sorted(rows):
             r = rows[name]
             if r[1] and name not in configured:
                 out.append(HostRecord(name=name, site=r[2] or LOCAL_SITE, kind="remote", url=r[3],
                                       server_cert=Path(r[4]), labels=json.loads(r[5]),
-                                      cpus=r[6], memory=r[7], draining=bool(r[8]), added=True))
+                                      cpus=r[6], memory=r[7], draining=bool(r[8]), added=True,
+                                      pool=r[9]))
         return out
 
     def host(self, name: str) -> HostRecord:
@@ -287,17 +298,22 @@ class Inventory:
         return self.host(name)
 
     def update(self, name: str, *, site: str | None = None, labels: Mapping[str, str] | None = None,
-               cpus: float | None = None, memory: int | None = None) -> HostRecord:
-        """Change a host's site, add/replace labels, or override its capacity."""
+               cpus: float | None = None, memory: int | None = None,
+               pool: int | None = None) -> HostRecord:
+        """Change a host's site, add/replace labels, override its capacity, or set how many
+        ready nodes the warm pool keeps on it."""
         if cpus is not None:
             check_cpus(cpus)
+        if pool is not None and not 0 <= pool <= MAX_POOL:
+            raise UserError(f"--pool must be 0..{MAX_POOL} (ready nodes kept on the host)")
         cur = self.host(name)
         if site is not None:
             _check_name(site, "site")
         merged = {**cur.labels, **(labels or {})}
         self._upsert(cur, site=site or cur.site, labels=merged,
                      cpus=cpus if cpus is not None else cur.cpus,
-                     memory=memory if memory is not None else cur.memory)
+                     memory=memory if memory is not None else cur.memory,
+                     pool=pool if pool is not None else cur.pool)
         return self.host(name)
 
     def clear_capacity(self, name: str) -> HostRecord:
@@ -317,18 +333,21 @@ class Inventory:
 
     def _upsert(self, cur: HostRecord, *, site: str | None = None,
                 labels: Mapping[str, str] | None = None, cpus: float | None = None,
-                memory: int | None = None, draining: bool | None = None) -> None:
+                memory: int | None = None, draining: bool | None = None,
+                pool: int | None = None) -> None:
         with self._lock:
             self._db.execute(
-                "INSERT INTO hosts (name, added, site, labels, cpus, memory, draining, changed)"
-                " VALUES (?, 0, ?, ?, ?, ?, ?, ?) ON CONFLICT(name) DO UPDATE SET"
+                "INSERT INTO hosts (name, added, site, labels, cpus, memory, draining, changed,"
+                " pool) VALUES (?, 0, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(name) DO UPDATE SET"
                 " site = excluded.site, labels = excluded.labels, cpus = excluded.cpus,"
-                " memory = excluded.memory, draining = excluded.draining, changed = excluded.changed",
+                " memory = excluded.memory, draining = excluded.draining,"
+                " changed = excluded.changed, pool = excluded.pool",
                 (cur.name, site or cur.site, json.dumps(dict(labels if labels is not None
                                                              else cur.labels)),
                  cpus if cpus is not None else cur.cpus,
                  memory if memory is not None else cur.memory,
-                 int(cur.draining if draining is None else draining), time.time()))
+                 int(cur.draining if draining is None else draining), time.time(),
+                 pool if pool is not None else cur.pool))
 
     def remove(self, name: str, nodes_on_host: Sequence[str]) -> None:
         """Forget an added host; refused while OverCloud nodes are on it or it is configured."""

@@ -66,6 +66,7 @@ from orchestrator.provision import (
     wait_or_retry,
 )
 from orchestrator.request import OverCloudRequest
+from orchestrator.stack.compose import PROJECT
 from orchestrator.workflow import ActionRegistry, TaskContext, TaskSpec, WorkflowSpec
 from overcloud.errors import PermanentError, TemporaryError
 from overcloud.events import MigrationFinished, MigrationRequested, MigrationStarted, derived_id
@@ -157,7 +158,8 @@ def verdict_spec(subject: str, reason: str, *, refused: bool) -> WorkflowSpec:
 
 
 def _db_volume(overcloud: str) -> str:
-    return f"/var/lib/docker/volumes/{overcloud}_db-data/_data"
+    """Where the database's volume lives in a node (the same for every OverCloud)."""
+    return f"/var/lib/docker/volumes/{PROJECT}_db-data/_data"
 
 
 def register_migration_actions(actions: ActionRegistry, c: Context) -> None:

@@ -31,7 +31,7 @@ from orchestrator.hosts import HostDriver, NodeSpec
 from orchestrator.images import NODE_ALIAS
 from orchestrator.registry import OverCloudRecord, Registry
 from orchestrator.request import OverCloudRequest
-from orchestrator.stack.compose import COMPOSE_FILE, Role, env_file
+from orchestrator.stack.compose import COMPOSE_FILE, PROJECT, Role, env_file
 from orchestrator.workflow import ActionRegistry, TaskContext, TaskSpec, WorkflowSpec
 from overcloud import influxauth
 from overcloud.bus import EventBus
@@ -55,6 +55,8 @@ class Context:
     registry: Registry
     bus: EventBus
     database_admin: Any  # devlake.sinks.MetricSink-like: ensure_database / drop_database
+    pool: Any = None
+    """orchestrator.pool.Pool: ready nodes to claim (None: every node is launched cold)."""
 
 
 def provision_spec(request: OverCloudRequest) -> WorkflowSpec:
@@ -134,7 +136,9 @@ def register_actions(actions: ActionRegistry, c: Context) -> None:
         req = _request(ctx)
         rec = c.registry.get(req.name)
         if rec is not None and rec.nodes:  # decided before a crash: keep that decision
-            return {n.node: n.host for n in rec.nodes}
+            decided = {n.node: n.host for n in rec.nodes}
+            claim_pooled(req, decided)
+            return decided
         # decide (orchestrator/placement.py: pure) on a snapshot of the hosts: inventory
         # (sites, drain flags, capacity), reachability, our allocations, DevLake load
         from orchestrator.inventory import plan_request
@@ -149,11 +153,30 @@ def register_actions(actions: ActionRegistry, c: Context) -> None:
         for host in sorted(set(decision.values())):
             c.registry.allocate_network(req.name, host)
         c.registry.allocate_port(req.name, _wanted_port(req))
+        pooled = claim_pooled(req, decision)
         scores = ", ".join(f"{h} {v:.1f}" for h, v in sorted(chosen.scores.items()))
-        ctx.report(", ".join(f"{n}→{h}" for n, h in decision.items())
+        ctx.report(", ".join(f"{n}→{h}" + (" (pool)" if n in pooled else "")
+                             for n, h in decision.items())
                    + f" ({chosen.strategy}; scores {scores})"
                    + (f"; no load data: {snap.load_error}" if snap.load_error else ""))
         return decision
+
+    def claim_pooled(req: OverCloudRequest, decision: dict[str, str]) -> list[str]:
+        """Take a ready pooled node for each node of `decision` whose host has one (unless
+        the request says `pool: false`); the nodes that got one. Recorded at once: a retry
+        claims nothing twice (`Pool.claim` is idempotent too)."""
+        if c.pool is None or not req.pool:
+            return []
+        rec = c.registry.get(req.name)
+        have = {n.node: n.instance for n in rec.nodes} if rec else {}
+        layout = req.tier_layout()
+        out = []
+        for node, host in decision.items():
+            inst = have.get(node) or c.pool.claim(host, req.name, node)
+            if inst:
+                c.registry.set_node(req.name, node, host, layout[node], instance=inst)
+                out.append(node)
+        return out
 
     @actions.action("launch_node")
     def launch_node(ctx: TaskContext) -> dict[str, str]:
@@ -163,12 +186,23 @@ def register_actions(actions: ActionRegistry, c: Context) -> None:
         bridge, gateway = c.settings.overcloud_network(
             c.registry.allocate_network(req.name, host.name))
         host.ensure_network(bridge, gateway, req.name)
-        host.launch(NodeSpec(node, req.name, node, NODE_ALIAS, req.cluster.cpu,
-                             req.cluster.memory_bytes, network=bridge))
+        pooled = _instance(c, req.name, node)
+        if pooled:  # claimed in `place`: it joins the OverCloud's bridge and gets its size
+            from orchestrator.pool import PoolHost
+
+            assert isinstance(host, PoolHost)  # only a pool-capable host has pooled nodes
+            host.attach(node, bridge)
+            host.set_limits(node, req.cluster.cpu, req.cluster.memory_bytes)
+        else:
+            if c.pool is not None:  # the pool never keeps a cold node off its host
+                c.pool.make_room(host.name, req.cluster.cpu, req.cluster.memory_bytes)
+            host.launch(NodeSpec(node, req.name, node, NODE_ALIAS, req.cluster.cpu,
+                                 req.cluster.memory_bytes, network=bridge))
         address = wait_or_retry(lambda: host.address(node), 60, f"an address for {node}")
         c.registry.set_node(req.name, node, host.name, req.tier_layout()[node], address)
-        ctx.report(f"{node} on {host.name} at {address}")
-        return {"host": host.name, "address": address}
+        ctx.report(f"{node} on {host.name} at {address}"
+                   + (f" (pooled {pooled})" if pooled else ""))
+        return {"host": host.name, "address": address, "instance": pooled}
 
     @actions.action("wait_docker")
     def wait_docker(ctx: TaskContext) -> None:
@@ -184,9 +218,20 @@ def register_actions(actions: ActionRegistry, c: Context) -> None:
         tiers = req.tier_layout()[node]
         rec = c.registry.get(req.name)
         assert rec is not None
-        deploy(host_of(req.name, node), node, stack_env(c, req, node,
-                                                        {n.node: n.address for n in rec.nodes}))
-        ctx.report(f"{node}: {', '.join(tiers)} up")
+        addresses = {n.node: n.address for n in rec.nodes}
+        pooled = _instance(c, req.name, node)
+        env = stack_env(c, req, node, addresses, pooled=bool(pooled))
+        if pooled:
+            from orchestrator.pool import PoolHost, adopt_stack
+
+            role, db_host, upstream = node_role(req, node, addresses)
+            host = host_of(req.name, node)
+            assert isinstance(host, PoolHost)  # only a pool-capable host has pooled nodes
+            adopt_stack(host, node, role, env, c.registry.secrets(req.name), db_host, upstream)
+            ctx.report(f"{node}: {', '.join(tiers)} (the pooled stack, its secrets rotated)")
+        else:
+            deploy(host_of(req.name, node), node, env)
+            ctx.report(f"{node}: {', '.join(tiers)} up")
         return {"tiers": ",".join(tiers)}
 
     @actions.action("expose")
@@ -326,21 +371,43 @@ def upstreams(req: OverCloudRequest, node: str, addresses: dict[str, str]) -> st
     return ",".join(out)
 
 
-def stack_env(c: Context, req: OverCloudRequest, node: str, addresses: dict[str, str]) -> str:
-    """The Compose .env of one node: its role from the tier layout, the DB node's address for
-    app and web nodes, the app replicas for a web node's nginx, the generated credentials."""
+def node_role(req: OverCloudRequest, node: str, addresses: dict[str, str]
+              ) -> tuple[Role, str, str]:
+    """What `node` runs (from the tier layout), the DB node's address for app and web nodes,
+    and the app replicas for a web node's nginx ("" where the role has none)."""
     tiers = req.tier_layout()[node]
     db_node = req.nodes_of("db")[0]
-    creds = c.registry.secrets(req.name)
-    if node == db_node and len(tiers) == 3:
-        return env_file(req.name, creds, Role.ALL, http_port=80)
     if node == db_node:
-        return env_file(req.name, creds, Role.DB, db_bind=addresses[node])
+        return (Role.ALL if len(tiers) == 3 else Role.DB), "", ""
     if "web" not in tiers:  # an app replica only: WordPress, published for the web nodes
-        return env_file(req.name, creds, Role.APP, db_host=addresses[db_node],
-                        app_bind=addresses[node])
-    return env_file(req.name, creds, Role.WEB, db_host=addresses[db_node],
-                    app_bind=addresses[node], app_upstream=upstreams(req, node, addresses))
+        return Role.APP, addresses[db_node], ""
+    return Role.WEB, addresses[db_node], upstreams(req, node, addresses)
+
+
+def stack_env(c: Context, req: OverCloudRequest, node: str, addresses: dict[str, str], *,
+              pooled: bool = False) -> str:
+    """The Compose .env of one node: its role from the tier layout, the DB node's address for
+    app and web nodes, the app replicas for a web node's nginx, the generated credentials.
+    `pooled`: the node came from the warm pool, whose stack publishes on every address of
+    the node (orchestrator/pool.py): the .env says so, so a later `up` changes nothing."""
+    role, db_host, upstream = node_role(req, node, addresses)
+    creds = c.registry.secrets(req.name)
+    if role is Role.ALL:
+        return env_file(PROJECT, creds, Role.ALL, http_port=80,
+                        **({"db_bind": "0.0.0.0", "app_bind": "0.0.0.0"} if pooled else {}))
+    own = "0.0.0.0" if pooled else addresses[node]
+    if role is Role.DB:
+        return env_file(PROJECT, creds, Role.DB, db_bind=own)
+    if role is Role.APP:
+        return env_file(PROJECT, creds, Role.APP, db_host=db_host, app_bind=own)
+    return env_file(PROJECT, creds, Role.WEB, db_host=db_host, app_bind=own,
+                    app_upstream=upstream)
+
+
+def _instance(c: Context, name: str, node: str) -> str:
+    """`node`'s pooled container, "" for a node in a container of its own name."""
+    rec = c.registry.get(name)
+    return next((n.instance for n in rec.nodes if n.node == node), "") if rec else ""
 
 
 def repoint_web(c: Context, req: OverCloudRequest, addresses: dict[str, str],
@@ -419,14 +486,15 @@ def node_agent(settings: Settings, req: OverCloudRequest, rec: OverCloudRecord,
     front = next((n for n in req.node_names() if "web" in layout[n]), req.node_names()[0])
     probe = rec.url.rstrip("/") + req.saas.expose.path_check if rec.url else ""
     host = next(n.host for n in rec.nodes if n.node == node)
-    return agent_daemon(settings, req.name, node, host,
+    inst = next((n.container for n in rec.nodes if n.node == node), node)
+    return agent_daemon(settings, req.name, node, host, instance=inst,
                         tiers={n.node: "+".join(n.tiers) for n in rec.nodes},
                         url=probe if node == front else "",
                         expect="WordPress" if req.saas.stack == "wordpress" else "")
 
 
 def agent_daemon(settings: Settings, overcloud: str, node: str, host: str, *,
-                 tiers: dict[str, str] | None = None, url: str = "",
+                 instance: str = "", tiers: dict[str, str] | None = None, url: str = "",
                  expect: str = "") -> Daemon:
     """The agent of one node, seen from its UnderCloud host: resources (LXD API), flows
     (interfaces; conntrack per peer node, `tiers` naming each node's tiers) and services (its
@@ -435,7 +503,7 @@ def agent_daemon(settings: Settings, overcloud: str, node: str, host: str, *,
     from daemons.cli import cli_daemon
 
     args = ["agent", "run", "--layer", "resource,flow,service", "--overcloud", overcloud,
-            "--node", node, "--instance", node, "--lxd-host", host]
+            "--node", node, "--instance", instance or node, "--lxd-host", host]
     if tiers:
         args += ["--tiers", ",".join(f"{n}={t}" for n, t in sorted(tiers.items()))]
     if url:

@@ -7,6 +7,7 @@ first need, reused by every retry or resume, deleted with the OverCloud.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -30,6 +31,13 @@ class NodeRecord:
     host: str
     address: str
     tiers: list[str]
+    instance: str = ""
+    """The node's container when it is not named after the node (one taken from the warm
+    pool, orchestrator/pool.py); empty: the container is `node`."""
+
+    @property
+    def container(self) -> str:
+        return self.instance or self.node
 
 
 @dataclass(frozen=True)
@@ -73,6 +81,10 @@ class Registry:
             CREATE TABLE IF NOT EXISTS marks (key TEXT PRIMARY KEY, time REAL NOT NULL);
             """
         )
+        columns = {r[1] for r in self._db.execute("PRAGMA table_info(nodes)")}
+        if "instance" not in columns:  # a registry from before the warm pool
+            with contextlib.suppress(sqlite3.OperationalError):  # another process was first
+                self._db.execute("ALTER TABLE nodes ADD COLUMN instance TEXT NOT NULL DEFAULT ''")
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -116,14 +128,19 @@ class Registry:
     # --- placement and nodes -----------------------------------------------------------------
 
     def set_node(self, name: str, node: str, host: str, tiers: list[str],
-                 address: str = "") -> None:
+                 address: str = "", instance: str = "") -> None:
+        """Record where `node` is. `instance`: its pooled container (kept while the host
+        stays the same; a node recorded on another host is in a container of its own name)."""
         with self._lock:
             self._db.execute(
-                "INSERT INTO nodes (overcloud, node, host, address, tiers) VALUES (?, ?, ?, ?, ?)"
+                "INSERT INTO nodes (overcloud, node, host, address, tiers, instance)"
+                " VALUES (?, ?, ?, ?, ?, ?)"
                 " ON CONFLICT(overcloud, node) DO UPDATE SET host = excluded.host,"
                 " address = CASE WHEN excluded.address = '' THEN nodes.address"
-                " ELSE excluded.address END, tiers = excluded.tiers",
-                (name, node, host, address, json.dumps(tiers)),
+                " ELSE excluded.address END, tiers = excluded.tiers,"
+                " instance = CASE WHEN excluded.instance != '' OR excluded.host != nodes.host"
+                " THEN excluded.instance ELSE nodes.instance END",
+                (name, node, host, address, json.dumps(tiers), instance),
             )
 
     def remove_node(self, name: str, node: str) -> None:
@@ -197,9 +214,9 @@ class Registry:
             if row is None:
                 return None
             nodes = [
-                NodeRecord(n, h, a, json.loads(t))
-                for n, h, a, t in self._db.execute(
-                    "SELECT node, host, address, tiers FROM nodes WHERE overcloud = ?"
+                NodeRecord(n, h, a, json.loads(t), i)
+                for n, h, a, t, i in self._db.execute(
+                    "SELECT node, host, address, tiers, instance FROM nodes WHERE overcloud = ?"
                     " ORDER BY node", (name,))
             ]
         return OverCloudRecord(row[0], row[1], row[2], json.loads(row[3]), row[4], row[5],

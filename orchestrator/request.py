@@ -367,6 +367,9 @@ class OverCloudRequest(_Model):
     placement: Placement = Field(default_factory=Placement)
     backup: BackupSchedule = Field(default_factory=BackupSchedule)
     saas: Saas
+    pool: bool = True
+    """Take ready nodes from the hosts' warm pools when they have some (orchestrator/pool.py);
+    `false`: every node is launched cold (its own container, made for this OverCloud)."""
 
     @field_validator("name")
     @classmethod

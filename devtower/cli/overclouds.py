@@ -448,11 +448,12 @@ def run_orchestrator(verbose: Annotated[bool, typer.Option("--verbose", "-v")] =
     from orchestrator.hosts import drivers
     from orchestrator.migration import register_migration_actions
     from orchestrator.pause import register_pause_actions
+    from orchestrator.pool import Pool
     from orchestrator.provision import Context, register_actions
     from orchestrator.registry import Registry
     from orchestrator.service import Orchestrator
     from orchestrator.update import register_update_actions
-    from orchestrator.workflow import ActionRegistry, Engine
+    from orchestrator.workflow import ActionRegistry, Engine, WorkflowState
     from overcloud.bus import KafkaEventBus, ensure_topics, events_topic, make_consumer
 
     s = settings()
@@ -475,6 +476,10 @@ def run_orchestrator(verbose: Annotated[bool, typer.Option("--verbose", "-v")] =
     consumer = make_consumer(s, [events_topic(s)], f"{s.kafka.topic_prefix}-orchestrator")
     stop = threading.Event()
     install_signal_handlers(stop)
+    # the warm pool: claimed by `place`, refilled by this thread while no workflow runs
+    ctx.pool = Pool(s, ctx.hosts, ctx.registry,
+                    busy=lambda: bool(store.list(state=WorkflowState.RUNNING)))
+    threading.Thread(target=ctx.pool.run, args=(stop,), daemon=True, name="pool").start()
     console.print(f"orchestrator: {events_topic(s)} on {s.kafka.bootstrap}, hosts "
                   f"{', '.join(ctx.hosts)}")
     sys.stdout.flush()  # the banner is how `services up` sees it ready

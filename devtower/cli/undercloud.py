@@ -119,11 +119,28 @@ def show(host: HostArg) -> None:
         + (f", {ld.instances} instances" if ld and ld.instances is not None else ""),
         f"  labels     {', '.join(f'{k}={x}' for k, x in sorted(rec.labels.items())) or '-'}",
         f"  nodes      {', '.join(a.nodes) if a else '-'}",
+        _pool_line(host, rec.pool or 0),
     ]
     for line in lines:
         console.print(line, markup=False, highlight=False)
     if snap.load_error:
         console.print(f"  (the DevLake could not be read: {snap.load_error})", markup=False)
+
+
+def _pool_line(host: str, target: int) -> str:
+    """The warm pool on `host`, as LXD has it: ready and warming nodes against the target."""
+    from orchestrator.hosts import drivers
+    from orchestrator.pool import pool_report
+
+    s = settings()
+    d = drivers(s).get(host)
+    found = pool_report({host: d} if d is not None else {}).get(host)
+    if found is None:
+        return f"  pool       target {target}" + ("" if d is None else ", host not answering")
+    ready, warming = found["ready"], found["warming"]
+    return (f"  pool       {len(ready)} ready of {target}"
+            + (f", {len(warming)} warming" if warming else "")
+            + (f": {', '.join(ready + warming)}" if ready or warming else ""))
 
 
 @app.command()
@@ -208,6 +225,9 @@ def undrain(host: HostArg) -> None:
 def set_(host: HostArg,
          site: Annotated[str | None, typer.Option("--site", help="Move it to this site.")] = None,
          label: Labels = None, cpus: Cpus = None, memory: Memory = None,
+         pool: Annotated[int | None, typer.Option(
+             "--pool", help="Ready nodes the warm pool keeps on this host (0: none); the "
+             "orchestrator refills them in the background.")] = None,
          default_capacity: Annotated[bool, typer.Option(
              "--default-capacity", help="Drop the capacity override (cpus and memory): the "
              "host counts with the settings' size again.")] = False) -> None:
@@ -219,17 +239,19 @@ def set_(host: HostArg,
     mem = parse_memory(memory) if memory is not None else None
     if default_capacity and (cpus is not None or mem is not None):
         raise UserError("--default-capacity drops the override: give it without --cpus/--memory")
-    if site is None and not labels and cpus is None and mem is None and not default_capacity:
-        raise UserError("nothing to change: give --site, --label, --cpus, --memory or "
+    if (site is None and not labels and cpus is None and mem is None and pool is None
+            and not default_capacity):
+        raise UserError("nothing to change: give --site, --label, --cpus, --memory, --pool or "
                         "--default-capacity")
     inventory = _inventory()
     if default_capacity:
         inventory.clear_capacity(host)
-    rec = inventory.update(host, site=site, labels=labels, cpus=cpus, memory=mem)
+    rec = inventory.update(host, site=site, labels=labels, cpus=cpus, memory=mem, pool=pool)
     console.print(f"{rec.name}: site {rec.site}, labels "
                   f"{','.join(f'{k}={v}' for k, v in sorted(rec.labels.items())) or '-'}, capacity "
                   f"{rec.cpus if rec.cpus is not None else 'default'} cpu, "
-                  f"{_mem(rec.memory) if rec.memory else 'default'}", markup=False)
+                  f"{_mem(rec.memory) if rec.memory else 'default'}, pool {rec.pool or 0}",
+                  markup=False)
 
 
 @app.command("add-site")

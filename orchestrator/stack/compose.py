@@ -14,6 +14,21 @@ from enum import StrEnum
 from orchestrator.stack import STACK_DIR
 
 COMPOSE_FILE = STACK_DIR / "compose.yml"
+PROJECT = "oc"
+"""The Compose project of every node's stack (one per node). Not the OverCloud's name: a
+pooled node's stack runs before any OverCloud claims it (orchestrator/pool.py), and Compose
+cannot rename a project, so containers are `oc-db-1`, volumes `oc_db-data`, on every node."""
+SECRETS_FILE = "/etc/overcloud/secrets.env"
+"""In the db and wordpress containers: the secrets rotated in place when a pooled node is
+claimed (KEY=value lines); they win over the container's environment (the entrypoint and
+config-default.php read it). Outlives a restart, not a re-creation: the .env is rotated too."""
+SOURCE_SECRETS = f'[ ! -r {SECRETS_FILE} ] || . {SECRETS_FILE}; '
+"""Shell prefix for a command in the db container that uses `$DB_ROOT_PASSWORD` & co."""
+
+
+def container(service: str) -> str:
+    """The container Compose names for `service` in a node's stack."""
+    return f"{PROJECT}-{service}-1"
 WP_KEYS = (
     "WP_AUTH_KEY", "WP_SECURE_AUTH_KEY", "WP_LOGGED_IN_KEY", "WP_NONCE_KEY",
     "WP_AUTH_SALT", "WP_SECURE_AUTH_SALT", "WP_LOGGED_IN_SALT", "WP_NONCE_SALT",

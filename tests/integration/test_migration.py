@@ -212,7 +212,7 @@ def _sql(env: Env, name: str, node: str, host: str, statement: str) -> str:
     secrets = orjson.loads((Path(env["OVERCLOUD_STATE_DIR"]) / "secrets" / f"{name}.json")
                            .read_bytes())
     d = drivers(env.settings())[host]
-    return d.exec(node, "docker", "exec", f"{name}-db-1", "mariadb", "-uroot",
+    return d.exec(node, "docker", "exec", "oc-db-1", "mariadb", "-uroot",
                   f"-p{secrets['db_root_password']}", "-N", "-e", statement, timeout=60)
 
 

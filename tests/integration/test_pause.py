@@ -47,7 +47,7 @@ def _doc(tmp: Path, name: str, nodes: int, cpu: int, port: int) -> Path:
 def _sql(env: Env, name: str, node: str, host: str, statement: str) -> str:
     secrets = orjson.loads((env.settings().state_dir / "secrets" / f"{name}.json").read_bytes())
     return drivers(env.settings())[host].exec(
-        node, "docker", "exec", f"{name}-db-1", "mariadb", "-uroot",
+        node, "docker", "exec", "oc-db-1", "mariadb", "-uroot",
         f"-p{secrets['db_root_password']}", "-N", "-e", statement, timeout=60)
 
 

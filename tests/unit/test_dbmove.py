@@ -187,4 +187,4 @@ def test_commands_go_only_to_the_containers_of_a_node_name(node: str) -> None:
 def test_sql_runs_in_the_stack_container_of_the_node() -> None:
     host = ScriptedHost()
     dbmove.sql(host, "my-net-n12", "SELECT 1;")
-    assert host.commands[-1][:4] == ("docker", "exec", "-i", "my-net-db-1")
+    assert host.commands[-1][:4] == ("docker", "exec", "-i", "oc-db-1")

@@ -60,6 +60,7 @@ def test_operator_changes_survive_a_new_process(tmp_path: Path, cert: Path) -> N
                    cpus=4, memory=8 * GiB)
     inv.set_draining("lxd1", True)
     inv.update("lxd2", labels={"ssd": "true"}, cpus=16)
+    inv.update("lxd2", pool=3)
     inv.add_site("os1", openstack_cloud="mycloud")
     inv.close()
 
@@ -68,6 +69,7 @@ def test_operator_changes_survive_a_new_process(tmp_path: Path, cert: Path) -> N
     assert list(hosts) == ["lxd1", "lxd2", "far"]
     assert hosts["lxd1"].draining and hosts["lxd1"].site == "local" and not hosts["lxd1"].added
     assert hosts["lxd2"].labels == {"ssd": "true"} and hosts["lxd2"].cpus == 16
+    assert hosts["lxd2"].pool == 3 and hosts["lxd1"].pool is None  # the warm pool's target
     far = hosts["far"]
     assert far.added and far.site == "edge" and far.labels == {"zone": "b"}
     assert far.cpus == 4 and far.memory == 8 * GiB
@@ -202,6 +204,8 @@ def test_cli_errors(tmp_path: Path, cert: Path) -> None:
         (["undercloud", "set", "lxd1", "--cpus", "2", "--default-capacity"],
          "--default-capacity drops the override"),
         (["undercloud", "add-site", "local"], "site named 'local' already exists"),
+        (["undercloud", "set", "lxd1", "--pool", "-1"], "--pool must be 0..16"),
+        (["undercloud", "set", "lxd1", "--pool", "17"], "--pool must be 0..16"),
     ]
     for args, message in cases:
         _one_line_error(run_cli(args, env, timeout=60), message)
