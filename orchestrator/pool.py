@@ -71,7 +71,8 @@ SECRET = re.compile(r"[A-Za-z0-9_-]{16,128}")
 written into a file a shell or PHP reads."""
 ROTATE_SH = 'IFS= read -r MYSQL_PWD; export MYSQL_PWD; exec mariadb -uroot -N -B'
 """Root's password on the first line of stdin, the statements after it (never in argv)."""
-WRITE_SH = (f'umask 027; mkdir -p /etc/overcloud && cat > {SECRETS_FILE}.new && '
+WRITE_SH = (f'umask 027; mkdir -p /etc/overcloud && chmod 0755 /etc/overcloud && '
+            f'cat > {SECRETS_FILE}.new && '
             f'chgrp "$1" {SECRETS_FILE}.new && mv {SECRETS_FILE}.new {SECRETS_FILE}')
 
 
@@ -128,6 +129,8 @@ def decide(pools: list[HostPool], busy: bool) -> Step:
             return Step("delete", p.host, p.ready[-1], "its host takes no new nodes")
         if len(p.ready) + len(p.warming) > p.target and p.ready:
             return Step("delete", p.host, p.ready[-1], f"beyond the target of {p.target}")
+    if not any(p.target for p in pools):
+        return Step("none", why="no pool")
     if busy:
         return Step("none", why="a workflow is running")
     short = [p for p in pools if p.schedulable and len(p.ready) + len(p.warming) < p.target]
@@ -254,12 +257,14 @@ class Pool:
     parallel workflows are serialised by its lock, LXD's keys are the record."""
 
     def __init__(self, settings: Settings, hosts: Mapping[str, HostDriver], registry: Registry,
-                 busy: Callable[[], bool] = lambda: False, interval: float = 2.0) -> None:
+                 busy: Callable[[], bool] = lambda: False, interval: float = 2.0,
+                 idle: float = 10.0) -> None:
         self._s = settings
         self._hosts = hosts
         self._registry = registry
         self._busy = busy
         self._interval = interval
+        self._idle = idle
         self._lock = threading.Lock()
         self._building: set[str] = set()
         self.wake = threading.Event()
@@ -342,12 +347,14 @@ class Pool:
         else after `interval` or a claim (`wake`)."""
         while not stop.is_set():
             try:
-                did = self.step().kind != "none"
+                step = self.step()
             except Exception as exc:  # a host away, LXD busy: the next round tries again
                 log.warning("pool: %s", exc)
-                did = False
-            if not did:
-                self.wake.wait(self._interval)
+                step = Step("none")
+            if step.kind == "none":
+                # no pool wanted anywhere: look again now and then (a target set with
+                # `undercloud set --pool` is seen within `idle`), not every `interval`
+                self.wake.wait(self._idle if step.why == "no pool" else self._interval)
                 self.wake.clear()
 
     def claim(self, host_name: str, overcloud: str, node: str) -> str:
@@ -373,8 +380,10 @@ class Pool:
         """Delete ready pooled nodes on `host_name` until a node of `cpu`/`memory` fits in
         its capacity (a cold launch never waits behind the pool); the names deleted."""
         host = self._host(host_name)
+        if host is None or not self.targets().get(host_name, (0, True))[0]:
+            return []  # no pool kept there (the refill deletes any left): nothing to look at
         pool = next((p for p in self.view() if p.host == host_name), None)
-        if host is None or pool is None:
+        if pool is None:
             return []
         gone = evictions(pool, cpu, memory)
         for name in gone:

@@ -54,7 +54,7 @@ def _login(env: Env, host: str, node: str, user: str, password: str) -> bool:
     d = drivers(env.settings())[host]
     proc = d.exec_stream(node, "docker", "exec", "-i", "oc-db-1", "sh", "-c",
                          'IFS= read -r MYSQL_PWD; export MYSQL_PWD; '
-                         'exec mariadb -h127.0.0.1 -u"$1" -N -e "SELECT 1"', "sh", user,
+                         'exec mariadb -u"$1" -N -e "SELECT 1"', "sh", user,
                          stdin=-1, stdout=-1)
     out, _ = proc.communicate(f"{password}\n".encode(), timeout=60)
     return proc.returncode == 0 and out.strip() == b"1"
