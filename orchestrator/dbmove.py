@@ -152,6 +152,18 @@ def grant(src: MovableHost, node: str, replica: str, password: str) -> None:
                    f"GRANT REPLICATION SLAVE ON *.* TO {who};")
 
 
+def password_sql(user: str, password: str, root_password: str) -> str:
+    """Statements that give the application's `user` and root new passwords (a pooled
+    node's database becoming its OverCloud's: orchestrator/pool.py). Not binary-logged."""
+    for value in (password, root_password):
+        if not SECRET.match(value):
+            raise PermanentError("a new database password has unexpected characters")
+    return ("SET sql_log_bin=0;\n"
+            f"ALTER USER {sql_string(user)}@'%' IDENTIFIED BY {sql_string(password)};\n"
+            f"ALTER USER 'root'@'localhost' IDENTIFIED BY {sql_string(root_password)};\n"
+            "FLUSH PRIVILEGES;\n")
+
+
 def seed(src: MovableHost, tgt: MovableHost, node: str, timeout: float = 600) -> None:
     """The old database's consistent snapshot into the new one, with its GTID position (the
     new one's own replication state and binary log cleared first: a retried seed starts

@@ -35,7 +35,6 @@ are ready nodes beyond the host's target or on a draining host.
 from __future__ import annotations
 
 import logging
-import re
 import secrets
 import subprocess
 import threading
@@ -57,7 +56,7 @@ from orchestrator.stack.compose import (
     container,
     env_file,
 )
-from overcloud.errors import TemporaryError
+from overcloud.errors import PermanentError, TemporaryError
 from overcloud.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -66,9 +65,6 @@ POOL_PREFIX = "ocpool-"
 POOL_CPU = 1
 POOL_MEMORY = 1 << 30
 """What a pooled node holds until claimed (LXD limits); the claim sets the request's."""
-SECRET = re.compile(r"[A-Za-z0-9_-]{16,128}")
-"""What our generated secrets look like (`secrets.token_urlsafe`): checked before one is
-written into a file a shell or PHP reads."""
 ROTATE_SH = 'IFS= read -r MYSQL_PWD; export MYSQL_PWD; exec mariadb -uroot -N -B'
 """Root's password on the first line of stdin, the statements after it (never in argv)."""
 WRITE_SH = (f'umask 027; mkdir -p /etc/overcloud && chmod 0755 /etc/overcloud && '
@@ -179,7 +175,9 @@ def _env_values(text: str) -> dict[str, str]:
 
 
 def _secret(value: str) -> str:
-    if not SECRET.fullmatch(value):
+    """`value` if it looks like our generated secrets (`secrets.token_urlsafe`), checked
+    before it is written into a file a shell or PHP reads."""
+    if not dbmove.SECRET.match(value):
         raise TemporaryError("a generated secret has an unexpected form; not written")
     return value
 
@@ -201,12 +199,10 @@ def rotate_database(host: MovableHost, node: str, old_root: str, new: StackSecre
     """The database's passwords become `new`'s (`ALTER USER`, not binary-logged), as root
     with `old_root` — or with the new root password, when an earlier attempt got that far
     (a retry is safe) — then its secrets file, which its next start reads."""
-    statements = ("SET sql_log_bin=0;\n"
-                  f"ALTER USER {dbmove.sql_string(new.db_user)}@'%' IDENTIFIED BY "
-                  f"{dbmove.sql_string(_secret(new.db_password))};\n"
-                  "ALTER USER 'root'@'localhost' IDENTIFIED BY "
-                  f"{dbmove.sql_string(_secret(new.db_root_password))};\n"
-                  "FLUSH PRIVILEGES;\n")
+    try:
+        statements = dbmove.password_sql(new.db_user, new.db_password, new.db_root_password)
+    except PermanentError as exc:
+        raise TemporaryError(f"{node}: {exc}; not written") from None
     errors = []
     for root in dict.fromkeys([old_root, new.db_root_password]):
         proc = host.exec_stream(node, *dbmove.in_container(node, "db", "sh", "-c", ROTATE_SH),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import httpx
 import pytest
 
 from orchestrator.hosts import drivers
@@ -23,17 +24,19 @@ apiVersion: overcloud/v1
 kind: OverCloud
 name: {name}
 owner: test@example.org
-cluster: {{nodes: 1, cpu: 1, memory: 1GiB}}
+cluster: {{nodes: {nodes}, cpu: 1, memory: 1GiB}}
 saas:
   stack: wordpress
+  tiers: {{app: {{replicas: {app}}}}}
   expose: {{port: {port}}}
 {extra}"""
 
 
-def _apply(env: Env, tmp: Path, name: str, extra: str = "") -> int:
+def _apply(env: Env, tmp: Path, name: str, extra: str = "", nodes: int = 1) -> int:
     port = free_port()
     path = tmp / f"{name}.yaml"
-    path.write_text(REQUEST.format(name=name, port=port, extra=extra))
+    path.write_text(REQUEST.format(name=name, port=port, extra=extra, nodes=nodes,
+                                   app=max(1, nodes - 1)))
     out = run_cli(["request", "apply", str(path), "--wait"], env, timeout=600)
     assert out.returncode == 0, out.stdout + out.stderr
     return port
@@ -132,6 +135,24 @@ def test_pooled_overclouds_have_their_own_secrets_and_the_pool_refills(uc: Env,
         assert rec is not None and rec.nodes[0].instance == ""
         assert "pool-c-n1" in drivers(uc.settings())["lxd1"].instances("pool-c")
         assert _ready(uc, "lxd1") == again
+
+        # three nodes on lxd1, two ready there: db and a web node from the pool (their roles
+        # made in place, the web node pointed at the pooled db), the third launched cold
+        port = _apply(uc, tmp_path, "pool-d", nodes=3)
+        names.append("pool-d")
+        rec = Registry(uc.settings()).get("pool-d")
+        assert rec is not None and rec.state == "ready"
+        assert sorted(bool(n.instance) for n in rec.nodes) == [False, True, True], rec.nodes
+        own = Registry(uc.settings()).secrets("pool-d")
+        db = next(n for n in rec.nodes if "db" in n.tiers)
+        assert _login(uc, "lxd1", db.node, "wordpress", own.db_password)
+        r = httpx.get(f"http://127.0.0.1:{port}/wp-admin/install.php", timeout=30)
+        assert r.status_code == 200 and "WordPress" in r.text
+        for n in rec.nodes:  # what the role does not run is gone from a pooled node
+            ps = drivers(uc.settings())["lxd1"].exec(n.node, "docker", "ps", "--format",
+                                                      "{{.Names}}", timeout=30).split()
+            assert ("oc-db-1" in ps) == ("db" in n.tiers), (n, ps)
+            assert ("oc-nginx-1" in ps) == ("web" in n.tiers), (n, ps)
     finally:
         for name in names:
             run_cli(["delete", name, "--wait"], uc, timeout=600)
