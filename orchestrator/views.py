@@ -29,5 +29,5 @@ def workflow_dict(wf: WorkflowRecord) -> dict[str, Any]:
 
 
 def nodes(rec: OverCloudRecord) -> list[dict[str, Any]]:
-    return [{"node": n.node, "host": n.host, "address": n.address, "tiers": n.tiers}
-            for n in rec.nodes]
+    return [{"node": n.node, "host": n.host, "address": n.address, "tiers": n.tiers,
+             "container": n.container} for n in rec.nodes]

@@ -381,7 +381,9 @@ def _show(d: dict[str, Any], stack: dict[str, str] | None, nets: list[str]) -> N
     for col in cols:
         t.add_column(col)
     for n in d["nodes"]:
-        row = [str(n["node"]), str(n["host"]), str(n["address"]), "+".join(n["tiers"])]
+        pooled = n.get("container") not in (None, n["node"])  # from the warm pool
+        row = [str(n["node"]) + (f" ({n['container']})" if pooled else ""), str(n["host"]),
+               str(n["address"]), "+".join(n["tiers"])]
         t.add_row(*row, *([stack.get(str(n["node"]), "?")] if stack is not None else []))
     console.print(t)
     if nets:
