@@ -257,6 +257,12 @@ def point_db(host: HostDriver, node: str, address: str) -> None:
     `.env` first (a re-created container starts with it), then the file WordPress reads."""
     addr = _address(address)
     set_env(host, node, "DB_HOST", addr)
+    write_db_host(host, node, addr)
+
+
+def write_db_host(host: HostDriver, node: str, address: str) -> None:
+    """Only the file WordPress reads per request (the `.env` is the caller's business)."""
+    addr = _address(address)
     script = f'printf "%s" "$1" > {DB_HOST_FILE}.new && mv {DB_HOST_FILE}.new {DB_HOST_FILE}'
     host.exec(node, *in_container(node, "wordpress", "sh", "-c", script, "sh", f"{addr}:{DB_PORT}"),
               timeout=60)

@@ -53,6 +53,7 @@ from orchestrator.downtime import DowntimeProbe
 from orchestrator.front import drain, publish
 from orchestrator.hosts import HostDriver, MovableHost, NodeSpec, pipe
 from orchestrator.images import NODE_ALIAS
+from orchestrator.pool import PoolHost, adopt_stack
 from orchestrator.provision import (
     APP_PORT,
     STACK_DIR,
@@ -60,6 +61,7 @@ from orchestrator.provision import (
     deploy,
     docker_ok,
     node_agent,
+    node_role,
     push_stack,
     repoint_web,
     stack_env,
@@ -259,26 +261,42 @@ def _make_and_break(c: Context, ctx: TaskContext, req: OverCloudRequest, node: s
     bridge, gateway = c.settings.overcloud_network(c.registry.allocate_network(req.name, tgt.name))
     tgt.ensure_network(bridge, gateway, req.name)
     mark("network")
-    tgt.launch(NodeSpec(node, req.name, node, NODE_ALIAS, req.cluster.cpu,
-                        req.cluster.memory_bytes, network=bridge))
+    how, why_not = "", ""
+    if "db" in tiers:
+        why_not = _why_not_replicate(c, req, node, tiers, src, db_method)
+        how = f"by stop → copy → start ({why_not})" if why_not else "by replication"
+    # a ready node of the target's warm pool when there is one (not for the copy path, which
+    # makes its stack around the copied volume): no launch, no Docker start, no first start
+    # of a database; its secrets become the OverCloud's before it takes any part
+    pooled = ("" if c.pool is None or not req.pool or ("db" in tiers and why_not)
+              else c.pool.claim(tgt.name, req.name, node))
+    if pooled:
+        assert isinstance(tgt, PoolHost)  # only a pool-capable host has pooled nodes
+        tgt.attach(node, bridge)
+        tgt.set_limits(node, req.cluster.cpu, req.cluster.memory_bytes)
+    else:
+        tgt.launch(NodeSpec(node, req.name, node, NODE_ALIAS, req.cluster.cpu,
+                            req.cluster.memory_bytes, network=bridge))
     mark("launched")
     address = wait_or_retry(lambda: tgt.address(node), 60, f"an address for {node} on {tgt.name}")
     rec = c.registry.get(req.name)
     assert rec is not None
     addresses = {n.node: n.address for n in rec.nodes} | {node: address}
-    env = stack_env(c, req, node, addresses)
-    with ThreadPoolExecutor(1, thread_name_prefix="push") as pool:
-        pushed = pool.submit(push_stack, tgt, node, env)  # while Docker starts in the node
-        wait_or_retry(lambda: docker_ok(tgt, node), 120, f"Docker in {node} on {tgt.name}")
-        pushed.result()
+    env = stack_env(c, req, node, addresses, pooled=bool(pooled))
+    if pooled:
+        assert isinstance(tgt, PoolHost)
+        role, db_host, upstream = node_role(req, node, addresses)
+        adopt_stack(tgt, node, role, env, c.registry.secrets(req.name), db_host, upstream)
+    else:
+        with ThreadPoolExecutor(1, thread_name_prefix="push") as pool:
+            pushed = pool.submit(push_stack, tgt, node, env)  # while Docker starts in the node
+            wait_or_retry(lambda: docker_ok(tgt, node), 120, f"Docker in {node} on {tgt.name}")
+            pushed.result()
     mark("docker")
-    ctx.report(f"{node}: new node on {tgt.name} at {address}")
-    how, why_not = "", ""
-    if "db" in tiers:
-        why_not = _why_not_replicate(c, req, node, tiers, src, db_method)
-        how = f"by stop → copy → start ({why_not})" if why_not else "by replication"
+    ctx.report(f"{node}: new node on {tgt.name} at {address}"
+               + (f" (pooled {pooled})" if pooled else ""))
     if "db" in tiers and not why_not:
-        _replicate(c, req, node, tiers, src, tgt, address, env, mark)
+        _replicate(c, req, node, tiers, src, tgt, address, env, mark, pooled)
     elif "db" in tiers:
         ctx.report(f"{node}: {how}")
 
@@ -309,7 +327,8 @@ def _make_and_break(c: Context, ctx: TaskContext, req: OverCloudRequest, node: s
             repointed.result()
             mark("web re-pointed")
     else:
-        deploy(tgt, node, env, push=False)
+        if not pooled:  # a pooled stack is up already (`adopt_stack`)
+            deploy(tgt, node, env, push=False)
         mark("stack up")
     path = req.saas.expose.path_check
     if "web" in tiers:
@@ -343,10 +362,10 @@ def _make_and_break(c: Context, ctx: TaskContext, req: OverCloudRequest, node: s
     # the agent follows the node while the old one is deleted (each takes seconds); the
     # record follows once the old one is gone
     with ThreadPoolExecutor(1, thread_name_prefix="agent") as pool:
-        agent = pool.submit(_restart_agent, c, req, node, tgt.name)
+        agent = pool.submit(_restart_agent, c, req, node, tgt.name, pooled)
         src.delete(node)
         mark("old deleted")
-        c.registry.set_node(req.name, node, tgt.name, tiers, address)
+        c.registry.set_node(req.name, node, tgt.name, tiers, address, instance=pooled)
         agent.result()
     mark("agent moved")
     return how
@@ -381,8 +400,9 @@ def _why_not_replicate(c: Context, req: OverCloudRequest, node: str, tiers: list
 
 def _replicate(c: Context, req: OverCloudRequest, node: str, tiers: list[str],
                src: MovableHost, tgt: MovableHost, address: str, env: str,
-               mark: Callable[[str], None]) -> None:
-    """Database node `node` to `tgt` by GTID replication (orchestrator/dbmove.py)."""
+               mark: Callable[[str], None], pooled: str = "") -> None:
+    """Database node `node` to `tgt` by GTID replication (orchestrator/dbmove.py).
+    `pooled`: the target is that pooled container, its database running already."""
     host, old = _placed(c, req, node)
     if host == src.name:  # not promoted yet: any earlier attempt's work is redone
         password = secrets.token_urlsafe(24)
@@ -390,7 +410,8 @@ def _replicate(c: Context, req: OverCloudRequest, node: str, tiers: list[str],
             granted = pool.submit(dbmove.grant, src, node, address, password)
             # an empty database with the OverCloud's own secrets; answering is all it takes
             # (Compose's --wait would add a health-check interval)
-            deploy(tgt, node, env, wait=False, push=False)
+            if not pooled:
+                deploy(tgt, node, env, wait=False, push=False)
             wait_or_retry(lambda: dbmove.answers(tgt, node), 120,
                           f"the new database in {node} on {tgt.name}")
             granted.result()
@@ -403,7 +424,7 @@ def _replicate(c: Context, req: OverCloudRequest, node: str, tiers: list[str],
         dbmove.promote(src, tgt, node)
         # from here on only the new database has every write: the record follows it at
         # once, so neither a retry nor a roll-back ever returns to the old one
-        c.registry.set_node(req.name, node, tgt.name, tiers, address)
+        c.registry.set_node(req.name, node, tgt.name, tiers, address, instance=pooled)
         mark("promoted")
     dbmove.point_all(_web_nodes(c, req, node), address)
     mark("web re-pointed")
@@ -423,15 +444,17 @@ def _web_nodes(c: Context, req: OverCloudRequest, db: str) -> list[tuple[HostDri
             if other != db and {"web", "app"} & set(req.tier_layout()[other])]
 
 
-def _restart_agent(c: Context, req: OverCloudRequest, node: str, host: str = "") -> None:
-    """`node`'s agent, stopped, then started for `host` (default: where the record says)."""
+def _restart_agent(c: Context, req: OverCloudRequest, node: str, host: str = "",
+                   instance: str = "") -> None:
+    """`node`'s agent, stopped, then started for `host` (default: where the record says),
+    where `node` is in container `instance` (a pooled one) or its own."""
     from dataclasses import replace
 
     rec = c.registry.get(req.name)
     assert rec is not None
     if host:
-        rec = replace(rec, nodes=[replace(n, host=host) if n.node == node else n
-                                  for n in rec.nodes])
+        rec = replace(rec, nodes=[replace(n, host=host, instance=instance) if n.node == node
+                                  else n for n in rec.nodes])
     node_agent(c.settings, req, rec, node).stop()
     node_agent(c.settings, req, rec, node).start()
 
@@ -445,7 +468,9 @@ def _settle(c: Context, req: OverCloudRequest, node: str, tiers: list[str], sour
         if node not in tgt.instances(req.name):
             raise PermanentError(f"{node} is on neither {source} nor {target}")
         address = tgt.address(node) or ""
-        c.registry.set_node(req.name, node, target, tiers, address)
+        inst = tgt.container(node) if isinstance(tgt, PoolHost) else node
+        c.registry.set_node(req.name, node, target, tiers, address,
+                            instance="" if inst == node else inst)
         _restart_agent(c, req, node)
     rec = c.registry.get(req.name)
     assert rec is not None

@@ -31,7 +31,7 @@ from orchestrator.hosts import HostDriver, NodeSpec
 from orchestrator.images import NODE_ALIAS
 from orchestrator.registry import OverCloudRecord, Registry
 from orchestrator.request import OverCloudRequest
-from orchestrator.stack.compose import COMPOSE_FILE, PROJECT, Role, env_file
+from orchestrator.stack.compose import COMPOSE_FILE, PROJECT, Role, container, env_file
 from orchestrator.workflow import ActionRegistry, TaskContext, TaskSpec, WorkflowSpec
 from overcloud import influxauth
 from overcloud.bus import EventBus
@@ -144,8 +144,12 @@ def register_actions(actions: ActionRegistry, c: Context) -> None:
         from orchestrator.inventory import plan_request
 
         # (no valid plan: PlacementError, or TemporaryError while a host is unreachable)
+        # live load only where the plan reads it (spread and pack rank by what is allocated):
+        # one DevLake query less on the way to the page
+        needs_load = (req.placement.strategy in ("least-loaded", "network-aware")
+                      or req.placement.network_heavy)
         chosen, snap = plan_request(c.settings, {h: c.hosts[h].reachable for h in c.hosts},
-                                    c.registry, req)
+                                    c.registry, req, load=None if needs_load else ({}, ""))
         layout = req.tier_layout()
         decision = {n: chosen.assignments[n] for n in req.node_names()}
         for node, host in decision.items():
@@ -432,12 +436,17 @@ def repoint(host: HostDriver, node: str, upstream: str) -> str:
     returns once the old workers have finished (drained), and the .env updated so a restart
     of the stack keeps the list. Returns what nginx reported."""
     set_env(host, node, "APP_UPSTREAM", upstream)
-    container = host.exec(node, "docker", "compose", "--project-directory", STACK_DIR, "ps",
-                          "-q", "nginx", timeout=30).strip()
-    if not container:
-        raise TemporaryError(f"{node}: nginx is not running")
-    return host.exec(node, "docker", "exec", container, "oc-nginx", "reload", upstream,
-                     timeout=90).strip()
+    return reload_nginx(host, node, upstream)
+
+
+def reload_nginx(host: HostDriver, node: str, upstream: str) -> str:
+    """`node`'s nginx proxies for `upstream` from now on (graceful; the .env is the
+    caller's business); what nginx reported."""
+    try:
+        return host.exec(node, "docker", "exec", container("nginx"), "oc-nginx", "reload",
+                         upstream, timeout=90).strip()
+    except TemporaryError as exc:
+        raise TemporaryError(f"{node}: nginx did not reload: {exc}") from None
 
 
 def set_env(host: HostDriver, node: str, key: str, value: str) -> None:

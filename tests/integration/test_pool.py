@@ -13,6 +13,7 @@ import pytest
 
 from orchestrator.hosts import drivers
 from orchestrator.registry import Registry
+from orchestrator.store import WorkflowStore
 from overcloud.waiting import wait_until
 from tests.conftest import Env
 from tests.helpers import Background, free_port, run_cli
@@ -153,14 +154,37 @@ def test_pooled_overclouds_have_their_own_secrets_and_the_pool_refills(uc: Env,
                                                       "{{.Names}}", timeout=30).split()
             assert ("oc-db-1" in ps) == ("db" in n.tiers), (n, ps)
             assert ("oc-nginx-1" in ps) == ("web" in n.tiers), (n, ps)
+
+        # a move takes a ready node of the target's pool too: pool-d's database goes to lxd2
+        # by replication into a pooled node, whose secrets become pool-d's first
+        run_cli(["undercloud", "undrain", "lxd2"], uc, check=True)
+        run_cli(["undercloud", "set", "lxd2", "--pool", "1", "--cpus", "16"], uc, check=True)
+        target = wait_until(lambda: (r := _ready(uc, "lxd2")) and r, timeout=900, interval=1,
+                            what="a ready pooled node on lxd2")
+        pool_root = _env_of(uc, "lxd2", target[0])["DB_ROOT_PASSWORD"]
+        out = run_cli(["migrate", "pool-d", "--node", db.node, "--to", "lxd2", "--wait"], uc,
+                      timeout=900)
+        assert out.returncode == 0, out.stdout + out.stderr
+        wid = out.stdout.split(" id ", 1)[1].split()[0]
+        store = WorkflowStore(Path(uc["OVERCLOUD_STATE_DIR"]) / "orchestrator" / "workflows.sqlite")
+        assert [t.result["how"] for t in store.get(wid).tasks
+                if isinstance(t.result, dict)] == ["by replication"]
+        moved = next(n for n in Registry(uc.settings()).get("pool-d").nodes  # type: ignore[union-attr]
+                     if n.node == db.node)
+        assert (moved.host, moved.instance) == ("lxd2", target[0]), moved
+        assert _login(uc, "lxd2", db.node, "wordpress", own.db_password)
+        assert not _login(uc, "lxd2", db.node, "root", pool_root)  # the pooled node's own
+        r = httpx.get(f"http://127.0.0.1:{port}/wp-admin/install.php", timeout=30)
+        assert r.status_code == 200 and "WordPress" in r.text
     finally:
         for name in names:
             run_cli(["delete", name, "--wait"], uc, timeout=600)
-        run_cli(["undercloud", "set", "lxd1", "--pool", "0", "--default-capacity"], uc)
+        for host in ("lxd1", "lxd2"):
+            run_cli(["undercloud", "set", host, "--pool", "0", "--default-capacity"], uc)
         run_cli(["undercloud", "undrain", "lxd2"], uc)
         try:  # a pool beyond its target is deleted by the refill
-            wait_until(lambda: not drivers(uc.settings())["lxd1"].pool_nodes(), timeout=300,
-                       interval=1, what="the pool emptied")
+            wait_until(lambda: not any(d.pool_nodes() for d in drivers(uc.settings()).values()),
+                       timeout=300, interval=1, what="the pools emptied")
         finally:
             orch.stop()
             lake.stop()
