@@ -381,7 +381,7 @@ class Pool:
         with self._lock:
             if node in host.instances(overcloud):  # there already (a retry, a resumed move)
                 mine = host.container(node)
-                return mine if mine.startswith(POOL_PREFIX) else ""
+                return mine if mine != node else ""  # a pooled one, or the node's own
             ready = sorted((c, n) for n, (st, c) in host.pool_nodes().items() if st == "ready")
             if not ready:
                 return ""
