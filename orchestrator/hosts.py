@@ -126,7 +126,7 @@ class LxdDriver:
             if inst["name"] == node:
                 found = node
                 break
-            if (inst.get("config") or {}).get(NODE_KEY) == node and inst["name"] != node:
+            if _listed(inst) == node and inst["name"] != node:  # a claimed pooled one
                 found = str(inst["name"])
         with self._names_lock:
             self._names[node] = found
@@ -140,14 +140,13 @@ class LxdDriver:
         return api_answers(self.host)
 
     def instances(self, overcloud: str | None = None) -> dict[str, str]:
-        """Our nodes on this host: node name → OverCloud (only those of `overcloud` if given).
-        A claimed pooled node is listed by its node name (`user.overcloud.node`)."""
+        """Our containers on this host: name → OverCloud (only those of `overcloud` if given).
+        A claimed pooled container is listed by the node name it took (`_listed`)."""
         found = {}
         for inst in self._list():
-            config = inst.get("config") or {}
-            owner = config.get(OWNER_KEY)
+            owner = (inst.get("config") or {}).get(OWNER_KEY)
             if owner and (overcloud is None or owner == overcloud):
-                found[str(config.get(NODE_KEY) or inst["name"])] = owner
+                found[_listed(inst)] = owner
         return found
 
     def _state(self, name: str) -> str | None:
@@ -217,7 +216,7 @@ class LxdDriver:
         for inst in self._list():
             config = inst.get("config") or {}
             if config.get(OWNER_KEY) and inst.get("status") == "Running":
-                usage[str(config.get(NODE_KEY) or inst["name"])] = int(
+                usage[_listed(inst)] = int(
                     ((inst.get("state") or {}).get("cpu") or {}).get("usage", 0))
         return usage
 
@@ -324,6 +323,14 @@ class LxdDriver:
         if not self.reachable():
             raise TemporaryError(f"{self.name} does not answer")
         return self.overcloud_networks()
+
+
+def _listed(inst: dict[str, Any]) -> str:
+    """The name a container goes by: a claimed pooled one by its node's, else its own."""
+    config = inst.get("config") or {}
+    if config.get(POOL_KEY) == "claimed" and config.get(NODE_KEY):
+        return str(config[NODE_KEY])
+    return str(inst["name"])
 
 
 def drivers(settings: Settings) -> dict[str, LxdDriver]:
