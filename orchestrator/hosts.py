@@ -16,6 +16,7 @@ an operator would use to look at what we did, and it waits on LXD operations for
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import json
 import subprocess
@@ -101,6 +102,7 @@ class LxdDriver:
         self.host = host
         self.name = host.name
         self._net_lock = threading.Lock()  # parallel launches on this host share its bridge
+        self._isolated: set[str] = set()  # bridges this driver made (or found) and isolated
         self._names: dict[str, str] = {}  # node name → container name, for pooled nodes
         self._names_lock = threading.Lock()
 
@@ -257,16 +259,25 @@ class LxdDriver:
         with self._names_lock:
             self._names[node] = container
 
-    def attach(self, node: str, bridge: str) -> None:
-        """Give claimed `node` its eth0 on `bridge` (hot-plugged) and its DHCP lease. Safe to
-        repeat: an eth0 already there is left as it is."""
+    def attach(self, node: str, bridge: str) -> str:
+        """Give claimed `node` its eth0 on `bridge` (hot-plugged) and its DHCP lease; its
+        address as the node sees it ("" if none yet). Safe to repeat: an eth0 already there
+        is left as it is."""
         inst = self.container(node)
-        shown = self._lxc("config", "device", "show", inst, timeout=60)
-        if "eth0:" not in shown:
+        try:
             self._lxc("config", "device", "add", inst, "eth0", "nic", f"network={bridge}",
                       "name=eth0", timeout=60)
-        # ifupdown's `auto eth0` found no device at boot; a second ifup of an up eth0 is a no-op
-        self._lxc("exec", inst, "--", "ifup", "eth0", timeout=60)
+        except TemporaryError as exc:
+            if "already exists" not in str(exc):
+                raise
+        # ifupdown's `auto eth0` found no device at boot; a second ifup of an up eth0 is a
+        # no-op; the address in the same call (one `lxc exec` instead of a list after it)
+        out = self._lxc("exec", inst, "--", "sh", "-c", "ifup eth0 >/dev/null 2>&1; "
+                        "ip -4 -o addr show dev eth0 scope global", timeout=60)
+        for word in out.split():
+            with contextlib.suppress(ValueError):
+                return str(ipaddress.IPv4Interface(word).ip)
+        return ""
 
     # --- OverCloud networks ---------------------------------------------------------------
 
@@ -294,6 +305,8 @@ class LxdDriver:
         """The OverCloud's bridge with its explicit subnet; no NAT: nodes talk to each other
         and to the host (proxy devices), never out. Safe to repeat and to race."""
         with self._net_lock:
+            if bridge in self._isolated:  # made and isolated by this driver already
+                return
             if bridge not in self.networks():
                 try:
                     lxc(self._s, self.host, "network", "create", bridge,
@@ -303,8 +316,12 @@ class LxdDriver:
                     if bridge not in self.networks():  # another process got there first: fine
                         raise TemporaryError(str(exc), delay=1.0) from None
         self.isolate()  # also when it existed: a crash may have come between create and this
+        with self._net_lock:
+            self._isolated.add(bridge)
 
     def delete_network(self, bridge: str) -> None:
+        with self._net_lock:
+            self._isolated.discard(bridge)
         if bridge in self.networks():
             self._lxc("network", "delete", bridge, timeout=120)
         self.isolate()

@@ -270,15 +270,17 @@ def _make_and_break(c: Context, ctx: TaskContext, req: OverCloudRequest, node: s
     # of a database; its secrets become the OverCloud's before it takes any part
     pooled = ("" if c.pool is None or not req.pool or ("db" in tiers and why_not)
               else c.pool.claim(tgt.name, req.name, node))
+    seen = ""
     if pooled:
         assert isinstance(tgt, PoolHost)  # only a pool-capable host has pooled nodes
-        tgt.attach(node, bridge)
+        seen = tgt.attach(node, bridge)
         tgt.set_limits(node, req.cluster.cpu, req.cluster.memory_bytes)
     else:
         tgt.launch(NodeSpec(node, req.name, node, NODE_ALIAS, req.cluster.cpu,
                             req.cluster.memory_bytes, network=bridge))
     mark("launched")
-    address = wait_or_retry(lambda: tgt.address(node), 60, f"an address for {node} on {tgt.name}")
+    address = seen or wait_or_retry(lambda: tgt.address(node), 60,
+                                    f"an address for {node} on {tgt.name}")
     rec = c.registry.get(req.name)
     assert rec is not None
     addresses = {n.node: n.address for n in rec.nodes} | {node: address}

@@ -81,7 +81,7 @@ class PoolHost(MovableHost, Protocol):
     def launch_pool(self, name: str, image: str, cpu: int, memory_bytes: int) -> None: ...
     def mark_pool(self, name: str, state: str) -> None: ...
     def adopt(self, container: str, overcloud: str, node: str) -> None: ...
-    def attach(self, node: str, bridge: str) -> None: ...
+    def attach(self, node: str, bridge: str) -> str: ...
     def set_limits(self, name: str, cpu: int, memory_bytes: int) -> None: ...
     def container(self, node: str) -> str: ...
 
@@ -268,7 +268,7 @@ def adopt_stack(host: MovableHost, node: str, role: Role, env: str, new: StackSe
 
 class Pool:
     """Claims and refills (module docstring). One per orchestrator process: claims of
-    parallel workflows are serialised by its lock, LXD's keys are the record."""
+    parallel workflows are serialised per host (`_claiming`), LXD's keys are the record."""
 
     def __init__(self, settings: Settings, hosts: Mapping[str, HostDriver], registry: Registry,
                  busy: Callable[[], bool] = lambda: False, interval: float = 2.0,
@@ -279,9 +279,15 @@ class Pool:
         self._busy = busy
         self._interval = interval
         self._idle = idle
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # guards `_building` and `_host_locks`
         self._building: set[str] = set()
+        self._host_locks: dict[str, threading.Lock] = {}
         self.wake = threading.Event()
+
+    def _claiming(self, host: str) -> threading.Lock:
+        """Held while a host's pooled nodes are claimed or one is deleted: never both."""
+        with self._lock:
+            return self._host_locks.setdefault(host, threading.Lock())
 
     def _host(self, name: str) -> PoolHost | None:
         h = self._hosts.get(name)
@@ -336,8 +342,11 @@ class Pool:
         s = decide(self.view(), self._busy())
         host = self._host(s.host) if s.host else None
         if s.kind == "delete" and host is not None:
-            log.info("pool: deleting %s on %s (%s)", s.node, s.host, s.why)
-            host.delete(s.node)
+            with self._claiming(s.host):  # not one a claim took meanwhile
+                if host.pool_nodes().get(s.node, ("",))[0] not in ("ready", "warming"):
+                    return Step("none", why=f"{s.node} was claimed")
+                log.info("pool: deleting %s on %s (%s)", s.node, s.host, s.why)
+                host.delete(s.node)
         elif s.kind == "launch" and host is not None:
             name = POOL_PREFIX + secrets.token_hex(4)
             with self._lock:
@@ -373,22 +382,44 @@ class Pool:
 
     def claim(self, host_name: str, overcloud: str, node: str) -> str:
         """A ready pooled container on `host_name` made `node` of `overcloud` (oldest first),
-        or "" when the host has none. Safe to repeat: a container already claimed for this
-        node is returned again."""
-        host = self._host(host_name)
-        if host is None:
-            return ""
-        with self._lock:
-            if node in host.instances(overcloud):  # there already (a retry, a resumed move)
-                mine = host.container(node)
-                return mine if mine != node else ""  # a pooled one, or the node's own
-            ready = sorted((c, n) for n, (st, c) in host.pool_nodes().items() if st == "ready")
-            if not ready:
-                return ""
-            name = ready[0][1]
-            host.adopt(name, overcloud, node)
-        self.wake.set()
-        return name
+        or "" when the host has none (`claim_all` for one node)."""
+        return self.claim_all(overcloud, {node: host_name}).get(node, "")
+
+    def claim_all(self, overcloud: str, placed: Mapping[str, str]) -> dict[str, str]:
+        """For each node of `placed` (node → host), a ready pooled container of its host made
+        that node of `overcloud`, oldest first, while the host has some: node → container
+        (nodes without one are left out). The hosts are asked side by side, each once. Safe
+        to repeat: a node that has a container on its host already keeps it (a pooled one is
+        returned again; one of its own name means no claim)."""
+        by_host: dict[str, list[str]] = {}
+        for node, host_name in placed.items():
+            by_host.setdefault(host_name, []).append(node)
+
+        def on(host_name: str, nodes: list[str]) -> dict[str, str]:
+            host = self._host(host_name)
+            if host is None:
+                return {}
+            out: dict[str, str] = {}
+            with self._claiming(host_name):
+                there = host.instances(overcloud)
+                ready = [n for _, n in sorted((c, n) for n, (st, c) in host.pool_nodes().items()
+                                              if st == "ready")]
+                for node in nodes:
+                    if node in there:  # a retry, a resumed move
+                        mine = host.container(node)
+                        if mine != node:
+                            out[node] = mine
+                    elif ready:
+                        out[node] = ready.pop(0)
+                        host.adopt(out[node], overcloud, node)
+            return out
+
+        with ThreadPoolExecutor(max(1, len(by_host)), thread_name_prefix="claim") as pool:
+            found = [pool.submit(on, h, ns) for h, ns in by_host.items()]
+            claimed = {k: v for f in found for k, v in f.result().items()}
+        if claimed:
+            self.wake.set()
+        return claimed
 
     def make_room(self, host_name: str, cpu: float, memory: int) -> list[str]:
         """Delete ready pooled nodes on `host_name` until a node of `cpu`/`memory` fits in

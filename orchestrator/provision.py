@@ -172,15 +172,13 @@ def register_actions(actions: ActionRegistry, c: Context) -> None:
         if c.pool is None or not req.pool:
             return []
         rec = c.registry.get(req.name)
-        have = {n.node: n.instance for n in rec.nodes} if rec else {}
+        have = {n.node: n.instance for n in rec.nodes if n.instance} if rec else {}
         layout = req.tier_layout()
-        out = []
-        for node, host in decision.items():
-            inst = have.get(node) or c.pool.claim(host, req.name, node)
-            if inst:
-                c.registry.set_node(req.name, node, host, layout[node], instance=inst)
-                out.append(node)
-        return out
+        claimed = have | c.pool.claim_all(req.name, {n: h for n, h in decision.items()
+                                                     if n not in have})
+        for node, inst in claimed.items():
+            c.registry.set_node(req.name, node, decision[node], layout[node], instance=inst)
+        return list(claimed)
 
     @actions.action("launch_node")
     def launch_node(ctx: TaskContext) -> dict[str, str]:
@@ -191,18 +189,19 @@ def register_actions(actions: ActionRegistry, c: Context) -> None:
             c.registry.allocate_network(req.name, host.name))
         host.ensure_network(bridge, gateway, req.name)
         pooled = _instance(c, req.name, node)
+        seen = ""
         if pooled:  # claimed in `place`: it joins the OverCloud's bridge and gets its size
             from orchestrator.pool import PoolHost
 
             assert isinstance(host, PoolHost)  # only a pool-capable host has pooled nodes
-            host.attach(node, bridge)
+            seen = host.attach(node, bridge)
             host.set_limits(node, req.cluster.cpu, req.cluster.memory_bytes)
         else:
             if c.pool is not None:  # the pool never keeps a cold node off its host
                 c.pool.make_room(host.name, req.cluster.cpu, req.cluster.memory_bytes)
             host.launch(NodeSpec(node, req.name, node, NODE_ALIAS, req.cluster.cpu,
                                  req.cluster.memory_bytes, network=bridge))
-        address = wait_or_retry(lambda: host.address(node), 60, f"an address for {node}")
+        address = seen or wait_or_retry(lambda: host.address(node), 60, f"an address for {node}")
         c.registry.set_node(req.name, node, host.name, req.tier_layout()[node], address)
         ctx.report(f"{node} on {host.name} at {address}"
                    + (f" (pooled {pooled})" if pooled else ""))
