@@ -175,10 +175,6 @@ def prepare(host: PoolHost, name: str) -> None:
     host.mark_pool(name, "ready")
 
 
-def _env_values(text: str) -> dict[str, str]:
-    return dict(ln.split("=", 1) for ln in text.splitlines() if "=" in ln)
-
-
 def _secret(value: str) -> str:
     """`value` if it looks like our generated secrets (`secrets.token_urlsafe`), checked
     before it is written into a file a shell or PHP reads."""
@@ -200,25 +196,24 @@ def _write_secrets(host: MovableHost, node: str, service: str, group: str,
                              f"{(err or b'').decode(errors='replace')[-200:]}")
 
 
-def rotate_database(host: MovableHost, node: str, old_root: str, new: StackSecrets) -> None:
+def rotate_database(host: MovableHost, node: str, new: StackSecrets) -> None:
     """The database's passwords become `new`'s (`ALTER USER`, not binary-logged), as root
-    with `old_root` — or with the new root password, when an earlier attempt got that far
-    (a retry is safe) — then its secrets file, which its next start reads."""
+    with the password the container has (its environment: the pool's) — or with the new
+    one, when an earlier attempt changed them but did not get to the file (a retry is
+    safe) — then its secrets file, which its next start and every root command read."""
     try:
         statements = dbmove.password_sql(new.db_user, new.db_password, new.db_root_password)
     except PermanentError as exc:
         raise TemporaryError(f"{node}: {exc}; not written") from None
-    errors = []
-    for root in dict.fromkeys([old_root, new.db_root_password]):
+    try:
+        dbmove.sql(host, node, statements)
+    except TemporaryError as first:
         proc = host.exec_stream(node, *dbmove.in_container(node, "db", "sh", "-c", ROTATE_SH),
                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-        _, err = proc.communicate(f"{root}\n{statements}".encode(), timeout=60)
-        if proc.returncode == 0:
-            break
-        errors.append((err or b"").decode(errors="replace").strip()[-200:])
-    else:
-        raise TemporaryError(f"{node}: the database's passwords were not changed: "
-                             + "; ".join(errors))
+        _, err = proc.communicate(f"{new.db_root_password}\n{statements}".encode(), timeout=60)
+        if proc.returncode:
+            raise TemporaryError(f"{node}: the database's passwords were not changed: {first}; "
+                                 + (err or b"").decode(errors="replace").strip()[-200:]) from None
     _write_secrets(host, node, "db", "root", {"DB_PASSWORD": new.db_password,
                                               "DB_ROOT_PASSWORD": new.db_root_password})
 
@@ -233,10 +228,8 @@ def adopt_stack(host: MovableHost, node: str, role: Role, env: str, new: StackSe
     `env`: the node's `.env` as a cold deploy writes it; `db_host`: the database node's
     address (web, app); `upstream`: the app replicas for a web node's nginx. Safe to repeat.
 
-    The old `.env` is read first (the pool's root password is in it); the steps after it
-    touch different containers and files, so they run side by side: each is one or two
-    `lxc exec`, and one after the other they took 3.4-4.7 s on a loaded machine."""
-    old = _env_values(host.exec(node, "cat", f"{STACK_DIR}/.env", timeout=30))
+    The steps touch different containers and files, so they run side by side: each is one
+    or two `lxc exec`, and one after the other they took 3.4-4.7 s on a loaded machine."""
     drop = {Role.ALL: [], Role.DB: ["wordpress", "nginx"], Role.WEB: ["db"],
             Role.APP: ["db", "nginx"]}[role]
 
@@ -253,7 +246,7 @@ def adopt_stack(host: MovableHost, node: str, role: Role, env: str, new: StackSe
 
     steps: list[Callable[[], object]] = [dropped, lambda: push_stack(host, node, env)]
     if role in (Role.ALL, Role.DB):
-        steps.append(lambda: rotate_database(host, node, old.get("DB_ROOT_PASSWORD", ""), new))
+        steps.append(lambda: rotate_database(host, node, new))
     if role is not Role.DB:
         steps.append(wordpress)
     if role is Role.WEB and upstream:  # the .env has APP_UPSTREAM already

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import subprocess
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -194,8 +195,11 @@ def register_actions(actions: ActionRegistry, c: Context) -> None:
             from orchestrator.pool import PoolHost
 
             assert isinstance(host, PoolHost)  # only a pool-capable host has pooled nodes
-            seen = host.attach(node, bridge)
-            host.set_limits(node, req.cluster.cpu, req.cluster.memory_bytes)
+            with ThreadPoolExecutor(1, thread_name_prefix="limits") as pool:
+                sized = pool.submit(host.set_limits, node, req.cluster.cpu,
+                                    req.cluster.memory_bytes)
+                seen = host.attach(node, bridge)
+                sized.result()
         else:
             if c.pool is not None:  # the pool never keeps a cold node off its host
                 c.pool.make_room(host.name, req.cluster.cpu, req.cluster.memory_bytes)
@@ -212,6 +216,8 @@ def register_actions(actions: ActionRegistry, c: Context) -> None:
         req = _request(ctx)
         node = ctx.args["node"]
         host = host_of(req.name, node)
+        if _instance(c, req.name, node):
+            return  # a pooled node: its stack has been up since it became ready
         wait_or_retry(lambda: docker_ok(host, node), 120, f"Docker in {node}")
 
     @actions.action("deploy_stack")
