@@ -251,11 +251,14 @@ class LxdDriver:
     def mark_pool(self, name: str, state: str) -> None:
         self._lxc("config", "set", name, f"{POOL_KEY}={state}", timeout=60)
 
-    def adopt(self, container: str, overcloud: str, node: str) -> None:
-        """Claim pooled `container` as `node` of `overcloud` (one LXD config change: the keys
-        every ownership check reads); from now on `node` names it here."""
+    def adopt(self, container: str, overcloud: str, node: str, cpu: int,
+              memory_bytes: int) -> None:
+        """Claim pooled `container` as `node` of `overcloud` with its size (one LXD config
+        change: the keys every ownership check reads, the limits, the normal CPU priority;
+        LXD refuses two changes of one instance at once); from now on `node` names it."""
         self._lxc("config", "set", container, f"{POOL_KEY}=claimed", f"{OWNER_KEY}={overcloud}",
-                  f"{NODE_KEY}={node}", "limits.cpu.priority=10", timeout=60)
+                  f"{NODE_KEY}={node}", "limits.cpu.priority=10", f"limits.cpu={int(cpu)}",
+                  f"limits.memory={int(memory_bytes)}", timeout=60)
         with self._names_lock:
             self._names[node] = container
 

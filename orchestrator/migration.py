@@ -269,12 +269,12 @@ def _make_and_break(c: Context, ctx: TaskContext, req: OverCloudRequest, node: s
     # makes its stack around the copied volume): no launch, no Docker start, no first start
     # of a database; its secrets become the OverCloud's before it takes any part
     pooled = ("" if c.pool is None or not req.pool or ("db" in tiers and why_not)
-              else c.pool.claim(tgt.name, req.name, node))
+              else c.pool.claim(tgt.name, req.name, node, req.cluster.cpu,
+                                req.cluster.memory_bytes))
     seen = ""
     if pooled:
         assert isinstance(tgt, PoolHost)  # only a pool-capable host has pooled nodes
-        seen = tgt.attach(node, bridge)
-        tgt.set_limits(node, req.cluster.cpu, req.cluster.memory_bytes)
+        seen = tgt.attach(node, bridge)  # (its size came with the claim: `adopt`)
     else:
         tgt.launch(NodeSpec(node, req.name, node, NODE_ALIAS, req.cluster.cpu,
                             req.cluster.memory_bytes, network=bridge))

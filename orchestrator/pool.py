@@ -80,9 +80,9 @@ class PoolHost(MovableHost, Protocol):
     def pool_nodes(self) -> dict[str, tuple[str, str]]: ...
     def launch_pool(self, name: str, image: str, cpu: int, memory_bytes: int) -> None: ...
     def mark_pool(self, name: str, state: str) -> None: ...
-    def adopt(self, container: str, overcloud: str, node: str) -> None: ...
+    def adopt(self, container: str, overcloud: str, node: str, cpu: int,
+              memory_bytes: int) -> None: ...
     def attach(self, node: str, bridge: str) -> str: ...
-    def set_limits(self, name: str, cpu: int, memory_bytes: int) -> None: ...
     def container(self, node: str) -> str: ...
 
 
@@ -373,14 +373,17 @@ class Pool:
                 self.wake.wait(self._idle if step.why == "no pool" else self._interval)
                 self.wake.clear()
 
-    def claim(self, host_name: str, overcloud: str, node: str) -> str:
+    def claim(self, host_name: str, overcloud: str, node: str, cpu: int,
+              memory_bytes: int) -> str:
         """A ready pooled container on `host_name` made `node` of `overcloud` (oldest first),
         or "" when the host has none (`claim_all` for one node)."""
-        return self.claim_all(overcloud, {node: host_name}).get(node, "")
+        return self.claim_all(overcloud, {node: host_name}, cpu, memory_bytes).get(node, "")
 
-    def claim_all(self, overcloud: str, placed: Mapping[str, str]) -> dict[str, str]:
+    def claim_all(self, overcloud: str, placed: Mapping[str, str], cpu: int,
+                  memory_bytes: int) -> dict[str, str]:
         """For each node of `placed` (node → host), a ready pooled container of its host made
-        that node of `overcloud`, oldest first, while the host has some: node → container
+        that node of `overcloud` with `cpu` cores and `memory_bytes` (its LXD limits),
+        oldest first, while the host has some: node → container
         (nodes without one are left out). The hosts are asked side by side, each once. Safe
         to repeat: a node that has a container on its host already keeps it (a pooled one is
         returned again; one of its own name means no claim)."""
@@ -404,7 +407,7 @@ class Pool:
                             out[node] = mine
                     elif ready:
                         out[node] = ready.pop(0)
-                        host.adopt(out[node], overcloud, node)
+                        host.adopt(out[node], overcloud, node, cpu, memory_bytes)
             return out
 
         with ThreadPoolExecutor(max(1, len(by_host)), thread_name_prefix="claim") as pool:

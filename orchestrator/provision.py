@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import subprocess
 import tempfile
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -176,7 +175,8 @@ def register_actions(actions: ActionRegistry, c: Context) -> None:
         have = {n.node: n.instance for n in rec.nodes if n.instance} if rec else {}
         layout = req.tier_layout()
         claimed = have | c.pool.claim_all(req.name, {n: h for n, h in decision.items()
-                                                     if n not in have})
+                                                     if n not in have},
+                                          req.cluster.cpu, req.cluster.memory_bytes)
         for node, inst in claimed.items():
             c.registry.set_node(req.name, node, decision[node], layout[node], instance=inst)
         return list(claimed)
@@ -195,11 +195,7 @@ def register_actions(actions: ActionRegistry, c: Context) -> None:
             from orchestrator.pool import PoolHost
 
             assert isinstance(host, PoolHost)  # only a pool-capable host has pooled nodes
-            with ThreadPoolExecutor(1, thread_name_prefix="limits") as pool:
-                sized = pool.submit(host.set_limits, node, req.cluster.cpu,
-                                    req.cluster.memory_bytes)
-                seen = host.attach(node, bridge)
-                sized.result()
+            seen = host.attach(node, bridge)  # (its size came with the claim: `adopt`)
         else:
             if c.pool is not None:  # the pool never keeps a cold node off its host
                 c.pool.make_room(host.name, req.cluster.cpu, req.cluster.memory_bytes)
