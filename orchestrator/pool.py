@@ -7,12 +7,13 @@ node has done all that already, with secrets of its own that nothing ever uses:
 - **warming → ready.** Launched from the node image with *no network at all* and the lowest
   CPU priority, Docker up, the whole stack (`Role.ALL`) started and healthy with throw-away
   secrets made for this node; then marked `ready` (LXD config key `user.overcloud.pool`).
-- **claim** (`place`): the oldest ready node on the host placement chose becomes the node
-  (`adopt`: the OverCloud's keys on the container, normal CPU priority).
-- **join** (`launch`): eth0 hot-plugged into the OverCloud's bridge, DHCP, the request's
-  limits. Before that the node has no network: nothing reaches it unclaimed.
-- **make it the OverCloud's** (`deploy`, `adopt_stack`): the OverCloud's own secrets, made
-  at its admission (registry), replace the node's in place — the database's passwords by
+- **claim** (`place`; a move's target too, orchestrator/migration.py): the oldest ready node
+  on the host placement chose becomes the node (`adopt`: the OverCloud's keys on the
+  container, the request's limits, normal CPU priority, in one LXD change).
+- **join** (`launch`): eth0 hot-plugged into the OverCloud's bridge, DHCP. Before that the
+  node has no network: nothing reaches it unclaimed.
+- **make it the OverCloud's** (`deploy`, `adopt_stack`): the OverCloud's own secrets (made
+  for it by the registry on first need, never a pool's) replace the node's in place — the database's passwords by
   `ALTER USER`, the containers' by a secrets file they read before their environment
   (stack/compose.py `SECRETS_FILE`), the `.env` for any later re-creation — and the stack
   becomes the node's role: what the role does not run is removed, a web or app node's
