@@ -13,9 +13,10 @@ node has done all that already, with secrets of its own that nothing ever uses:
 - **join** (`launch`): eth0 hot-plugged into the OverCloud's bridge, DHCP. Before that the
   node has no network: nothing reaches it unclaimed.
 - **make it the OverCloud's** (`deploy`, `adopt_stack`): the OverCloud's own secrets (made
-  for it by the registry on first need, never a pool's) replace the node's in place — the database's passwords by
-  `ALTER USER`, the containers' by a secrets file they read before their environment
-  (stack/compose.py `SECRETS_FILE`), the `.env` for any later re-creation — and the stack
+  for it by the registry on first need, never a pool's) replace the node's in place — the
+  database's passwords by `ALTER USER`, the containers' by a secrets file they read before
+  their environment (stack/compose.py `SECRETS_FILE`), the `.env` for any later
+  re-creation — and the stack
   becomes the node's role: what the role does not run is removed, a web or app node's
   WordPress is pointed at the database node, a web node's nginx at the app replicas. Only
   then is the node exposed (`expose`): it never serves with any secret but its OverCloud's.
