@@ -93,20 +93,28 @@ def in_container(node: str, service: str, *cmd: str) -> tuple[str, ...]:
     return ("docker", "exec", "-i", container(service), *cmd)
 
 
-def sql(host: MovableHost, node: str, statements: str, timeout: float = 60) -> str:
-    """Run `statements` as root in `node`'s database; its tab-separated output."""
-    proc = host.exec_stream(node, *in_container(node, "db", "sh", "-c", ROOT_SQL),
+def feed(host: MovableHost, node: str, service: str, script: str, data: str, *args: str,
+         what: str, timeout: float = 60) -> str:
+    """`sh -c script` (with `args` as $1…) in `service`'s container of `node`, `data` on its
+    stdin (secrets never go in argv); its output. A failure or `timeout` is a
+    TemporaryError naming `what`, with the command's error."""
+    proc = host.exec_stream(node, *in_container(node, service, "sh", "-c", script, "sh", *args),
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE)
     try:
-        out, err = proc.communicate(statements.encode(), timeout=timeout)
+        out, err = proc.communicate(data.encode(), timeout=timeout)
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait(10)
-        raise TemporaryError(f"{node}: SQL took over {timeout:g}s") from None
+        raise TemporaryError(f"{node}: {what} took over {timeout:g}s") from None
     if proc.returncode:
         why = (err or b"").decode(errors="replace").strip()[-300:] or f"exit {proc.returncode}"
-        raise TemporaryError(f"{node}: {why}")
+        raise TemporaryError(f"{node}: {what}: {why}")
     return out.decode(errors="replace")
+
+
+def sql(host: MovableHost, node: str, statements: str, timeout: float = 60) -> str:
+    """Run `statements` as root in `node`'s database; its tab-separated output."""
+    return feed(host, node, "db", ROOT_SQL, statements, what="SQL", timeout=timeout)
 
 
 def binlog_on(host: MovableHost, node: str) -> bool:

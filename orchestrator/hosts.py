@@ -118,21 +118,18 @@ class LxdDriver:
     def container(self, node: str) -> str:
         """The container of `node`: the one carrying it as `user.overcloud.node` when that
         is not a container of the node's own name (a claimed pooled node), else `node`.
-        Remembered once seen: a node's container changes only by a claim (`adopt`) or by a
-        move to another host, whose driver is another."""
+        Remembered once seen, with every other container of the same listing (one `lxc
+        list` for all the nodes of a host): a node's container changes only by a claim
+        (`adopt`) or by a move to another host, whose driver is another."""
         with self._names_lock:
             if node in self._names:
                 return self._names[node]
-        found = node
-        for inst in self._list():
-            if inst["name"] == node:
-                found = node
-                break
-            if _listed(inst) == node and inst["name"] != node:  # a claimed pooled one
-                found = str(inst["name"])
+        listed = self._list()
         with self._names_lock:
-            self._names[node] = found
-        return found
+            for inst in listed:  # a container of the node's own name wins over a pooled one
+                self._names.setdefault(_listed(inst), str(inst["name"]))
+                self._names[str(inst["name"])] = str(inst["name"])
+            return self._names.setdefault(node, node)
 
     def _forget(self, node: str) -> None:
         with self._names_lock:

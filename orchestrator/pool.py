@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import logging
 import secrets
-import subprocess
 import threading
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -188,14 +187,9 @@ def _secret(value: str) -> str:
 def _write_secrets(host: MovableHost, node: str, service: str, group: str,
                    values: Mapping[str, str]) -> None:
     """`values` as `SECRETS_FILE` in `service`'s container of `node` (on stdin, by rename)."""
-    body = "".join(f"{k}={_secret(v)}\n" for k, v in values.items()).encode()
-    proc = host.exec_stream(node, *dbmove.in_container(node, service, "sh", "-c", WRITE_SH,
-                                                       "sh", group),
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-    _, err = proc.communicate(body, timeout=60)
-    if proc.returncode:
-        raise TemporaryError(f"{node}: secrets not written in {service}: "
-                             f"{(err or b'').decode(errors='replace')[-200:]}")
+    body = "".join(f"{k}={_secret(v)}\n" for k, v in values.items())
+    dbmove.feed(host, node, service, WRITE_SH, body, group,
+                what=f"secrets not written in {service}")
 
 
 def rotate_database(host: MovableHost, node: str, new: StackSecrets) -> None:
@@ -210,12 +204,12 @@ def rotate_database(host: MovableHost, node: str, new: StackSecrets) -> None:
     try:
         dbmove.sql(host, node, statements)
     except TemporaryError as first:
-        proc = host.exec_stream(node, *dbmove.in_container(node, "db", "sh", "-c", ROTATE_SH),
-                                stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-        _, err = proc.communicate(f"{new.db_root_password}\n{statements}".encode(), timeout=60)
-        if proc.returncode:
-            raise TemporaryError(f"{node}: the database's passwords were not changed: {first}; "
-                                 + (err or b"").decode(errors="replace").strip()[-200:]) from None
+        try:
+            dbmove.feed(host, node, "db", ROTATE_SH, f"{new.db_root_password}\n{statements}",
+                        what="as root with the new password")
+        except TemporaryError as second:
+            raise TemporaryError(f"{node}: the database's passwords were not changed: "
+                                 f"{first}; {second}") from None
     _write_secrets(host, node, "db", "root", {"DB_PASSWORD": new.db_password,
                                               "DB_ROOT_PASSWORD": new.db_root_password})
 
